@@ -1,0 +1,65 @@
+# Everything a fresh clone needs: `make demo` and `make test` set up the
+# virtual environment, LibTorch (inside the torch wheel), the build, and run.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+TORCH       := torch==2.13.0
+# Persistent build folder, so a second `make test` rebuilds only what changed.
+BUILD_DIR   := build/make
+DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis
+SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
+INSTALLED   := $(VENV)/.torchport-installed
+
+.PHONY: help setup demo test test-cpp test-python bench clean distclean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo    set up .venv, build torchport, train + export + run the digits CNN in C++"
+	@echo "make test    set up, then run the C++ tests (ctest) and the Python suite (pytest)"
+	@echo "make bench   latency figures (benchmarks/)"
+	@echo "make clean   remove the build folder; distclean also removes .venv"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.deps: Makefile | $(PY)
+	$(PY) -m pip install -q $(DEPS)
+	@touch $@
+
+# GoogleTest for the C++ suite, from Debian when it is missing.
+.PHONY: gtest
+gtest:
+	@if [ ! -f /usr/include/gtest/gtest.h ]; then \
+	  echo "installing libgtest-dev"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgtest-dev >/dev/null; \
+	fi
+
+$(INSTALLED): $(VENV)/.deps $(SOURCES) | gtest
+	@command -v cmake >/dev/null || { echo "cmake is missing: apt-get install cmake"; exit 1; }
+	$(PY) -m pip install -q --no-build-isolation \
+	  -Cbuild-dir=$(BUILD_DIR) -Ccmake.define.TORCHPORT_BUILD_TESTS=ON .
+	@touch $@
+
+setup: $(INSTALLED)
+
+demo: setup
+	$(VENV)/bin/torchport demo
+
+test-cpp: setup
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2
+
+test-python: setup
+	$(PY) -m pytest
+
+test: test-cpp test-python
+
+bench: setup
+	$(PY) benchmarks/latency.py
+
+clean:
+	rm -rf build runs
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,19 @@
+#pragma once
+// Tensors cross the Python boundary through DLPack capsules: zero-copy, and no
+// link to libtorch_python (whose pybind11 may not match ours).
+
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <pybind11/pybind11.h>
+
+namespace torchport::bindings {
+
+/// Any object with __dlpack__ (a torch tensor, a NumPy array) to an at::Tensor
+/// sharing its memory.
+at::Tensor from_python(const pybind11::handle& obj);
+
+/// An at::Tensor to a torch.Tensor sharing its memory.
+pybind11::object to_python(const at::Tensor& tensor);
+
+}  // namespace torchport::bindings

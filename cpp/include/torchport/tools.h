@@ -1,0 +1,58 @@
+#pragma once
+/// Checks and measurements built on a loaded Model: comparison against golden
+/// outputs and latency figures. The torchport-run binary and the Python module
+/// both call these.
+
+#include <string>
+#include <vector>
+
+#include <torchport/torchport.h>
+
+namespace torchport {
+
+/// How one output compares with its expected value.
+struct Comparison {
+  std::string output;
+  std::vector<int64_t> expected_shape, got_shape;
+  c10::ScalarType expected_dtype = c10::ScalarType::Undefined;
+  c10::ScalarType got_dtype = c10::ScalarType::Undefined;
+  double max_abs_diff = 0.0;  ///< infinity when shapes or dtypes differ
+  double max_rel_diff = 0.0;
+  bool bit_exact = false;
+  bool ok = false;  ///< |got - expected| <= atol + rtol * |expected| everywhere
+};
+
+/// Compares outputs element by element; names label the rows.
+std::vector<Comparison> compare_outputs(const std::vector<std::string>& names,
+                                        const std::vector<at::Tensor>& expected,
+                                        const std::vector<at::Tensor>& got,
+                                        double atol, double rtol);
+
+/// The result of running the golden inputs against the golden outputs.
+struct CheckReport {
+  std::vector<Comparison> rows;
+  bool ok() const;
+  std::string to_json(int indent = 2) const;
+};
+
+/// Runs the artifact's golden inputs and compares with its golden outputs.
+CheckReport selfcheck(const Model& model, double atol = 0.0, double rtol = 0.0);
+
+/// Latency of repeated runs on the same inputs.
+struct BenchResult {
+  int iters = 0, warmup = 0, threads = 0;
+  double first_call_ms = 0.0;  ///< the first run after load, JIT profiling included
+  double mean_ms = 0.0, min_ms = 0.0, p50_ms = 0.0, p90_ms = 0.0, p99_ms = 0.0, max_ms = 0.0;
+  std::string to_json(int indent = 2) const;
+};
+
+/// Times one first call, `warmup` untimed calls, then `iters` timed calls.
+BenchResult benchmark(const Model& model, const std::vector<at::Tensor>& inputs, int iters,
+                      int warmup);
+
+/// "float32", "int64", ... (the manifest's dtype names).
+std::string dtype_name(c10::ScalarType dtype);
+/// "[1, 3, 8, 8]"; dynamic dimensions (-1) print as "*".
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace torchport

@@ -1,0 +1,137 @@
+#pragma once
+/// torchport: load a torchport (or plain TorchScript) artifact and run it.
+///
+///   auto model = torchport::Model::load("model.pt");
+///   std::vector<at::Tensor> out = model.run({at::rand({4, 1, 8, 8})});
+///
+/// Thread safety: a loaded Model is immutable; run() is const and may be called
+/// from any number of threads at once. Options::threads sets LibTorch's
+/// intra-op pool, which is process-wide.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace torchport {
+
+/// The torchport version this library was built as.
+const char* version();
+/// The torch version this library was compiled against.
+const char* torch_version();
+/// The newest manifest schema this runtime reads.
+constexpr int kManifestSchema = 1;
+
+/// What went wrong, so callers can react without parsing messages.
+enum class ErrorKind {
+  NotFound,     ///< the artifact or an input file does not exist
+  BadArtifact,  ///< the artifact cannot be read, or its manifest is invalid
+  BadInput,     ///< inputs do not match the model's contract
+  BadOption,    ///< an option or argument is invalid
+  Runtime,      ///< the model itself failed while running
+};
+
+/// Lower-case name of an error kind: "not_found", "bad_artifact", ...
+const char* to_string(ErrorKind kind);
+
+/// The one exception type the runtime throws; LibTorch errors are caught at the
+/// library boundary and rethrown as this.
+class Error : public std::runtime_error {
+ public:
+  Error(ErrorKind kind, const std::string& message);
+  ErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+/// One named tensor of the I/O contract. A dimension of -1 is dynamic.
+/// dtype and shape are empty when the contract was derived from a plain
+/// TorchScript file that does not say them.
+struct TensorSpec {
+  std::string name;
+  std::optional<c10::ScalarType> dtype;
+  std::optional<std::vector<int64_t>> shape;
+};
+
+/// The artifact's manifest (torchport/manifest.json), or the contract derived
+/// from forward()'s schema when the artifact has none.
+struct Manifest {
+  int schema = 0;  ///< 0 when derived, not read
+  std::string name;
+  std::string torchport_version;
+  std::string torch_version;
+  std::string export_method;  ///< "script" or "trace"
+  std::string created;        ///< ISO 8601, UTC
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  std::string metadata_json = "{}";  ///< free user metadata, as JSON text
+  bool has_golden = false;
+
+  /// True when read from the artifact, false when derived from forward().
+  bool from_artifact() const { return schema > 0; }
+  /// The manifest as JSON text (the same schema the file uses).
+  std::string to_json(int indent = 2) const;
+};
+
+/// How to load a model.
+struct Options {
+  std::string device = "cpu";  ///< "cpu", "cuda", "cuda:1", ...
+  int threads = 0;             ///< intra-op threads (process-wide); 0 keeps LibTorch's default
+  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load
+  bool check_nan = false;      ///< reject inputs holding NaN or Inf
+};
+
+/// Example inputs and the eager model's outputs on them, stored at export.
+struct Golden {
+  std::vector<at::Tensor> inputs;
+  std::vector<at::Tensor> outputs;
+};
+
+namespace detail {
+struct ModelState;
+}
+
+/// A loaded artifact. Cheap to copy (copies share the loaded model).
+class Model {
+ public:
+  /// Loads an artifact; throws Error (NotFound, BadArtifact, BadOption).
+  static Model load(const std::string& path, const Options& options = {});
+
+  const Manifest& manifest() const;
+  const Options& options() const;
+  const std::string& path() const;
+  /// The artifact format that loaded it: "torchscript".
+  std::string format() const;
+  /// Milliseconds spent in the warm-up runs at load (0 without warm-up).
+  double warmup_ms() const;
+
+  /// Runs the model on inputs in manifest order. Returns the outputs in
+  /// manifest order. Safe to call from several threads at once.
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) const;
+  /// Runs the model on inputs given by name; unknown or missing names are a
+  /// BadInput error that lists them. (A separate name, so that run({a, b})
+  /// never reads as a map.)
+  std::vector<at::Tensor> run_named(const std::map<std::string, at::Tensor>& inputs) const;
+
+  /// Puts inputs given by name into manifest order; unknown or missing names
+  /// are a BadInput error that lists them.
+  std::vector<at::Tensor> order_inputs(const std::map<std::string, at::Tensor>& inputs) const;
+
+  /// The golden examples stored at export; throws BadArtifact if there are none.
+  Golden golden() const;
+  /// Inputs to exercise the model with: the golden ones, else synthetic ones
+  /// built from the manifest (dynamic dimensions set to 1).
+  std::vector<at::Tensor> example_inputs() const;
+
+ private:
+  explicit Model(std::shared_ptr<const detail::ModelState> state);
+  std::shared_ptr<const detail::ModelState> state_;
+};
+
+}  // namespace torchport

@@ -1,0 +1,38 @@
+#pragma once
+// One artifact format per backend; Model talks to them only through this
+// interface, and open_backend() in model.cpp is the single routing point.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <torchport/torchport.h>
+
+namespace torchport::detail {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// "torchscript", later "aoti".
+  virtual std::string format() const = 0;
+  /// Runs the model; inputs are validated, contiguous and on the model's
+  /// device. Called under c10::InferenceMode, possibly from many threads.
+  virtual std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const = 0;
+  /// The contract as far as the model's own signature tells it.
+  virtual Manifest signature() const = 0;
+};
+
+/// A backend plus the torchport files stored inside the artifact (empty when
+/// absent).
+struct OpenedArtifact {
+  std::unique_ptr<Backend> backend;
+  std::string manifest_json;
+  std::string golden_bytes;
+};
+
+OpenedArtifact open_torchscript(const std::string& path, const c10::Device& device);
+
+}  // namespace torchport::detail

@@ -1,0 +1,106 @@
+// TorchScript archives (torch.jit.save), with torchport's files stored as
+// extra files inside them.
+
+#include <torch/script.h>
+
+#include "backends/backend.h"
+#include "detail.h"
+
+namespace torchport::detail {
+namespace {
+
+constexpr const char* kManifestFile = "torchport/manifest.json";
+constexpr const char* kGoldenFile = "torchport/golden.pt";
+
+class TorchScriptBackend final : public Backend {
+ public:
+  explicit TorchScriptBackend(torch::jit::Module module) : module_(std::move(module)) {}
+
+  std::string format() const override { return "torchscript"; }
+
+  std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const override {
+    std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+    c10::IValue result = module_.forward(std::move(args));
+    return flatten(result);
+  }
+
+  Manifest signature() const override {
+    Manifest m;
+    const c10::FunctionSchema& schema = module_.get_method("forward").function().getSchema();
+    const auto& args = schema.arguments();
+    // The first argument is `self`.
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (!args[i].type()->isSubtypeOf(*c10::TensorType::get())) {
+        throw Error(ErrorKind::BadArtifact,
+                    "forward() argument '" + args[i].name() + "' has type " +
+                        args[i].type()->str() + "; torchport runs models whose inputs are tensors");
+      }
+      m.inputs.push_back(TensorSpec{args[i].name(), std::nullopt, std::nullopt});
+    }
+    const auto& returns = schema.returns();
+    if (returns.size() == 1) {
+      if (auto tuple = returns[0].type()->cast<c10::TupleType>()) {
+        for (size_t i = 0; i < tuple->elements().size(); ++i) {
+          m.outputs.push_back(TensorSpec{"output_" + std::to_string(i), std::nullopt, std::nullopt});
+        }
+      } else {
+        m.outputs.push_back(TensorSpec{"output", std::nullopt, std::nullopt});
+      }
+    }
+    m.name = module_.type()->name() ? module_.type()->name()->name() : "model";
+    return m;
+  }
+
+ private:
+  static std::vector<at::Tensor> flatten(const c10::IValue& value) {
+    std::vector<at::Tensor> out;
+    auto push = [&out](const c10::IValue& v, size_t index) {
+      if (!v.isTensor()) {
+        throw Error(ErrorKind::Runtime, "model output " + std::to_string(index) + " is a " +
+                                            v.tagKind() + ", not a tensor");
+      }
+      out.push_back(v.toTensor());
+    };
+    if (value.isTensor()) {
+      out.push_back(value.toTensor());
+    } else if (value.isTuple()) {
+      const auto& elements = value.toTupleRef().elements();
+      for (size_t i = 0; i < elements.size(); ++i) push(elements[i], i);
+    } else if (value.isList()) {
+      auto list = value.toList();
+      for (size_t i = 0; i < list.size(); ++i) push(list.get(i), i);
+    } else {
+      throw Error(ErrorKind::Runtime, std::string("model returned a ") + value.tagKind() +
+                                          "; torchport expects a tensor or a tuple of tensors");
+    }
+    return out;
+  }
+
+  // forward() is not declared const but changes nothing in the module;
+  // concurrent calls into one method are safe in the TorchScript interpreter.
+  mutable torch::jit::Module module_;
+};
+
+}  // namespace
+
+OpenedArtifact open_torchscript(const std::string& path, const c10::Device& device) {
+  torch::jit::ExtraFilesMap extra{{kManifestFile, ""}, {kGoldenFile, ""}};
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(path, device, extra);
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
+  }
+  if (!module.find_method("forward")) {
+    throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
+  }
+  module.eval();
+  OpenedArtifact opened;
+  opened.backend = std::make_unique<TorchScriptBackend>(std::move(module));
+  opened.manifest_json = std::move(extra[kManifestFile]);
+  opened.golden_bytes = std::move(extra[kGoldenFile]);
+  return opened;
+}
+
+}  // namespace torchport::detail

@@ -1,0 +1,42 @@
+#pragma once
+// Internals shared by the runtime's sources; not installed.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torchport/torchport.h>
+
+#include "backends/backend.h"
+
+namespace torchport::detail {
+
+/// Everything a loaded Model holds; immutable once built.
+struct ModelState {
+  std::string path;
+  Options options;
+  c10::Device device = c10::kCPU;
+  Manifest manifest;
+  std::unique_ptr<Backend> backend;
+  std::optional<Golden> golden;
+  double warmup_ms = 0.0;
+};
+
+/// Parses manifest.json text; `where` names its source in error messages.
+Manifest parse_manifest(const std::string& text, const std::string& where);
+
+/// The dtype for a manifest dtype name ("float32", "int64", ...), if known.
+std::optional<c10::ScalarType> parse_dtype(const std::string& name);
+
+/// Parses torchport/golden.pt (a torch.save of {"inputs": [...], "outputs": [...]}).
+Golden parse_golden(const std::string& bytes, const std::string& where);
+
+/// Checks inputs against the contract; returns them contiguous and validated.
+std::vector<at::Tensor> validate_inputs(const ModelState& state,
+                                        const std::vector<at::Tensor>& inputs);
+
+/// The first line of a LibTorch error, without its C++ backtrace.
+std::string brief(const std::exception& e);
+
+}  // namespace torchport::detail

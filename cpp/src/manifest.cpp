@@ -1,0 +1,175 @@
+// manifest.json: reading, writing, and the names it uses for dtypes.
+
+#include <sstream>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include <torchport/tools.h>
+
+#include "detail.h"
+
+namespace torchport {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::pair<const char*, c10::ScalarType> kDtypes[] = {
+    {"float32", c10::ScalarType::Float},  {"float64", c10::ScalarType::Double},
+    {"float16", c10::ScalarType::Half},   {"bfloat16", c10::ScalarType::BFloat16},
+    {"int8", c10::ScalarType::Char},      {"int16", c10::ScalarType::Short},
+    {"int32", c10::ScalarType::Int},      {"int64", c10::ScalarType::Long},
+    {"uint8", c10::ScalarType::Byte},     {"bool", c10::ScalarType::Bool},
+    {"complex64", c10::ScalarType::ComplexFloat},
+    {"complex128", c10::ScalarType::ComplexDouble},
+};
+
+[[noreturn]] void bad(const std::string& where, const std::string& what) {
+  throw Error(ErrorKind::BadArtifact, where + ": " + what);
+}
+
+const json& field(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end()) bad(where, std::string("missing field '") + key + "'");
+  return *it;
+}
+
+std::string string_field(const json& obj, const char* key, const std::string& where) {
+  const json& v = field(obj, key, where);
+  if (!v.is_string()) bad(where, std::string("field '") + key + "' must be a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std::string& where) {
+  const json& list = field(obj, key, where);
+  if (!list.is_array()) bad(where, std::string("field '") + key + "' must be a list");
+  std::vector<TensorSpec> specs;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string at = where + " " + key + "[" + std::to_string(i) + "]";
+    const json& item = list[i];
+    if (!item.is_object()) bad(at, "must be an object {name, dtype, shape}");
+    TensorSpec spec;
+    spec.name = string_field(item, "name", at);
+    const std::string dtype = string_field(item, "dtype", at);
+    spec.dtype = detail::parse_dtype(dtype);
+    if (!spec.dtype) bad(at, "unknown dtype '" + dtype + "'");
+    const json& shape = field(item, "shape", at);
+    if (!shape.is_array()) bad(at, "shape must be a list of integers or null, got " + shape.dump());
+    std::vector<int64_t> dims;
+    for (const json& d : shape) {
+      if (d.is_null()) {
+        dims.push_back(-1);
+      } else if (d.is_number_integer() && d.get<int64_t>() >= 0) {
+        dims.push_back(d.get<int64_t>());
+      } else {
+        bad(at, "shape entries must be non-negative integers or null, got " + d.dump());
+      }
+    }
+    spec.shape = std::move(dims);
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+json specs_to_json(const std::vector<TensorSpec>& specs) {
+  json list = json::array();
+  for (const auto& spec : specs) {
+    json shape = nullptr;
+    if (spec.shape) {
+      shape = json::array();
+      for (int64_t d : *spec.shape) shape.push_back(d < 0 ? json(nullptr) : json(d));
+    }
+    list.push_back({{"name", spec.name},
+                    {"dtype", spec.dtype ? json(dtype_name(*spec.dtype)) : json(nullptr)},
+                    {"shape", shape}});
+  }
+  return list;
+}
+
+}  // namespace
+
+std::string dtype_name(c10::ScalarType dtype) {
+  for (const auto& [name, type] : kDtypes) {
+    if (type == dtype) return name;
+  }
+  return c10::toString(dtype);
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out << ", ";
+    if (shape[i] < 0) {
+      out << "*";
+    } else {
+      out << shape[i];
+    }
+  }
+  out << "]";
+  return out.str();
+}
+
+std::string Manifest::to_json(int indent) const {
+  json metadata = json::parse(metadata_json, nullptr, /*allow_exceptions=*/false);
+  if (metadata.is_discarded()) metadata = json::object();
+  json out = {
+      {"schema", schema},
+      {"name", name},
+      {"torchport_version", torchport_version},
+      {"torch_version", torch_version},
+      {"export_method", export_method},
+      {"created", created},
+      {"inputs", specs_to_json(inputs)},
+      {"outputs", specs_to_json(outputs)},
+      {"metadata", metadata},
+      {"golden", has_golden},
+  };
+  return out.dump(indent);
+}
+
+namespace detail {
+
+std::optional<c10::ScalarType> parse_dtype(const std::string& name) {
+  for (const auto& [n, type] : kDtypes) {
+    if (name == n) return type;
+  }
+  return std::nullopt;
+}
+
+Manifest parse_manifest(const std::string& text, const std::string& where) {
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) bad(where, "not valid JSON");
+  if (!doc.is_object()) bad(where, "must be a JSON object, got " + std::string(doc.type_name()));
+  const json& schema = field(doc, "schema", where);
+  if (!schema.is_number_integer() || schema.get<int64_t>() < 1) {
+    bad(where, "field 'schema' must be a positive integer, got " + schema.dump());
+  }
+  Manifest m;
+  m.schema = schema.get<int>();
+  if (m.schema > kManifestSchema) {
+    bad(where, "schema " + std::to_string(m.schema) + " is newer than this runtime reads (" +
+                   std::to_string(kManifestSchema) + "); upgrade torchport (runtime " +
+                   version() + ")");
+  }
+  m.name = string_field(doc, "name", where);
+  m.torchport_version = string_field(doc, "torchport_version", where);
+  m.torch_version = string_field(doc, "torch_version", where);
+  m.export_method = string_field(doc, "export_method", where);
+  m.created = string_field(doc, "created", where);
+  m.inputs = parse_specs(doc, "inputs", where);
+  m.outputs = parse_specs(doc, "outputs", where);
+  if (m.inputs.empty()) bad(where, "'inputs' is empty");
+  if (m.outputs.empty()) bad(where, "'outputs' is empty");
+  auto meta = doc.find("metadata");
+  if (meta != doc.end()) {
+    if (!meta->is_object()) bad(where, "field 'metadata' must be an object");
+    m.metadata_json = meta->dump();
+  }
+  auto golden = doc.find("golden");
+  m.has_golden = golden != doc.end() && golden->is_boolean() && golden->get<bool>();
+  return m;
+}
+
+}  // namespace detail
+}  // namespace torchport

@@ -1,0 +1,303 @@
+// Model: loading, the input contract, and running under InferenceMode.
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <torchport/tools.h>
+
+#include "detail.h"
+
+namespace torchport {
+namespace detail {
+
+std::string brief(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  const std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  // The TorchScript interpreter prints the serialized code's traceback first
+  // and the reason on its last line; other errors say it on their first.
+  const bool interpreter = text.find("The following operation failed") != std::string::npos;
+  std::istringstream lines(text);
+  std::string line, picked;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    picked = line;
+    if (!interpreter) break;
+  }
+  return picked.empty() ? text : picked;
+}
+
+namespace {
+
+std::unique_ptr<Backend> open_backend(const std::string& path, const c10::Device& device,
+                                      OpenedArtifact& opened) {
+  // The one routing point between artifact formats.
+  if (std::filesystem::path(path).extension() == ".pt2") {
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "' looks like an AOTInductor package (.pt2); this runtime reads "
+                "TorchScript archives only");
+  }
+  opened = open_torchscript(path, device);
+  return std::move(opened.backend);
+}
+
+void check_against_signature(const Manifest& manifest, const Manifest& signature,
+                             const std::string& where) {
+  if (manifest.inputs.size() != signature.inputs.size()) {
+    std::ostringstream msg;
+    msg << where << ": manifest lists " << manifest.inputs.size()
+        << " inputs but the model's forward() takes " << signature.inputs.size() << " (";
+    for (size_t i = 0; i < signature.inputs.size(); ++i) {
+      msg << (i ? ", " : "") << signature.inputs[i].name;
+    }
+    msg << ")";
+    throw Error(ErrorKind::BadArtifact, msg.str());
+  }
+}
+
+std::string spec_shape(const TensorSpec& spec) { return shape_string(*spec.shape); }
+
+// An NCHW model fed channels-last data: the channel count sits last instead of
+// second, and the spatial dimensions moved left by one.
+bool looks_channels_last(const std::vector<int64_t>& expected, c10::IntArrayRef got) {
+  if (expected.size() != 4 || got.size() != 4 || expected[1] < 0) return false;
+  if (got[3] != expected[1] || got[1] == expected[1]) return false;
+  for (int d = 2; d < 4; ++d) {
+    if (expected[d] >= 0 && got[d - 1] != expected[d]) return false;
+  }
+  return true;
+}
+
+void check_one(const TensorSpec& spec, const at::Tensor& t, const ModelState& state) {
+  const std::string who = "input '" + spec.name + "'";
+  if (!t.defined()) throw Error(ErrorKind::BadInput, who + ": tensor is undefined");
+  if (t.layout() != c10::kStrided) {
+    std::ostringstream got;
+    got << t.layout();
+    throw Error(ErrorKind::BadInput, who + ": expected a dense tensor, got layout " + got.str());
+  }
+  if (t.device() != state.device) {
+    throw Error(ErrorKind::BadInput, who + ": expected a tensor on " + state.device.str() +
+                                         ", got one on " + t.device().str());
+  }
+  if (spec.dtype && t.scalar_type() != *spec.dtype) {
+    throw Error(ErrorKind::BadInput, who + ": expected dtype " + dtype_name(*spec.dtype) +
+                                         ", got " + dtype_name(t.scalar_type()));
+  }
+  if (!spec.shape) return;
+  const auto& expected = *spec.shape;
+  const auto got = t.sizes().vec();
+  if (got.size() != expected.size()) {
+    throw Error(ErrorKind::BadInput,
+                who + ": expected " + std::to_string(expected.size()) + " dimensions " +
+                    spec_shape(spec) + ", got " + std::to_string(got.size()) + " (shape " +
+                    shape_string(got) + ")");
+  }
+  for (size_t d = 0; d < expected.size(); ++d) {
+    if (expected[d] >= 0 && got[d] != expected[d]) {
+      std::string msg = who + ": dim " + std::to_string(d) + " expected " +
+                        std::to_string(expected[d]) + ", got " + std::to_string(got[d]) +
+                        " (shape " + shape_string(got) + " vs " + spec_shape(spec) + ")";
+      if (looks_channels_last(expected, t.sizes())) {
+        msg += "; this looks like channels-last (NHWC) data for an NCHW model: pass "
+               "x.permute(0, 3, 1, 2)";
+      }
+      throw Error(ErrorKind::BadInput, msg);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<at::Tensor> validate_inputs(const ModelState& state,
+                                        const std::vector<at::Tensor>& inputs) {
+  const auto& specs = state.manifest.inputs;
+  if (inputs.size() != specs.size()) {
+    std::ostringstream msg;
+    msg << "model '" << state.manifest.name << "' expects " << specs.size() << " input"
+        << (specs.size() == 1 ? "" : "s") << " (";
+    for (size_t i = 0; i < specs.size(); ++i) msg << (i ? ", " : "") << specs[i].name;
+    msg << "), got " << inputs.size();
+    throw Error(ErrorKind::BadInput, msg.str());
+  }
+  std::vector<at::Tensor> ready;
+  ready.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    check_one(specs[i], inputs[i], state);
+    if (state.options.check_nan && at::isFloatingType(inputs[i].scalar_type()) &&
+        !at::isfinite(inputs[i]).all().item<bool>()) {
+      throw Error(ErrorKind::BadInput,
+                  "input '" + specs[i].name + "': holds NaN or Inf values (check_nan is on)");
+    }
+    ready.push_back(inputs[i].contiguous());
+  }
+  return ready;
+}
+
+}  // namespace detail
+
+Model::Model(std::shared_ptr<const detail::ModelState> state) : state_(std::move(state)) {}
+
+Model Model::load(const std::string& path, const Options& options) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) {
+    throw Error(ErrorKind::NotFound, "artifact '" + path + "' does not exist");
+  }
+  if (fs::is_directory(status)) {
+    throw Error(ErrorKind::BadArtifact, "artifact '" + path + "' is a directory, not a file");
+  }
+  if (fs::file_size(path, ec) == 0) {
+    throw Error(ErrorKind::BadArtifact, "artifact '" + path + "' is empty");
+  }
+  if (options.threads < 0) {
+    throw Error(ErrorKind::BadOption,
+                "threads: expected 0 (LibTorch default) or more, got " + std::to_string(options.threads));
+  }
+  if (options.warmup_runs < 0) {
+    throw Error(ErrorKind::BadOption,
+                "warmup_runs: expected 0 or more, got " + std::to_string(options.warmup_runs));
+  }
+
+  auto state = std::make_shared<detail::ModelState>();
+  state->path = path;
+  state->options = options;
+  try {
+    state->device = c10::Device(options.device);
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::BadOption, "device: expected 'cpu', 'cuda' or 'cuda:N', got '" +
+                                          options.device + "'");
+  }
+  if (state->device.is_cuda() && !at::hasCUDA()) {
+    throw Error(ErrorKind::BadOption,
+                "device '" + options.device + "': this LibTorch has no CUDA device available");
+  }
+  if (options.threads > 0) at::set_num_threads(options.threads);
+
+  detail::OpenedArtifact opened;
+  state->backend = detail::open_backend(path, state->device, opened);
+  const Manifest signature = state->backend->signature();
+  const std::string where = "'" + path + "' torchport/manifest.json";
+  if (opened.manifest_json.empty()) {
+    state->manifest = signature;
+  } else {
+    state->manifest = detail::parse_manifest(opened.manifest_json, where);
+    detail::check_against_signature(state->manifest, signature, where);
+  }
+  if (!opened.golden_bytes.empty()) {
+    state->golden = detail::parse_golden(opened.golden_bytes, "'" + path + "' torchport/golden.pt");
+    state->manifest.has_golden = true;
+  } else if (state->manifest.has_golden) {
+    throw Error(ErrorKind::BadArtifact,
+                where + " says golden examples are stored, but torchport/golden.pt is missing");
+  }
+
+  Model model(state);
+  if (options.warmup_runs > 0) {
+    const auto inputs = model.example_inputs();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < options.warmup_runs; ++i) model.run(inputs);
+    state->warmup_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
+  return model;
+}
+
+const Manifest& Model::manifest() const { return state_->manifest; }
+const Options& Model::options() const { return state_->options; }
+const std::string& Model::path() const { return state_->path; }
+std::string Model::format() const { return state_->backend->format(); }
+double Model::warmup_ms() const { return state_->warmup_ms; }
+
+std::vector<at::Tensor> Model::run(const std::vector<at::Tensor>& inputs) const {
+  const auto ready = detail::validate_inputs(*state_, inputs);
+  std::vector<at::Tensor> outputs;
+  try {
+    c10::InferenceMode guard;
+    outputs = state_->backend->forward(ready);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::Runtime,
+                "model '" + state_->manifest.name + "' failed while running: " + detail::brief(e));
+  }
+  const auto& specs = state_->manifest.outputs;
+  if (!specs.empty() && outputs.size() != specs.size()) {
+    throw Error(ErrorKind::Runtime, "model '" + state_->manifest.name + "' returned " +
+                                        std::to_string(outputs.size()) + " outputs, manifest lists " +
+                                        std::to_string(specs.size()));
+  }
+  return outputs;
+}
+
+std::vector<at::Tensor> Model::run_named(const std::map<std::string, at::Tensor>& inputs) const {
+  return run(order_inputs(inputs));
+}
+
+std::vector<at::Tensor> Model::order_inputs(const std::map<std::string, at::Tensor>& inputs) const {
+  const auto& specs = state_->manifest.inputs;
+  std::vector<at::Tensor> ordered;
+  std::vector<std::string> missing, unknown;
+  std::set<std::string> known;
+  for (const auto& spec : specs) {
+    known.insert(spec.name);
+    auto it = inputs.find(spec.name);
+    if (it == inputs.end()) {
+      missing.push_back(spec.name);
+    } else {
+      ordered.push_back(it->second);
+    }
+  }
+  for (const auto& [name, tensor] : inputs) {
+    if (!known.count(name)) unknown.push_back(name);
+  }
+  if (!missing.empty() || !unknown.empty()) {
+    auto join = [](const std::vector<std::string>& names) {
+      std::string s;
+      for (const auto& n : names) s += (s.empty() ? "'" : ", '") + n + "'";
+      return s;
+    };
+    std::string msg = "inputs by name do not match model '" + state_->manifest.name + "':";
+    if (!missing.empty()) msg += " missing " + join(missing) + ";";
+    if (!unknown.empty()) msg += " unknown " + join(unknown) + ";";
+    std::vector<std::string> expected;
+    for (const auto& spec : specs) expected.push_back(spec.name);
+    msg += " expected " + join(expected);
+    throw Error(ErrorKind::BadInput, msg);
+  }
+  return ordered;
+}
+
+Golden Model::golden() const {
+  if (!state_->golden) {
+    throw Error(ErrorKind::BadArtifact, "'" + state_->path + "' holds no golden examples");
+  }
+  return *state_->golden;
+}
+
+std::vector<at::Tensor> Model::example_inputs() const {
+  if (state_->golden) return state_->golden->inputs;
+  std::vector<at::Tensor> inputs;
+  for (const auto& spec : state_->manifest.inputs) {
+    if (!spec.dtype || !spec.shape) {
+      throw Error(ErrorKind::BadOption,
+                  "'" + state_->path + "' has no golden examples and no manifest shape for input '" +
+                      spec.name + "'; pass inputs explicitly");
+    }
+    std::vector<int64_t> shape = *spec.shape;
+    for (auto& d : shape) d = d < 0 ? 1 : d;
+    auto options = at::TensorOptions().dtype(*spec.dtype).device(state_->device);
+    inputs.push_back(at::isFloatingType(*spec.dtype) ? at::rand(shape, options)
+                                                     : at::zeros(shape, options));
+  }
+  return inputs;
+}
+
+}  // namespace torchport

@@ -1,0 +1,149 @@
+// selfcheck and benchmark: the runtime's own evidence that it works and how fast.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <torchport/tools.h>
+
+namespace torchport {
+namespace {
+
+using nlohmann::json;
+
+bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor ca = a.cpu().contiguous(), cb = b.cpu().contiguous();
+  return ca.nbytes() == cb.nbytes() && std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
+}
+
+Comparison compare_one(const std::string& name, const at::Tensor& expected, const at::Tensor& got,
+                       double atol, double rtol) {
+  Comparison row;
+  row.output = name;
+  row.expected_shape = expected.sizes().vec();
+  row.got_shape = got.sizes().vec();
+  row.expected_dtype = expected.scalar_type();
+  row.got_dtype = got.scalar_type();
+  if (row.expected_shape != row.got_shape || row.expected_dtype != row.got_dtype) {
+    row.max_abs_diff = row.max_rel_diff = std::numeric_limits<double>::infinity();
+    return row;
+  }
+  row.bit_exact = same_bytes(expected, got);
+  if (expected.numel() == 0 || row.bit_exact) {
+    row.ok = true;
+    return row;
+  }
+  const at::Tensor e = expected.cpu().to(at::kDouble), g = got.cpu().to(at::kDouble);
+  const at::Tensor diff = (g - e).abs();
+  row.max_abs_diff = diff.max().item<double>();
+  row.max_rel_diff = (diff / e.abs().clamp_min(std::numeric_limits<double>::min())).max().item<double>();
+  row.ok = at::allclose(g, e, rtol, atol, /*equal_nan=*/true);
+  return row;
+}
+
+double percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0.0;
+  const double rank = p / 100.0 * static_cast<double>(sorted.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(rank));
+  const size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - static_cast<double>(lo));
+}
+
+json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+}  // namespace
+
+std::vector<Comparison> compare_outputs(const std::vector<std::string>& names,
+                                        const std::vector<at::Tensor>& expected,
+                                        const std::vector<at::Tensor>& got, double atol,
+                                        double rtol) {
+  if (expected.size() != got.size()) {
+    throw Error(ErrorKind::Runtime, "expected " + std::to_string(expected.size()) +
+                                        " outputs, got " + std::to_string(got.size()));
+  }
+  std::vector<Comparison> rows;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const std::string name = i < names.size() ? names[i] : "output_" + std::to_string(i);
+    rows.push_back(compare_one(name, expected[i], got[i], atol, rtol));
+  }
+  return rows;
+}
+
+bool CheckReport::ok() const {
+  return !rows.empty() && std::all_of(rows.begin(), rows.end(), [](const Comparison& r) { return r.ok; });
+}
+
+std::string CheckReport::to_json(int indent) const {
+  json out = {{"ok", ok()}, {"outputs", json::array()}};
+  for (const auto& r : rows) {
+    out["outputs"].push_back({{"name", r.output},
+                              {"expected_shape", r.expected_shape},
+                              {"shape", r.got_shape},
+                              {"expected_dtype", dtype_name(r.expected_dtype)},
+                              {"dtype", dtype_name(r.got_dtype)},
+                              {"max_abs_diff", finite_or_null(r.max_abs_diff)},
+                              {"max_rel_diff", finite_or_null(r.max_rel_diff)},
+                              {"bit_exact", r.bit_exact},
+                              {"ok", r.ok}});
+  }
+  return out.dump(indent);
+}
+
+CheckReport selfcheck(const Model& model, double atol, double rtol) {
+  const Golden golden = model.golden();
+  std::vector<std::string> names;
+  for (const auto& spec : model.manifest().outputs) names.push_back(spec.name);
+  CheckReport report;
+  report.rows = compare_outputs(names, golden.outputs, model.run(golden.inputs), atol, rtol);
+  return report;
+}
+
+std::string BenchResult::to_json(int indent) const {
+  json out = {{"iters", iters},       {"warmup", warmup},       {"threads", threads},
+              {"first_call_ms", first_call_ms}, {"mean_ms", mean_ms}, {"min_ms", min_ms},
+              {"p50_ms", p50_ms},     {"p90_ms", p90_ms},       {"p99_ms", p99_ms},
+              {"max_ms", max_ms}};
+  return out.dump(indent);
+}
+
+BenchResult benchmark(const Model& model, const std::vector<at::Tensor>& inputs, int iters,
+                      int warmup) {
+  if (iters < 1) throw Error(ErrorKind::BadOption, "iters: expected 1 or more, got " + std::to_string(iters));
+  if (warmup < 0) throw Error(ErrorKind::BadOption, "warmup: expected 0 or more, got " + std::to_string(warmup));
+  using clock = std::chrono::steady_clock;
+  auto ms_since = [](clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(clock::now() - start).count();
+  };
+  BenchResult result;
+  result.iters = iters;
+  result.warmup = warmup;
+  result.threads = at::get_num_threads();
+  auto start = clock::now();
+  model.run(inputs);
+  result.first_call_ms = ms_since(start);
+  for (int i = 0; i < warmup; ++i) model.run(inputs);
+  std::vector<double> times;
+  times.reserve(iters);
+  for (int i = 0; i < iters; ++i) {
+    start = clock::now();
+    model.run(inputs);
+    times.push_back(ms_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  result.mean_ms = std::accumulate(times.begin(), times.end(), 0.0) / static_cast<double>(times.size());
+  result.min_ms = times.front();
+  result.max_ms = times.back();
+  result.p50_ms = percentile(times, 50);
+  result.p90_ms = percentile(times, 90);
+  result.p99_ms = percentile(times, 99);
+  return result;
+}
+
+}  // namespace torchport

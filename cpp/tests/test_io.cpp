@@ -1,0 +1,80 @@
+// Tensor files: what torchport-run predict reads and writes.
+
+#include <gtest/gtest.h>
+
+#include <torchport/io.h>
+
+#include "fixtures.h"
+
+namespace tp = torchport;
+using namespace torchport::testing;
+
+namespace {
+
+std::string pickled(const c10::IValue& value, const std::string& name) {
+  const auto bytes = torch::pickle_save(value);
+  return write_file(name, std::string(bytes.begin(), bytes.end()));
+}
+
+tp::ErrorKind kind_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const tp::Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "no torchport::Error thrown";
+  return tp::ErrorKind::Runtime;
+}
+
+}  // namespace
+
+TEST(TensorFile, RoundTripsOneAndSeveralTensors) {
+  const auto a = torch::rand({2, 3}), b = torch::arange(5);
+  const auto one = (temp_dir() / "one.pt").string();
+  tp::write_tensor_file(one, {a});
+  auto bundle = tp::read_tensor_file(one);
+  ASSERT_EQ(bundle.positional.size(), 1u);
+  EXPECT_TRUE(torch::equal(bundle.positional[0], a));
+
+  const auto two = (temp_dir() / "two.pt").string();
+  tp::write_tensor_file(two, {a, b});
+  bundle = tp::read_tensor_file(two);
+  ASSERT_EQ(bundle.positional.size(), 2u);
+  EXPECT_TRUE(torch::equal(bundle.positional[1], b));
+  EXPECT_FALSE(bundle.by_name);
+}
+
+TEST(TensorFile, ReadsDictByName) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  dict.insert("x", torch::ones({1, 4}));
+  const auto bundle = tp::read_tensor_file(pickled(dict, "named.pt"));
+  EXPECT_TRUE(bundle.by_name);
+  ASSERT_EQ(bundle.named.count("x"), 1u);
+  const auto model = tp::Model::load(linear_artifact());
+  EXPECT_EQ(tp::run(model, bundle)[0].sizes(), (std::vector<int64_t>{1, 2}));
+}
+
+TEST(TensorFile, RefusesWhatIsNotTensors) {
+  EXPECT_EQ(kind_of([] { tp::read_tensor_file((temp_dir() / "nope.pt").string()); }),
+            tp::ErrorKind::NotFound);
+  EXPECT_EQ(kind_of([] { tp::read_tensor_file(write_file("empty_in.pt", "")); }), tp::ErrorKind::BadInput);
+  EXPECT_EQ(kind_of([] { tp::read_tensor_file(write_file("junk_in.pt", "junk bytes")); }),
+            tp::ErrorKind::BadInput);
+  EXPECT_EQ(kind_of([] { tp::read_tensor_file(pickled(c10::IValue(int64_t{3}), "int.pt")); }),
+            tp::ErrorKind::BadInput);
+  EXPECT_EQ(kind_of([] { tp::read_tensor_file(pickled(c10::IValue("text"), "str.pt")); }),
+            tp::ErrorKind::BadInput);
+  std::vector<c10::IValue> mixed{torch::ones({1}), c10::IValue(2.5)};
+  EXPECT_EQ(kind_of([&] { tp::read_tensor_file(pickled(c10::ivalue::Tuple::create(mixed), "mixed.pt")); }),
+            tp::ErrorKind::BadInput);
+}
+
+TEST(TensorFile, WriteReplacesAtomically) {
+  const auto path = (temp_dir() / "replace.pt").string();
+  tp::write_tensor_file(path, {torch::zeros({2})});
+  tp::write_tensor_file(path, {torch::ones({3})});
+  EXPECT_TRUE(torch::equal(tp::read_tensor_file(path).positional[0], torch::ones({3})));
+  for (const auto& entry : std::filesystem::directory_iterator(temp_dir())) {
+    EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
+}

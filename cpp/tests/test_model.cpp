@@ -1,0 +1,249 @@
+// The C++ API as an embedding application uses it: load, run, contract,
+// errors, golden checks, threads.
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <torchport/tools.h>
+#include <torchport/torchport.h>
+
+#include "fixtures.h"
+
+namespace tp = torchport;
+using namespace torchport::testing;
+
+namespace {
+
+// Runs `fn`, expects a torchport::Error of `kind` whose message contains every
+// string of `parts`.
+template <typename Fn>
+void expect_error(Fn&& fn, tp::ErrorKind kind, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected torchport::Error(" << tp::to_string(kind) << ")";
+  } catch (const tp::Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    for (const auto& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "message lacks '" << part << "': " << e.what();
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Model, LoadsManifest) {
+  const auto model = tp::Model::load(linear_artifact());
+  const auto& m = model.manifest();
+  EXPECT_TRUE(m.from_artifact());
+  EXPECT_EQ(m.name, "linear");
+  ASSERT_EQ(m.inputs.size(), 1u);
+  EXPECT_EQ(m.inputs[0].name, "x");
+  EXPECT_EQ(*m.inputs[0].dtype, c10::ScalarType::Float);
+  EXPECT_EQ(*m.inputs[0].shape, (std::vector<int64_t>{-1, 4}));
+  EXPECT_EQ(m.outputs[0].name, "y");
+  EXPECT_TRUE(m.has_golden);
+  EXPECT_NE(m.to_json().find("\"labels\""), std::string::npos);
+  EXPECT_EQ(model.format(), "torchscript");
+}
+
+TEST(Model, RunsWithAnyBatchSize) {
+  const auto model = tp::Model::load(linear_artifact());
+  for (int64_t batch : {1, 3, 17}) {
+    const auto x = torch::rand({batch, 4});
+    const auto out = model.run({x});
+    ASSERT_EQ(out.size(), 1u);
+    const auto expected = torch::matmul(x, torch::arange(8, torch::kFloat32).reshape({4, 2}) / 8) +
+                          torch::tensor({0.5f, -0.5f});
+    EXPECT_TRUE(torch::equal(out[0], expected)) << "batch " << batch;
+  }
+}
+
+TEST(Model, AcceptsNonContiguousInput) {
+  const auto model = tp::Model::load(linear_artifact());
+  const auto x = torch::rand({4, 5}).t();  // [5, 4], not contiguous
+  ASSERT_FALSE(x.is_contiguous());
+  EXPECT_TRUE(torch::equal(model.run({x})[0], model.run({x.contiguous()})[0]));
+}
+
+TEST(Model, RunsByName) {
+  const auto model = tp::Model::load(linear_artifact());
+  const auto x = torch::rand({2, 4});
+  EXPECT_TRUE(torch::equal(model.run_named(std::map<std::string, at::Tensor>{{"x", x}})[0], model.run({x})[0]));
+  expect_error([&] { model.run_named(std::map<std::string, at::Tensor>{{"z", x}}); },
+               tp::ErrorKind::BadInput, {"missing 'x'", "unknown 'z'"});
+}
+
+TEST(Model, WrongInputsNameTheInput) {
+  const auto model = tp::Model::load(linear_artifact());
+  expect_error([&] { model.run({torch::rand({2, 4}, torch::kFloat64)}); }, tp::ErrorKind::BadInput,
+               {"input 'x'", "expected dtype float32, got float64"});
+  expect_error([&] { model.run({torch::rand({2, 4, 1})}); }, tp::ErrorKind::BadInput,
+               {"input 'x'", "expected 2 dimensions", "[2, 4, 1]"});
+  expect_error([&] { model.run({torch::rand({2, 5})}); }, tp::ErrorKind::BadInput,
+               {"input 'x'", "dim 1 expected 4, got 5", "[2, 5] vs [*, 4]"});
+  expect_error([&] { model.run(std::vector<at::Tensor>{}); }, tp::ErrorKind::BadInput, {"expects 1 input (x), got 0"});
+  expect_error([&] { model.run(std::vector<at::Tensor>{torch::rand({2, 4}), torch::rand({2, 4})}); },
+               tp::ErrorKind::BadInput, {"got 2"});
+  expect_error([&] { model.run({at::Tensor()}); }, tp::ErrorKind::BadInput, {"undefined"});
+  expect_error([&] { model.run({torch::rand({2, 4}).to_sparse()}); }, tp::ErrorKind::BadInput,
+               {"dense"});
+  // Still usable afterwards.
+  EXPECT_EQ(model.run({torch::rand({2, 4})})[0].sizes(), (std::vector<int64_t>{2, 2}));
+}
+
+TEST(Model, ChannelsLastHint) {
+  auto m = torch::jit::Module("Conv");
+  m.define("def forward(self, x):\n  return x.mean(dim=[2, 3])\n");
+  const auto path = save(m, "conv.pt", {{"torchport/manifest.json", R"({"schema": 1, "name": "conv",
+      "torchport_version": "0", "torch_version": "0", "export_method": "script", "created": "",
+      "inputs": [{"name": "image", "dtype": "float32", "shape": [null, 3, 32, 32]}],
+      "outputs": [{"name": "y", "dtype": "float32", "shape": [null, 3]}]})"}});
+  const auto model = tp::Model::load(path);
+  expect_error([&] { model.run({torch::rand({1, 32, 32, 3})}); }, tp::ErrorKind::BadInput,
+               {"input 'image': dim 1 expected 3, got 32", "NHWC"});
+}
+
+TEST(Model, NanCheckIsOptIn) {
+  const auto x = torch::tensor({{1.f, NAN, 0.f, 0.f}});
+  EXPECT_NO_THROW(tp::Model::load(linear_artifact()).run({x}));
+  tp::Options options;
+  options.check_nan = true;
+  expect_error([&] { tp::Model::load(linear_artifact(), options).run({x}); },
+               tp::ErrorKind::BadInput, {"input 'x'", "NaN"});
+}
+
+TEST(Model, TwoInputsTwoOutputs) {
+  const auto path = save(two_io_module(), "two_io_plain.pt");
+  const auto model = tp::Model::load(path);
+  // No manifest: the contract comes from forward()'s schema.
+  EXPECT_FALSE(model.manifest().from_artifact());
+  ASSERT_EQ(model.manifest().inputs.size(), 2u);
+  EXPECT_EQ(model.manifest().inputs[0].name, "a");
+  EXPECT_EQ(model.manifest().inputs[1].name, "b");
+  ASSERT_EQ(model.manifest().outputs.size(), 2u);
+  const auto a = torch::rand({3, 2}), b = torch::rand({3, 2});
+  const auto out = model.run_named(std::map<std::string, at::Tensor>{{"b", b}, {"a", a}});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(torch::equal(out[0], a + b));
+  EXPECT_TRUE(torch::equal(out[1], a * b.sum(1, true)));
+  expect_error([&] { model.run({a}); }, tp::ErrorKind::BadInput, {"expects 2 inputs (a, b), got 1"});
+}
+
+TEST(Model, ModelFailureIsRuntimeError) {
+  const auto model = tp::Model::load(save(failing_module(), "failing.pt"));
+  expect_error([&] { model.run({torch::ones({2, 4})}); }, tp::ErrorKind::Runtime,
+               {"model 'Failing' failed while running", "cannot be multiplied"});
+  EXPECT_TRUE(torch::equal(model.run({torch::ones({2, 3})})[0], 3 * torch::ones({2, 3})));
+}
+
+TEST(Artifact, FaultsAreErrorsOfTheRightKind) {
+  expect_error([] { tp::Model::load((temp_dir() / "missing.pt").string()); },
+               tp::ErrorKind::NotFound, {"missing.pt", "does not exist"});
+  expect_error([] { tp::Model::load(temp_dir().string()); }, tp::ErrorKind::BadArtifact,
+               {"directory"});
+  expect_error([] { tp::Model::load(write_file("empty.pt", "")); }, tp::ErrorKind::BadArtifact,
+               {"empty"});
+  expect_error([] { tp::Model::load(write_file("text.pt", "hello, not a zip")); },
+               tp::ErrorKind::BadArtifact, {"text.pt", "not a loadable TorchScript archive"});
+  const auto whole = read_file(linear_artifact("whole.pt"));
+  expect_error([&] { tp::Model::load(write_file("truncated.pt", whole.substr(0, whole.size() / 2))); },
+               tp::ErrorKind::BadArtifact, {"truncated.pt"});
+}
+
+TEST(Artifact, ManifestFaults) {
+  auto with_manifest = [](const std::string& name, const std::string& manifest) {
+    return save(linear_module(), name, {{"torchport/manifest.json", manifest}});
+  };
+  expect_error([&] { tp::Model::load(with_manifest("badjson.pt", "{not json")); },
+               tp::ErrorKind::BadArtifact, {"manifest.json", "not valid JSON"});
+  expect_error([&] { tp::Model::load(with_manifest("newer.pt", linear_manifest(99))); },
+               tp::ErrorKind::BadArtifact, {"schema 99 is newer"});
+  expect_error([&] { tp::Model::load(with_manifest("noinputs.pt", R"({"schema": 1, "name": "x"})")); },
+               tp::ErrorKind::BadArtifact, {"missing field"});
+  std::string two_inputs = linear_manifest();
+  two_inputs.replace(two_inputs.find("\"inputs\": ["), 11,
+                     R"("inputs": [{"name": "extra", "dtype": "float32", "shape": [1]}, )");
+  expect_error([&] { tp::Model::load(with_manifest("disagree.pt", two_inputs)); },
+               tp::ErrorKind::BadArtifact, {"2 inputs", "forward() takes 1"});
+  // The manifest says golden examples exist, but none were stored.
+  expect_error([&] { tp::Model::load(with_manifest("nogolden.pt", linear_manifest())); },
+               tp::ErrorKind::BadArtifact, {"golden.pt is missing"});
+}
+
+TEST(Options, BadOptionsAreRejected) {
+  tp::Options options;
+  options.device = "gpu:banana";
+  expect_error([&] { tp::Model::load(linear_artifact(), options); }, tp::ErrorKind::BadOption,
+               {"device", "gpu:banana"});
+  options = {};
+  options.threads = -1;
+  expect_error([&] { tp::Model::load(linear_artifact(), options); }, tp::ErrorKind::BadOption,
+               {"threads"});
+}
+
+TEST(Golden, SelfcheckPassesAndCatchesMismatch) {
+  const auto model = tp::Model::load(linear_artifact());
+  const auto report = tp::selfcheck(model);
+  ASSERT_EQ(report.rows.size(), 1u);
+  EXPECT_TRUE(report.ok());
+  EXPECT_TRUE(report.rows[0].bit_exact);
+
+  const auto x = torch::rand({2, 4});
+  const auto wrong = torch::zeros({2, 2});
+  const auto path = save(linear_module(), "wrong_golden.pt",
+                         {{"torchport/manifest.json", linear_manifest()},
+                          {"torchport/golden.pt", golden_bytes({x}, {wrong})}});
+  const auto bad = tp::selfcheck(tp::Model::load(path));
+  EXPECT_FALSE(bad.ok());
+  EXPECT_GT(bad.rows[0].max_abs_diff, 0.0);
+  EXPECT_TRUE(tp::selfcheck(tp::Model::load(path), /*atol=*/1e3).ok());
+}
+
+TEST(Warmup, RunsAtLoadAndReportsItsCost) {
+  tp::Options options;
+  options.warmup_runs = 3;
+  const auto model = tp::Model::load(linear_artifact(), options);
+  EXPECT_GT(model.warmup_ms(), 0.0);
+  EXPECT_EQ(tp::Model::load(linear_artifact()).warmup_ms(), 0.0);
+}
+
+TEST(Bench, ReportsOrderedPercentiles) {
+  const auto model = tp::Model::load(linear_artifact());
+  const auto r = tp::benchmark(model, model.example_inputs(), 50, 5);
+  EXPECT_EQ(r.iters, 50);
+  EXPECT_LE(r.min_ms, r.p50_ms);
+  EXPECT_LE(r.p50_ms, r.p90_ms);
+  EXPECT_LE(r.p90_ms, r.p99_ms);
+  EXPECT_LE(r.p99_ms, r.max_ms);
+  expect_error([&] { tp::benchmark(model, model.example_inputs(), 0, 0); }, tp::ErrorKind::BadOption,
+               {"iters"});
+}
+
+TEST(Threads, ConcurrentRunsMatchSingleThreadedResults) {
+  const auto model = tp::Model::load(linear_artifact());
+  constexpr int kThreads = 8, kCalls = 50;
+  std::vector<at::Tensor> inputs, expected;
+  for (int i = 0; i < kCalls; ++i) {
+    inputs.push_back(torch::rand({1 + i % 7, 4}));
+    expected.push_back(model.run({inputs.back()})[0]);
+  }
+  std::atomic<int> mismatches{0}, errors{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < kThreads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const int k = (i + t) % kCalls;
+        try {
+          if (!torch::equal(model.run({inputs[k]})[0], expected[k])) ++mismatches;
+        } catch (...) {
+          ++errors;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_EQ(errors.load(), 0);
+}

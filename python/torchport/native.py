@@ -1,0 +1,115 @@
+"""The C++ runtime from Python: ``NativeModel`` over ``torchport._native``, and
+the path of the ``torchport-run`` binary.
+
+    >>> m = NativeModel("model.pt", threads=2)
+    >>> (logits,) = m.run(torch.rand(4, 1, 8, 8))
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sysconfig
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Optional, Union
+
+# torch first: it loads libtorch from its own wheel, and the extension then
+# binds to that same copy rather than resolving one through its rpath alone.
+import torch
+
+from torchport.errors import BadInputError, NativeUnavailableError
+from torchport.manifest import Manifest
+
+BINARY = "torchport-run"
+
+
+def load_native():
+    """The ``torchport._native`` module, or a clear error when it was not built."""
+    try:
+        from torchport import _native
+    except ImportError as e:
+        raise NativeUnavailableError(
+            f"the torchport C++ runtime (torchport._native) is not available: {e}. "
+            "Install torchport with its extension: pip install --no-build-isolation . (or run make)"
+        ) from e
+    return _native
+
+
+def binary_path() -> Path:
+    """Where ``torchport-run`` is: beside this interpreter's scripts, else on PATH."""
+    beside = Path(sysconfig.get_path("scripts")) / BINARY
+    if beside.exists():
+        return beside
+    found = shutil.which(BINARY)
+    if found:
+        return Path(found)
+    raise NativeUnavailableError(f"{BINARY} is not installed (looked in {beside.parent} and on PATH)")
+
+
+def _tensor(value: Any, where: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise BadInputError(f"{where}: expected a torch.Tensor, got {type(value).__name__}")
+    # DLPack refuses tensors that require grad; the runtime never differentiates.
+    return value.detach()
+
+
+class NativeModel:
+    """An artifact loaded by the C++ runtime (the same code that embedding
+    applications and ``torchport-run`` use).
+
+    ``threads`` sets LibTorch's intra-op threads, which are process-wide.
+    ``run`` releases the GIL and may be called from several threads at once.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, Path],
+        *,
+        device: str = "cpu",
+        threads: Optional[int] = None,
+        warmup_runs: int = 0,
+        check_nan: bool = False,
+    ) -> None:
+        native = load_native()
+        self.path = Path(path)
+        self._model = native.Model(
+            str(path), device=device, threads=threads or 0, warmup_runs=warmup_runs, check_nan=check_nan
+        )
+        self.manifest: Manifest = Manifest.from_json(self._model.manifest_json, f"'{path}' manifest")
+
+    @property
+    def warmup_ms(self) -> float:
+        return self._model.warmup_ms
+
+    def run(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
+        """Runs the model; inputs in manifest order, or one dict by input name.
+
+        >>> m.run(image)            # positional
+        >>> m.run({"image": image})  # by name
+        """
+        if len(inputs) == 1 and isinstance(inputs[0], Mapping):
+            named = {str(k): _tensor(v, f"input '{k}'") for k, v in inputs[0].items()}
+            return tuple(self._model.run_named(named))
+        names = self.manifest.input_names
+        tensors = [_tensor(t, f"input '{names[i]}'" if i < len(names) else f"input {i}") for i, t in enumerate(inputs)]
+        return tuple(self._model.run(tensors))
+
+    __call__ = run
+
+    def golden(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The golden ``(inputs, outputs)`` stored at export."""
+        inputs, outputs = self._model.golden()
+        return list(inputs), list(outputs)
+
+    def selfcheck(self, *, atol: float = 0.0, rtol: float = 0.0) -> dict[str, Any]:
+        """Golden inputs against golden outputs, in C++; ``report["ok"]`` says if they match."""
+        return json.loads(self._model.selfcheck(atol=atol, rtol=rtol))
+
+    def benchmark(self, inputs: Optional[list[torch.Tensor]] = None, *, iters: int = 100, warmup: int = 10) -> dict[str, Any]:
+        """Latency in milliseconds (first call, p50, p90, p99) measured in C++."""
+        tensors = None if inputs is None else [_tensor(t, f"input {i}") for i, t in enumerate(inputs)]
+        return json.loads(self._model.benchmark(inputs=tensors, iters=iters, warmup=warmup))
+
+    def __repr__(self) -> str:
+        return f"NativeModel({str(self.path)!r}, inputs={self.manifest.input_names}, outputs={self.manifest.output_names})"

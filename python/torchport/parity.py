@@ -1,0 +1,245 @@
+"""Parity: the same input bytes through every runtime, compared output by output.
+
+    >>> report = torchport.verify("model.pt", model=model)
+    >>> print(report)
+    >>> assert report.ok
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from torchport.errors import BadInputError, BadOptionError, TorchportError
+from torchport.exporter import _jit, _outputs_tuple, dtype_name
+from torchport.manifest import Manifest, read_golden, read_manifest
+from torchport.native import NativeModel, binary_path
+
+RUNTIMES = ("eager", "torchscript", "native", "binary")
+
+
+@dataclass
+class ParityRow:
+    """One output of one runtime against the reference."""
+
+    runtime: str
+    output: str
+    shape: Optional[list[int]]
+    dtype: Optional[str]
+    max_abs_diff: float
+    max_rel_diff: float
+    bit_exact: bool
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class ParityReport:
+    """Rows per runtime and output; ``ok`` when every row is within tolerance."""
+
+    artifact: str
+    reference: str
+    atol: float
+    rtol: float
+    threads: int
+    rows: list[ParityRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(r.ok for r in self.rows)
+
+    @property
+    def bit_exact(self) -> bool:
+        return bool(self.rows) and all(r.bit_exact for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["bit_exact"] = self.bit_exact
+        for r in d["rows"]:
+            for k in ("max_abs_diff", "max_rel_diff"):
+                if r[k] != r[k] or r[k] in (float("inf"), float("-inf")):
+                    r[k] = None
+        return d
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __str__(self) -> str:
+        head = ("runtime", "output", "shape", "dtype", "max abs diff", "max rel diff", "bit-exact", "ok")
+        body = []
+        for r in self.rows:
+            body.append(
+                (
+                    r.runtime,
+                    r.output,
+                    "-" if r.shape is None else "[" + ", ".join(map(str, r.shape)) + "]",
+                    r.dtype or "-",
+                    f"{r.max_abs_diff:.3g}",
+                    f"{r.max_rel_diff:.3g}",
+                    "yes" if r.bit_exact else "no",
+                    "ok" if r.ok else "FAIL",
+                )
+            )
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+        line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        out = [
+            f"parity of {self.artifact} against {self.reference} (atol={self.atol:g}, rtol={self.rtol:g}, "
+            f"threads={self.threads})",
+            line(head),
+            line(["-" * w for w in widths]),
+        ]
+        out += [line(b) for b in body]
+        out += [f"  {r.runtime}: {r.error}" for r in self.rows if r.error]
+        verdict = "bit-exact" if self.bit_exact else ("within tolerance" if self.ok else "MISMATCH")
+        out.append(f"result: {verdict}")
+        return "\n".join(out)
+
+
+def compare(
+    runtime: str, names: Sequence[str], expected: Sequence[torch.Tensor], got: Sequence[torch.Tensor], atol: float, rtol: float
+) -> list[ParityRow]:
+    """Rows comparing ``got`` with ``expected`` output by output."""
+    if len(got) != len(expected):
+        return [ParityRow(runtime, "*", None, None, float("inf"), float("inf"), False, False,
+                          f"returned {len(got)} outputs, expected {len(expected)}")]
+    rows = []
+    for name, e, g in zip(names, expected, got):
+        row = ParityRow(runtime, name, list(g.shape), dtype_name(g.dtype), float("inf"), float("inf"), False, False)
+        if g.shape != e.shape or g.dtype != e.dtype:
+            row.error = f"{name}: expected {dtype_name(e.dtype)}{list(e.shape)}, got {dtype_name(g.dtype)}{list(g.shape)}"
+        else:
+            e, g = e.detach().cpu().contiguous(), g.detach().cpu().contiguous()
+            row.bit_exact = torch.equal(e.reshape(-1).view(torch.uint8), g.reshape(-1).view(torch.uint8))
+            if e.numel() == 0 or row.bit_exact:
+                row.max_abs_diff = row.max_rel_diff = 0.0
+                row.ok = True
+            else:
+                ed, gd = e.to(torch.float64), g.to(torch.float64)
+                diff = (gd - ed).abs()
+                row.max_abs_diff = diff.max().item()
+                row.max_rel_diff = (diff / ed.abs().clamp_min(torch.finfo(torch.float64).tiny)).max().item()
+                row.ok = bool(torch.allclose(gd, ed, rtol=rtol, atol=atol, equal_nan=True))
+        rows.append(row)
+    return rows
+
+
+def _ordered(inputs: Any, manifest: Manifest) -> list[torch.Tensor]:
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]
+    if isinstance(inputs, Mapping):
+        missing = [n for n in manifest.input_names if n not in inputs]
+        unknown = [k for k in inputs if k not in manifest.input_names]
+        if missing or unknown:
+            raise BadInputError(f"inputs by name: missing {missing}, unknown {unknown}; expected {manifest.input_names}")
+        return [inputs[n] for n in manifest.input_names]
+    return list(inputs)
+
+
+def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, threads: Optional[int] = None) -> tuple[torch.Tensor, ...]:
+    """Runs ``torchport-run predict`` in a subprocess and reads its output back."""
+    with tempfile.TemporaryDirectory(prefix="torchport-") as tmp:
+        src, dst = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
+        torch.save([t.detach().cpu() for t in inputs], src)
+        cmd = [str(binary_path()), "predict", str(path), "--input", str(src), "--output", str(dst)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise TorchportError(f"torchport-run exited {proc.returncode}: {proc.stderr.strip()}")
+        out = torch.load(dst, weights_only=True)
+    return _outputs_tuple(out)
+
+
+def verify(
+    path: Union[str, Path],
+    *,
+    model: Optional[torch.nn.Module] = None,
+    inputs: Any = None,
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    threads: Optional[int] = None,
+    runtimes: Sequence[str] = RUNTIMES,
+) -> ParityReport:
+    """Runs the same inputs through the eager ``model`` (when given), ``torch.jit.load``
+    in Python, the C++ runtime through the binding, and the ``torchport-run``
+    binary; compares each with the reference.
+
+    The reference is the golden outputs when ``inputs`` is None (the default:
+    the golden inputs), else the eager model when given, else Python TorchScript.
+    All runtimes use the same intra-op thread count (``threads``, default
+    torch's current one).
+
+        >>> report = verify("model.pt", model=model)
+        >>> report.ok, report.bit_exact
+        (True, True)
+    """
+    unknown = set(runtimes) - set(RUNTIMES)
+    if unknown:
+        raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
+    manifest = read_manifest(path)
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    names = manifest.output_names
+
+    if inputs is None:
+        tensors, expected = read_golden(path)
+        reference = "golden outputs"
+    else:
+        tensors = _ordered(inputs, manifest)
+        expected = None
+        reference = ""
+
+    results: dict[str, Any] = {}
+
+    def attempt(runtime: str, fn) -> None:
+        try:
+            results[runtime] = fn()
+        except Exception as e:  # noqa: BLE001 - a failing runtime is a row, not a crash
+            results[runtime] = e
+
+    if model is not None and "eager" in runtimes:
+        model.eval()
+
+        def eager():
+            with torch.inference_mode():
+                return _outputs_tuple(model(*tensors))
+
+        attempt("eager", eager)
+    if "torchscript" in runtimes:
+
+        def scripted():
+            module = _jit(torch.jit.load, str(path), map_location="cpu")
+            with torch.inference_mode():
+                return _outputs_tuple(module(*tensors))
+
+        attempt("torchscript", scripted)
+    if "native" in runtimes:
+        attempt("native", lambda: NativeModel(path, threads=threads).run(*tensors))
+    if "binary" in runtimes:
+        attempt("binary", lambda: run_binary(path, tensors, threads=threads))
+
+    if expected is None:
+        reference = "eager" if "eager" in results else "torchscript"
+        if reference not in results:
+            raise BadOptionError("verify with custom inputs needs the eager model or the torchscript runtime")
+        if isinstance(results[reference], Exception):
+            raise results[reference]
+        expected = results.pop(reference)
+
+    report = ParityReport(str(path), reference, atol, rtol, threads)
+    for runtime, got in results.items():
+        if isinstance(got, Exception):
+            report.rows.append(
+                ParityRow(runtime, "*", None, None, float("inf"), float("inf"), False, False, f"{type(got).__name__}: {got}")
+            )
+        else:
+            report.rows.extend(compare(runtime, names, expected, got, atol, rtol))
+    return report
