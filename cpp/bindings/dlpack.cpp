@@ -22,15 +22,20 @@ void delete_unconsumed(PyObject* capsule) {
 
 }  // namespace
 
-at::Tensor from_python(const py::handle& obj) {
+at::Tensor from_python(const py::handle& obj, const std::string& where) {
   if (!py::hasattr(obj, "__dlpack__")) {
-    throw Error(ErrorKind::BadInput, std::string("expected a tensor (an object with __dlpack__), got ") +
+    throw Error(ErrorKind::BadInput, where + ": expected a tensor (an object with __dlpack__), got " +
                                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   }
-  py::object capsule = obj.attr("__dlpack__")();
+  py::object capsule;
+  try {
+    capsule = obj.attr("__dlpack__")();
+  } catch (py::error_already_set& e) {
+    throw Error(ErrorKind::BadInput, where + ": cannot be shared with the runtime: " + e.what());
+  }
   PyObject* raw = capsule.ptr();
   if (!PyCapsule_IsValid(raw, kCapsule)) {
-    throw Error(ErrorKind::BadInput, "__dlpack__ did not return a DLPack capsule");
+    throw Error(ErrorKind::BadInput, where + ": __dlpack__ did not return a DLPack capsule");
   }
   auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(raw, kCapsule));
   // From here the tensor owns `managed`; rename the capsule so its destructor

@@ -2,6 +2,7 @@
 // Tensors cross the Python boundary through DLPack capsules: zero-copy, and no
 // link to libtorch_python (whose pybind11 may not match ours).
 
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -10,8 +11,8 @@
 namespace torchport::bindings {
 
 /// Any object with __dlpack__ (a torch tensor, a NumPy array) to an at::Tensor
-/// sharing its memory.
-at::Tensor from_python(const pybind11::handle& obj);
+/// sharing its memory; `where` names it in errors ("input 0").
+at::Tensor from_python(const pybind11::handle& obj, const std::string& where);
 
 /// An at::Tensor to a torch.Tensor sharing its memory.
 pybind11::object to_python(const at::Tensor& tensor);

@@ -17,7 +17,9 @@ namespace {
 std::vector<at::Tensor> tensors_from(const py::sequence& items) {
   std::vector<at::Tensor> out;
   out.reserve(py::len(items));
-  for (const auto& item : items) out.push_back(from_python(item));
+  for (size_t i = 0; i < static_cast<size_t>(py::len(items)); ++i) {
+    out.push_back(from_python(items[i], "input " + std::to_string(i)));
+  }
   return out;
 }
 
@@ -91,7 +93,10 @@ A loaded artifact, run by the C++ runtime.
           "run_named",
           [](const Model& self, const py::dict& inputs) {
             std::map<std::string, at::Tensor> named;
-            for (const auto& [key, value] : inputs) named[py::str(key)] = from_python(value);
+            for (const auto& [key, value] : inputs) {
+              const std::string name = py::str(key);
+              named[name] = from_python(value, "input '" + name + "'");
+            }
             std::vector<at::Tensor> outputs;
             {
               py::gil_scoped_release release;

@@ -100,11 +100,11 @@ def _dynamic(
         raise BadOptionError(f"dynamic_dims: unknown input names {sorted(unknown)}; inputs are {names}")
     out: dict[str, set[int]] = {}
     for n, t in zip(names, inputs):
-        dims = {d % t.dim() if t.dim() else d for d in dynamic_dims.get(n, ())}
-        bad = [d for d in dims if not 0 <= d < t.dim()]
+        dims = list(dynamic_dims.get(n, ()))
+        bad = [d for d in dims if not -t.dim() <= d < t.dim()]
         if bad:
             raise BadOptionError(f"dynamic_dims['{n}']: dims {bad} out of range for shape {list(t.shape)}")
-        out[n] = dims
+        out[n] = {d % t.dim() for d in dims}
     return out
 
 
@@ -156,16 +156,19 @@ def _compile(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], method: s
 
 
 def _atomic_jit_save(module, path: Path, extra_files: dict[str, bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # Saved under its final name in a private folder beside the destination
+    # (TorchScript names the archive's root after the file), then renamed over
+    # it: readers see the old file or the complete new one, never a part.
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = tmp_dir / path.name
     try:
-        _jit(torch.jit.save, module, tmp, _extra_files=extra_files)
+        _jit(torch.jit.save, module, str(tmp), _extra_files=extra_files)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_dir.rmdir()
 
 
 def export(

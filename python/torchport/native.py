@@ -50,8 +50,12 @@ def binary_path() -> Path:
 def _tensor(value: Any, where: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise BadInputError(f"{where}: expected a torch.Tensor, got {type(value).__name__}")
-    # DLPack refuses tensors that require grad; the runtime never differentiates.
-    return value.detach()
+    if value.layout != torch.strided:
+        raise BadInputError(f"{where}: expected a dense tensor, got layout {value.layout}")
+    # DLPack refuses tensors that require grad or carry a lazy conjugate bit;
+    # the runtime never differentiates, and resolving the conjugate is a copy
+    # only for the tensors that need it.
+    return value.detach().resolve_conj()
 
 
 class NativeModel:

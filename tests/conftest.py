@@ -1,0 +1,136 @@
+"""Shared fixtures: a zoo of small models covering the layer kinds users ship,
+and helpers to run the installed binaries as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+
+import torchport
+from torchport.native import binary_path
+
+torch.manual_seed(0)
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 32), nn.GELU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, 3)
+
+
+class CNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),  # (B, 8, 16, 16)
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),  # (B, 16, 8, 8)
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 16)
+        )
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(image))  # (B, 5)
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 16, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(seq)  # (B, T, 16)
+        return self.fc(out[:, -1])  # (B, 2)
+
+
+class TwoInTwoOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(5, 8)
+        self.b = nn.Linear(3, 8)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.a(left) + self.b(right))  # (B, 8)
+        return h.sum(dim=1), torch.softmax(h, dim=1)  # (B,), (B, 8)
+
+
+class Embedder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 12)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.emb(tokens).mean(dim=1))  # (B, T) int64 -> (B, 4)
+
+
+@dataclass
+class Case:
+    name: str
+    build: Callable[[], nn.Module]
+    example: Callable[[int], tuple[torch.Tensor, ...]]  # batch size -> inputs
+    dynamic_dims: dict | None = None
+
+
+def _bn_trained(model: nn.Module, example) -> nn.Module:
+    # Give batch norm non-trivial running statistics, as a trained model has.
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(*example(8))
+    return model.eval()
+
+
+CASES = [
+    Case("mlp", MLP, lambda b: (torch.randn(b, 6),)),
+    Case("cnn_bn", lambda: _bn_trained(CNN(), lambda b: (torch.randn(b, 3, 16, 16),)),
+         lambda b: (torch.randn(b, 3, 16, 16),)),
+    Case("lstm", LSTMClassifier, lambda b: (torch.randn(b, 7, 4),)),
+    Case("two_in_two_out", TwoInTwoOut, lambda b: (torch.randn(b, 5), torch.randn(b, 3))),
+    Case("embedding_int64", Embedder, lambda b: (torch.randint(0, 50, (b, 9)),),
+         dynamic_dims={"tokens": [0, 1]}),
+]
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request) -> Case:
+    return request.param
+
+
+@pytest.fixture
+def exported(case: Case, tmp_path: Path):
+    """(model, artifact path, case) for each zoo model, exported with batch 3."""
+    torch.manual_seed(0)
+    model = case.build().eval()
+    path = torchport.export(model, case.example(3), tmp_path / f"{case.name}.pt", dynamic_dims=case.dynamic_dims)
+    return model, path, case
+
+
+@pytest.fixture(scope="session")
+def mlp_artifact(tmp_path_factory) -> tuple[nn.Module, Path]:
+    torch.manual_seed(0)
+    model = MLP().eval()
+    path = torchport.export(model, torch.randn(2, 6), tmp_path_factory.mktemp("mlp") / "mlp.pt",
+                            metadata={"labels": ["a", "b", "c"]})
+    return model, path
+
+
+def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Runs the installed `torchport` command."""
+    cmd = [str(Path(sys.executable).parent / "torchport"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+
+def run_binary(*args: str, check: bool = False, env=None) -> subprocess.CompletedProcess:
+    """Runs the installed torchport-run binary."""
+    return subprocess.run([str(binary_path()), *args], capture_output=True, text=True, check=check, env=env)

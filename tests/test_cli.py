@@ -1,0 +1,152 @@
+"""The binaries as a user runs them: torchport-run and the torchport command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import torchport
+from conftest import TwoInTwoOut, run_binary, run_cli
+
+
+@pytest.fixture(scope="module")
+def two_io(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TwoInTwoOut().eval()
+    path = torchport.export(model, (torch.randn(2, 5), torch.randn(2, 3)), tmp_path_factory.mktemp("two") / "two.pt")
+    return model, path
+
+
+def test_binary_runs_without_library_path(mlp_artifact):
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "PYTHONPATH")}
+    proc = run_binary("--version", env=env)
+    assert proc.returncode == 0 and f"torch {torch.__version__}" in proc.stdout
+    proc = run_binary("info", str(mlp_artifact[1]), env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_extension_imports_before_torch():
+    code = "import sys; import torchport._native as n; assert 'torch' in sys.modules; print(n.__torch_version__)"
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == torch.__version__
+
+
+def test_info_prints_the_manifest(mlp_artifact):
+    proc = run_binary("info", str(mlp_artifact[1]))
+    assert proc.returncode == 0
+    info = json.loads(proc.stdout)
+    assert info == {**json.loads(torchport.read_manifest(mlp_artifact[1]).to_json()), "golden": True}
+
+
+@pytest.mark.parametrize("layout", ["tensor", "list", "dict"])
+def test_predict_reads_every_input_layout(mlp_artifact, tmp_path, layout):
+    model, path = mlp_artifact
+    x = torch.randn(5, 6)
+    data = {"tensor": x, "list": [x], "dict": {"x": x}}[layout]
+    torch.save(data, tmp_path / "in.pt")
+    proc = run_binary("predict", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "out.pt"))
+    assert proc.returncode == 0, proc.stderr
+    out = torch.load(tmp_path / "out.pt")  # default weights_only=True
+    with torch.inference_mode():
+        torch.testing.assert_close(out, model(x), rtol=0, atol=0)
+
+
+def test_predict_writes_a_tuple_for_several_outputs(two_io, tmp_path):
+    model, path = two_io
+    a, b = torch.randn(4, 5), torch.randn(4, 3)
+    torch.save({"right": b, "left": a}, tmp_path / "in.pt")
+    proc = run_binary("predict", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "out.pt"))
+    assert proc.returncode == 0, proc.stderr
+    out = torch.load(tmp_path / "out.pt")
+    assert isinstance(out, tuple) and len(out) == 2
+    with torch.inference_mode():
+        for e, g in zip(model(a, b), out):
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_selfcheck_and_bench(mlp_artifact):
+    _, path = mlp_artifact
+    proc = run_binary("selfcheck", str(path))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"]
+    proc = run_binary("bench", str(path), "--iters", "30", "--warmup", "3", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    bench = json.loads(proc.stdout)
+    assert bench["iters"] == 30 and bench["threads"] == 1
+    assert 0 < bench["p50_ms"] <= bench["p90_ms"] <= bench["p99_ms"] <= bench["max_ms"]
+    assert bench["first_call_ms"] > 0
+
+
+def test_selfcheck_fails_on_a_tampered_golden(tmp_path):
+    # An artifact whose golden outputs do not match its model: exit 1, report says where.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).eval()
+    path = torchport.export(model, torch.randn(2, 3), tmp_path / "m.pt")
+    extra = {"torchport/manifest.json": "", "torchport/golden.pt": ""}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        module = torch.jit.load(str(path), _extra_files=extra)
+        module.bias.data.add_(0.5)
+        torch.jit.save(module, str(path), _extra_files=extra)
+    proc = run_binary("selfcheck", str(path))
+    assert proc.returncode == 1
+    row = json.loads(proc.stdout)["outputs"][0]
+    assert not row["ok"] and row["max_abs_diff"] == pytest.approx(0.5, rel=1e-4)
+
+
+def test_help_everywhere():
+    proc = run_binary("--help")
+    assert proc.returncode == 0
+    for word in ("info", "predict", "selfcheck", "bench", "exit codes"):
+        assert word in proc.stdout
+    for cmd in ([], ["inspect"], ["verify"], ["run"], ["demo"]):
+        proc = run_cli(*cmd, "--help")
+        assert proc.returncode == 0 and "usage: torchport" in proc.stdout, cmd
+
+
+def test_inspect(mlp_artifact):
+    proc = run_cli("inspect", str(mlp_artifact[1]))
+    assert proc.returncode == 0
+    assert "x                float32   [*, 6]" in proc.stdout and "labels" in proc.stdout
+    proc = run_cli("inspect", "--json", str(mlp_artifact[1]))
+    assert json.loads(proc.stdout)["inputs"][0]["shape"] == [None, 6]
+
+
+def test_verify_command(mlp_artifact, tmp_path):
+    _, path = mlp_artifact
+    proc = run_cli("verify", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "result: bit-exact" in proc.stdout
+    torch.save({"x": torch.randn(9, 6)}, tmp_path / "in.pt")
+    proc = run_cli("verify", str(path), "--inputs", str(tmp_path / "in.pt"), "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"] and report["reference"] == "torchscript"
+    assert {r["runtime"] for r in report["rows"]} == {"native", "binary"}
+
+
+def test_run_command(two_io, tmp_path):
+    model, path = two_io
+    a, b = torch.randn(3, 5), torch.randn(3, 3)
+    torch.save([a, b], tmp_path / "in.pt")
+    proc = run_cli("run", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "out.pt"))
+    assert proc.returncode == 0, proc.stderr
+    out = torch.load(tmp_path / "out.pt")
+    with torch.inference_mode():
+        for e, g in zip(model(a, b), out):
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+
+
+def test_cmake_prefix_path():
+    proc = run_cli("--cmake-prefix-path")
+    assert proc.returncode == 0
+    prefix = proc.stdout.strip()
+    assert prefix == torchport.cmake_prefix_path
+    assert os.path.isfile(os.path.join(prefix, "torchport", "torchportConfig.cmake"))

@@ -1,0 +1,56 @@
+"""The examples and the demo, run the way their READMEs tell a user to."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands(readme: Path) -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", readme.read_text(), flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A folder laid out like the repository root after `make demo`: .venv,
+    examples/, and the demo's artifact under runs/demo."""
+    d = tmp_path_factory.mktemp("user")
+    (d / ".venv").symlink_to(sys.prefix)
+    (d / "examples").symlink_to(ROOT / "examples")
+    proc = subprocess.run([str(Path(sys.prefix) / "bin" / "torchport"), "demo", "--out", "runs/demo"],
+                          cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d.joinpath("demo.log").write_text(proc.stdout)
+    return d
+
+
+def test_demo_trains_and_agrees(workdir):
+    out = (workdir / "demo.log").read_text()
+    m = re.search(r"held-out accuracy: Python ([\d.]+)\s+C\+\+ \(torchport-run\) ([\d.]+)", out)
+    assert m, out
+    py_acc, cpp_acc = float(m.group(1)), float(m.group(2))
+    assert py_acc == cpp_acc
+    assert py_acc >= 0.95, f"digits CNN accuracy {py_acc}"
+    assert "result: bit-exact" in out and "demo: Python and C++ agree" in out
+
+
+def test_native_app_readme_commands(workdir):
+    commands = readme_commands(ROOT / "examples" / "native_app" / "README.md")
+    assert any("cmake -S examples/native_app" in c for c in commands)
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    outputs = []
+    for cmd in commands:
+        proc = subprocess.run(["bash", "-c", cmd], cwd=workdir, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
+        outputs.append(proc.stdout)
+    assert "output logits: [4, 10]" in outputs[-2] and "selfcheck: ok" in outputs[-2]
+    assert "output logits: [32, 10]" in outputs[-1]
+    assert "rejected bad input: input 'image'" in outputs[-1]
