@@ -54,3 +54,12 @@ def test_native_app_readme_commands(workdir):
     assert "output logits: [4, 10]" in outputs[-2] and "selfcheck: ok" in outputs[-2]
     assert "output logits: [32, 10]" in outputs[-1]
     assert "rejected bad input: input 'image'" in outputs[-1]
+
+
+def test_readme_python_example(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, flags=re.S).group(1)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "result: bit-exact" in proc.stdout
+    assert (tmp_path / "mlp.pt").exists()
