@@ -89,3 +89,18 @@ def test_tolerance_accepts_small_differences(mlp_artifact):
             model.net[0].bias.sub_(1e-6)
     assert not exact.ok
     assert loose.ok and not loose.bit_exact
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_runtime_matches_eager_on_cuda(exported):
+    model, path, case = exported
+    inputs = [t.cuda() for t in case.example(4)]
+    model = model.cuda()
+    with torch.inference_mode():
+        expected = model(*inputs)
+    expected = (expected,) if isinstance(expected, torch.Tensor) else expected
+    native = torchport.NativeModel(path, device="cuda", warmup_runs=1)
+    for e, g in zip(expected, native.run(*inputs)):
+        assert g.is_cuda
+        torch.testing.assert_close(g, e)  # CUDA kernels may differ in the last bits
+    assert native.selfcheck(atol=1e-4, rtol=1e-4)["ok"]

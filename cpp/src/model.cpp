@@ -283,8 +283,12 @@ Golden Model::golden() const {
 }
 
 std::vector<at::Tensor> Model::example_inputs() const {
-  if (state_->golden) return state_->golden->inputs;
   std::vector<at::Tensor> inputs;
+  if (state_->golden) {
+    // Golden tensors are stored on the CPU; the model may live elsewhere.
+    for (const auto& t : state_->golden->inputs) inputs.push_back(t.to(state_->device));
+    return inputs;
+  }
   for (const auto& spec : state_->manifest.inputs) {
     if (!spec.dtype || !spec.shape) {
       throw Error(ErrorKind::BadOption,

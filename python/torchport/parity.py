@@ -185,8 +185,18 @@ def verify(
     if unknown:
         raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
     manifest = read_manifest(path)
-    threads = threads or torch.get_num_threads()
+    previous_threads = torch.get_num_threads()
+    threads = threads or previous_threads
+    # One intra-op pool for the whole process (Python torch and the binding
+    # share libtorch); the binary gets the same count on its command line.
     torch.set_num_threads(threads)
+    try:
+        return _verify(path, manifest, model, inputs, atol, rtol, threads, runtimes)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, threads: int, runtimes) -> ParityReport:
     names = manifest.output_names
 
     if inputs is None:

@@ -125,8 +125,8 @@ class Model {
 
   /// The golden examples stored at export; throws BadArtifact if there are none.
   Golden golden() const;
-  /// Inputs to exercise the model with: the golden ones, else synthetic ones
-  /// built from the manifest (dynamic dimensions set to 1).
+  /// Inputs to exercise the model with, on its device: the golden ones, else
+  /// synthetic ones built from the manifest (dynamic dimensions set to 1).
   std::vector<at::Tensor> example_inputs() const;
 
  private:

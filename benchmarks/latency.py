@@ -1,0 +1,113 @@
+"""Per-call latency of the C++ runtime against Python TorchScript, side by side.
+
+    .venv/bin/python benchmarks/latency.py [--iters 300] [--rounds 5]
+
+For each model, in one process, alternating rounds of: torch.jit.load'ed module
+called from Python under inference_mode, and torchport.NativeModel.run (C++
+through the binding). Prints medians and the ratio per model, plus the
+first-call latency the torchport-run binary reports with and without warm-up.
+A shared, noisy machine: read the ratios, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import torchport
+from torchport.demo import DigitsCNN
+from torchport.native import binary_path
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(16, 64, batch_first=True)
+        self.fc = nn.Linear(64, 4)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(seq)  # (B, T, 64)
+        return self.fc(out[:, -1])
+
+
+MODELS = {
+    "digits_cnn b=1": (lambda: DigitsCNN(4.9, 6.0), torch.rand(1, 1, 8, 8) * 16),
+    "digits_cnn b=64": (lambda: DigitsCNN(4.9, 6.0), torch.rand(64, 1, 8, 8) * 16),
+    "mlp b=1": (MLP, torch.rand(1, 64)),
+    "lstm b=8 T=32": (LSTM, torch.rand(8, 32, 16)),
+}
+
+
+def per_call_ms(fn, x, iters: int) -> float:
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def binary_bench(path: Path, warmup_runs: int) -> dict:
+    out = subprocess.run(
+        [str(binary_path()), "bench", str(path), "--iters", "100", "--warmup", str(warmup_runs)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
+          f"{args.rounds} alternating rounds of {args.iters} calls each\n")
+    print("| model | Python TorchScript p50 (ms) | C++ via binding p50 (ms) | ratio C++/Python | binary first call (ms) | binary p50 (ms) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (build, x) in MODELS.items():
+            model = build().eval()
+            path = torchport.export(model, x, Path(tmp) / (name.split()[0] + ".pt"))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                scripted = torch.jit.load(str(path))
+            native = torchport.NativeModel(path)
+
+            def python_call(t):
+                with torch.inference_mode():
+                    return scripted(t)
+
+            for fn in (python_call, native.run):  # past the profiling executor's first runs
+                for _ in range(20):
+                    fn(x)
+            py, cpp = [], []
+            for _ in range(args.rounds):
+                py.append(per_call_ms(python_call, x, args.iters))
+                cpp.append(per_call_ms(native.run, x, args.iters))
+            ratios = [c / p for c, p in zip(cpp, py)]
+            b = binary_bench(path, 10)
+            print(f"| {name} | {statistics.median(py):.4f} | {statistics.median(cpp):.4f} | "
+                  f"{statistics.median(ratios):.2f} | {b['first_call_ms']:.1f} | {b['p50_ms']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
