@@ -92,7 +92,7 @@ def main() -> None:
                 scripted = torch.jit.load(str(path))
             native = torchport.NativeModel(path)
 
-            def python_call(t):
+            def python_call(t, scripted=scripted):
                 with torch.inference_mode():
                     return scripted(t)
 

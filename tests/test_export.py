@@ -79,7 +79,7 @@ def test_auto_falls_back_to_trace_and_says_why(tmp_path):
 
 
 def test_script_method_does_not_fall_back(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(torchport.ExportError, match="torch.jit.script failed"):
         torchport.export(DataDependent(), torch.randn(2, 3), tmp_path / "s.pt", method="script")
     assert not (tmp_path / "s.pt").exists()
 

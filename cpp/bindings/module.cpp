@@ -29,6 +29,21 @@ py::list tensors_to(const std::vector<at::Tensor>& tensors) {
   return out;
 }
 
+// The model runs without the GIL, so other Python threads go on meanwhile.
+template <typename Inputs>
+py::list run_released(const Model& model, const Inputs& inputs) {
+  std::vector<at::Tensor> outputs;
+  {
+    py::gil_scoped_release release;
+    if constexpr (std::is_same_v<Inputs, std::vector<at::Tensor>>) {
+      outputs = model.run(inputs);
+    } else {
+      outputs = model.run_named(inputs);
+    }
+  }
+  return tensors_to(outputs);
+}
+
 void register_errors(py::module_& m) {
   // The exception classes are plain Python (torchport.errors), so they exist
   // even where this extension is missing.
@@ -78,13 +93,7 @@ A loaded artifact, run by the C++ runtime.
       .def(
           "run",
           [](const Model& self, const py::sequence& inputs) {
-            const auto tensors = tensors_from(inputs);
-            std::vector<at::Tensor> outputs;
-            {
-              py::gil_scoped_release release;
-              outputs = self.run(tensors);
-            }
-            return tensors_to(outputs);
+            return run_released(self, tensors_from(inputs));
           },
           py::arg("inputs"),
           "Runs the model on tensors in manifest order; returns the outputs as a list.\n\n"
@@ -97,12 +106,7 @@ A loaded artifact, run by the C++ runtime.
               const std::string name = py::str(key);
               named[name] = from_python(value, "input '" + name + "'");
             }
-            std::vector<at::Tensor> outputs;
-            {
-              py::gil_scoped_release release;
-              outputs = self.run_named(named);
-            }
-            return tensors_to(outputs);
+            return run_released(self, named);
           },
           py::arg("inputs"),
           "Runs the model on tensors given by input name.\n\n"

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 from torchport._version import __version__
 from torchport.errors import ArtifactNotFoundError, BadInputError, TorchportError
-from torchport.manifest import Manifest, read_manifest
+from torchport.manifest import read_manifest
 
 EXIT_MISMATCH = 1
 

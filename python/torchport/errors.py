@@ -43,6 +43,12 @@ class ModelRuntimeError(TorchportError, RuntimeError):
     exit_code = 5
 
 
+class ExportError(TorchportError):
+    """The model could not be compiled to TorchScript (scripting or tracing failed)."""
+
+    exit_code = 5
+
+
 class NativeUnavailableError(TorchportError, ImportError):
     """The C++ runtime (torchport._native or torchport-run) is not installed."""
 

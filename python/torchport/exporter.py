@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 import torch
 
 from torchport._version import __version__
-from torchport.errors import BadOptionError
+from torchport.errors import BadOptionError, ExportError
 from torchport.manifest import GOLDEN_FILE, MANIFEST_FILE, SCHEMA, Manifest, TensorSpec
 
 METHODS = ("auto", "script", "trace")
@@ -137,22 +137,34 @@ def _output_shapes(
     ]
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _compile(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], method: str):
-    if method == "script":
-        return _jit(torch.jit.script, model), "script"
+    def trace():
+        try:
+            return _jit(torch.jit.trace, model, inputs), "trace"
+        except Exception as e:  # noqa: BLE001 - tracing fails with many error types
+            raise ExportError(f"torch.jit.trace failed: {_first_line(e)}") from e
+
     if method == "trace":
-        return _jit(torch.jit.trace, model, inputs), "trace"
+        return trace()
     try:
         return _jit(torch.jit.script, model), "script"
     except Exception as e:  # noqa: BLE001 - scripting fails with many error types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if method == "script":
+            raise ExportError(
+                f"torch.jit.script failed: {_first_line(e)} (method='auto' would fall back to tracing)"
+            ) from e
         warnings.warn(
-            f"torch.jit.script failed ({reason}); exporting with torch.jit.trace instead, which records "
+            f"torch.jit.script failed ({_first_line(e)}); exporting with torch.jit.trace instead, which records "
             "the path taken on the example inputs: data-dependent control flow is frozen",
             ExportWarning,
             stacklevel=3,
         )
-        return _jit(torch.jit.trace, model, inputs), "trace"
+        return trace()
 
 
 def _atomic_jit_save(module, path: Path, extra_files: dict[str, bytes]) -> None:
