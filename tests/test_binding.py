@@ -125,3 +125,14 @@ def test_stub_matches_the_module():
     assert stub_methods == real_methods
     module_attrs = {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     assert module_attrs <= set(dir(_native))
+    stub_functions = {
+        fn.name: ([a.arg for a in fn.args.args], [a.arg for a in fn.args.kwonlyargs])
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef)
+    }
+    real_functions = {
+        name: _doc_params(f.__doc__)
+        for name, f in vars(_native).items()
+        if not name.startswith("_") and callable(f) and not isinstance(f, type)
+    }
+    assert stub_functions == real_functions

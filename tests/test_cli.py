@@ -83,8 +83,9 @@ def test_selfcheck_and_bench(mlp_artifact):
     assert bench["first_call_ms"] > 0
 
 
-def test_selfcheck_fails_on_a_tampered_golden(tmp_path):
-    # An artifact whose golden outputs do not match its model: exit 1, report says where.
+def test_tampered_artifacts_are_caught(tmp_path):
+    # The model changed after export: the payload checksum refuses it (exit 3);
+    # without a checksum, selfcheck against the golden outputs does (exit 1).
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2).eval()
     path = torchport.export(model, torch.randn(2, 3), tmp_path / "m.pt")
@@ -95,6 +96,15 @@ def test_selfcheck_fails_on_a_tampered_golden(tmp_path):
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         module = torch.jit.load(str(path), _extra_files=extra)
         module.bias.data.add_(0.5)
+        torch.jit.save(module, str(path), _extra_files=extra)
+    proc = run_binary("selfcheck", str(path))
+    assert proc.returncode == 3 and "checksum mismatch" in proc.stderr, proc.stderr
+
+    manifest = json.loads(extra["torchport/manifest.json"])
+    del manifest["checksum"]
+    extra["torchport/manifest.json"] = json.dumps(manifest)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.jit.save(module, str(path), _extra_files=extra)
     proc = run_binary("selfcheck", str(path))
     assert proc.returncode == 1
@@ -115,9 +125,10 @@ def test_help_everywhere():
 def test_inspect(mlp_artifact):
     proc = run_cli("inspect", str(mlp_artifact[1]))
     assert proc.returncode == 0
-    assert "x                float32   [*, 6]" in proc.stdout and "labels" in proc.stdout
+    assert "x                float32   [batch, 6]" in proc.stdout and "labels" in proc.stdout
+    assert "payload checksum: sha256:" in proc.stdout and "verified" in proc.stdout
     proc = run_cli("inspect", "--json", str(mlp_artifact[1]))
-    assert json.loads(proc.stdout)["inputs"][0]["shape"] == [None, 6]
+    assert json.loads(proc.stdout)["inputs"][0]["shape"] == ["batch", 6]
 
 
 def test_verify_command(mlp_artifact, tmp_path):

@@ -11,12 +11,12 @@ import torchport
 from conftest import run_binary, run_cli
 
 BAD_INPUTS = [
-    # (inputs for the MLP [*, 6] -> [*, 3], exception, message)
+    # (inputs for the MLP [batch, 6] -> [batch, 3], exception, message)
     (lambda: [torch.randn(2, 6, dtype=torch.float64)], torchport.BadInputError, "input 'x': expected dtype float32, got float64"),
     (lambda: [torch.randint(0, 5, (2, 6))], torchport.BadInputError, "input 'x': expected dtype float32, got int64"),
-    (lambda: [torch.randn(2, 6, 1)], torchport.BadInputError, r"input 'x': expected 2 dimensions \[\*, 6\], got 3 \(shape \[2, 6, 1\]\)"),
+    (lambda: [torch.randn(2, 6, 1)], torchport.BadInputError, r"input 'x': expected 2 dimensions \[batch, 6\], got 3 \(shape \[2, 6, 1\]\)"),
     (lambda: [torch.randn(6)], torchport.BadInputError, "input 'x': expected 2 dimensions"),
-    (lambda: [torch.randn(2, 7)], torchport.BadInputError, r"input 'x': dim 1 expected 6, got 7 \(shape \[2, 7\] vs \[\*, 6\]\)"),
+    (lambda: [torch.randn(2, 7)], torchport.BadInputError, r"input 'x': dim 1 expected 6, got 7 \(shape \[2, 7\] vs \[batch, 6\]\)"),
     (lambda: [], torchport.BadInputError, r"expects 1 input \(x\), got 0"),
     (lambda: [torch.randn(2, 6), torch.randn(2, 6)], torchport.BadInputError, r"expects 1 input \(x\), got 2"),
     (lambda: [{"y": torch.randn(2, 6)}], torchport.BadInputError, "missing 'x'; unknown 'y'"),

@@ -32,8 +32,8 @@ def test_manifest_holds_the_contract(tmp_path):
     assert m.torch_version == torch.__version__
     assert m.torchport_version == torchport.__version__
     assert m.created.endswith("Z")
-    assert [(s.name, s.dtype, s.shape) for s in m.inputs] == [("left", "float32", (None, 5)), ("right", "float32", (None, 3))]
-    assert [(s.name, s.dtype, s.shape) for s in m.outputs] == [("total", "float32", (None,)), ("probs", "float32", (None, 8))]
+    assert [(s.name, s.dtype, s.shape) for s in m.inputs] == [("left", "float32", ("batch", 5)), ("right", "float32", ("batch", 3))]
+    assert [(s.name, s.dtype, s.shape) for s in m.outputs] == [("total", "float32", ("batch",)), ("probs", "float32", ("batch", 8))]
     assert m.metadata["normalisation"] == {"mean": 0.5, "std": 2.0}
     assert m.golden
 
@@ -86,7 +86,7 @@ def test_script_method_does_not_fall_back(tmp_path):
 
 def test_export_leaves_no_temporary_files(tmp_path):
     torchport.export(MLP(), torch.randn(2, 6), tmp_path / "m.pt")
-    torchport.export(MLP(), torch.randn(2, 6), tmp_path / "m.pt")  # replaces atomically
+    torchport.export(MLP(), torch.randn(2, 6), tmp_path / "m.pt", overwrite=True)  # replaces atomically
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
 

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <torchport/io.h>
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
 
@@ -72,17 +73,18 @@ A loaded artifact, run by the C++ runtime.
     >>> outputs = m.run([torch.rand(4, 1, 8, 8)])
 )doc")
       .def(py::init([](const std::string& path, const std::string& device, int threads,
-                       int warmup_runs, bool check_nan) {
+                       int warmup_runs, bool check_nan, bool verify_checksum) {
              Options options;
              options.device = device;
              options.threads = threads;
              options.warmup_runs = warmup_runs;
              options.check_nan = check_nan;
+             options.verify_checksum = verify_checksum;
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
            py::arg("path"), py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0,
-           py::arg("warmup_runs") = 0, py::arg("check_nan") = false,
+           py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
       .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript'.")
@@ -142,6 +144,25 @@ A loaded artifact, run by the C++ runtime.
           "Times repeated runs; returns first-call latency and percentiles (ms) as JSON text.");
 }
 
+void register_io(py::module_& m) {
+  m.def(
+      "read_tensor_file",
+      [](const std::string& path) -> py::object {
+        TensorBundle bundle;
+        {
+          py::gil_scoped_release release;
+          bundle = read_tensor_file(path);
+        }
+        if (!bundle.by_name) return tensors_to(bundle.positional);
+        py::dict named;
+        for (const auto& [name, tensor] : bundle.named) named[py::str(name)] = to_python(tensor);
+        return named;
+      },
+      py::arg("path"),
+      "Reads a torch.save file of tensors with the runtime's reader (no code is executed): a list "
+      "of tensors, or a dict by input name.\n\n    >>> read_tensor_file('inputs.pt')");
+}
+
 void check_torch_version() {
   const std::string running = py::str(py::module_::import("torch").attr("__version__"));
   if (running != TORCHPORT_TORCH_VERSION) {
@@ -163,4 +184,5 @@ PYBIND11_MODULE(_native, m) {
   m.attr("__torch_version__") = torchport::torch_version();
   register_errors(m);
   register_model(m);
+  register_io(m);
 }

@@ -23,6 +23,18 @@ struct ModelState {
   double warmup_ms = 0.0;
 };
 
+/// torchport's files inside an archive; empty strings when absent.
+struct ArchiveFiles {
+  std::string manifest_json;
+  std::optional<Manifest> manifest;  ///< parsed manifest_json
+  std::string golden_bytes;
+};
+
+/// Reads the manifest and golden file, and checks the payload checksum the
+/// manifest records (when there is one and `verify_checksum` is set), before
+/// any of the model is deserialized. Throws BadArtifact.
+ArchiveFiles read_archive(const std::string& path, bool verify_checksum);
+
 /// Parses manifest.json text; `where` names its source in error messages.
 Manifest parse_manifest(const std::string& text, const std::string& where);
 

@@ -56,16 +56,26 @@ std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std:
     const json& shape = field(item, "shape", at);
     if (!shape.is_array()) bad(at, "shape must be a list of integers or null, got " + shape.dump());
     std::vector<int64_t> dims;
+    std::vector<std::string> names;
+    bool named = false;
     for (const json& d : shape) {
       if (d.is_null()) {
         dims.push_back(-1);
+        names.emplace_back();
+      } else if (d.is_string() && !d.get<std::string>().empty()) {
+        dims.push_back(-1);
+        names.push_back(d.get<std::string>());
+        named = true;
       } else if (d.is_number_integer() && d.get<int64_t>() >= 0) {
         dims.push_back(d.get<int64_t>());
+        names.emplace_back();
       } else {
-        bad(at, "shape entries must be non-negative integers or null, got " + d.dump());
+        bad(at, "shape entries must be non-negative integers, null or a dimension name, got " +
+                    d.dump());
       }
     }
     spec.shape = std::move(dims);
+    if (named) spec.dim_names = std::move(names);
     specs.push_back(std::move(spec));
   }
   return specs;
@@ -77,7 +87,11 @@ json specs_to_json(const std::vector<TensorSpec>& specs) {
     json shape = nullptr;
     if (spec.shape) {
       shape = json::array();
-      for (int64_t d : *spec.shape) shape.push_back(d < 0 ? json(nullptr) : json(d));
+      for (size_t i = 0; i < spec.shape->size(); ++i) {
+        const int64_t d = (*spec.shape)[i];
+        const bool named = i < spec.dim_names.size() && !spec.dim_names[i].empty();
+        shape.push_back(d >= 0 ? json(d) : named ? json(spec.dim_names[i]) : json(nullptr));
+      }
     }
     list.push_back({{"name", spec.name},
                     {"dtype", spec.dtype ? json(dtype_name(*spec.dtype)) : json(nullptr)},
@@ -125,6 +139,7 @@ std::string Manifest::to_json(int indent) const {
       {"metadata", metadata},
       {"golden", has_golden},
   };
+  if (!checksum.empty()) out["checksum"] = checksum;
   return out.dump(indent);
 }
 
@@ -165,6 +180,13 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   if (meta != doc.end()) {
     if (!meta->is_object()) bad(where, "field 'metadata' must be an object");
     m.metadata_json = meta->dump();
+  }
+  auto checksum = doc.find("checksum");
+  if (checksum != doc.end()) {
+    if (!checksum->is_string() || checksum->get<std::string>().rfind("sha256:", 0) != 0) {
+      bad(where, "field 'checksum' must be a string \"sha256:<hex>\", got " + checksum->dump());
+    }
+    m.checksum = checksum->get<std::string>();
   }
   auto golden = doc.find("golden");
   m.has_golden = golden != doc.end() && golden->is_boolean() && golden->get<bool>();

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -35,16 +36,14 @@ std::string brief(const std::exception& e) {
 
 namespace {
 
-std::unique_ptr<Backend> open_backend(const std::string& path, const c10::Device& device,
-                                      OpenedArtifact& opened) {
+std::unique_ptr<Backend> open_backend(const std::string& path, const c10::Device& device) {
   // The one routing point between artifact formats.
   if (std::filesystem::path(path).extension() == ".pt2") {
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' looks like an AOTInductor package (.pt2); this runtime reads "
                 "TorchScript archives only");
   }
-  opened = open_torchscript(path, device);
-  return std::move(opened.backend);
+  return open_torchscript(path, device);
 }
 
 void check_against_signature(const Manifest& manifest, const Manifest& signature,
@@ -61,7 +60,41 @@ void check_against_signature(const Manifest& manifest, const Manifest& signature
   }
 }
 
-std::string spec_shape(const TensorSpec& spec) { return shape_string(*spec.shape); }
+// "[batch, 3, 32, 32]": named dynamic dims by name, unnamed ones as "*".
+std::string spec_shape(const TensorSpec& spec) {
+  std::string out = "[";
+  for (size_t i = 0; i < spec.shape->size(); ++i) {
+    if (i) out += ", ";
+    const int64_t d = (*spec.shape)[i];
+    if (d >= 0) {
+      out += std::to_string(d);
+    } else if (i < spec.dim_names.size() && !spec.dim_names[i].empty()) {
+      out += spec.dim_names[i];
+    } else {
+      out += "*";
+    }
+  }
+  return out + "]";
+}
+
+// Dimensions that share a name must agree across the inputs of one call.
+void check_named_dims(const std::vector<TensorSpec>& specs, const std::vector<at::Tensor>& inputs) {
+  std::map<std::string, std::pair<int64_t, std::string>> seen;  // name -> (size, input)
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& names = specs[i].dim_names;
+    for (size_t d = 0; d < names.size() && d < static_cast<size_t>(inputs[i].dim()); ++d) {
+      if (names[d].empty()) continue;
+      const int64_t size = inputs[i].size(static_cast<int64_t>(d));
+      auto [it, inserted] = seen.emplace(names[d], std::make_pair(size, specs[i].name));
+      if (!inserted && it->second.first != size) {
+        throw Error(ErrorKind::BadInput,
+                    "input '" + specs[i].name + "': dim " + std::to_string(d) + " (" + names[d] +
+                        ") is " + std::to_string(size) + ", but input '" + it->second.second +
+                        "' has " + names[d] + " = " + std::to_string(it->second.first));
+      }
+    }
+  }
+}
 
 // An NCHW model fed channels-last data: the channel count sits last instead of
 // second, and the spatial dimensions moved left by one.
@@ -137,6 +170,7 @@ std::vector<at::Tensor> validate_inputs(const ModelState& state,
     }
     ready.push_back(inputs[i].contiguous());
   }
+  check_named_dims(specs, ready);
   return ready;
 }
 
@@ -181,18 +215,20 @@ Model Model::load(const std::string& path, const Options& options) {
   }
   if (options.threads > 0) at::set_num_threads(options.threads);
 
-  detail::OpenedArtifact opened;
-  state->backend = detail::open_backend(path, state->device, opened);
+  // torchport's files and the checksum first: nothing of a corrupted model is
+  // deserialized.
+  detail::ArchiveFiles files = detail::read_archive(path, options.verify_checksum);
+  state->backend = detail::open_backend(path, state->device);
   const Manifest signature = state->backend->signature();
   const std::string where = "'" + path + "' torchport/manifest.json";
-  if (opened.manifest_json.empty()) {
+  if (!files.manifest) {
     state->manifest = signature;
   } else {
-    state->manifest = detail::parse_manifest(opened.manifest_json, where);
+    state->manifest = std::move(*files.manifest);
     detail::check_against_signature(state->manifest, signature, where);
   }
-  if (!opened.golden_bytes.empty()) {
-    state->golden = detail::parse_golden(opened.golden_bytes, "'" + path + "' torchport/golden.pt");
+  if (!files.golden_bytes.empty()) {
+    state->golden = detail::parse_golden(files.golden_bytes, "'" + path + "' torchport/golden.pt");
     state->manifest.has_golden = true;
   } else if (state->manifest.has_golden) {
     throw Error(ErrorKind::BadArtifact,

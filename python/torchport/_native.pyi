@@ -10,7 +10,14 @@ __torch_version__: str
 
 class Model:
     def __init__(
-        self, path: str, *, device: str = "cpu", threads: int = 0, warmup_runs: int = 0, check_nan: bool = False
+        self,
+        path: str,
+        *,
+        device: str = "cpu",
+        threads: int = 0,
+        warmup_runs: int = 0,
+        check_nan: bool = False,
+        verify_checksum: bool = True,
     ) -> None: ...
     @property
     def path(self) -> str: ...
@@ -26,3 +33,5 @@ class Model:
     def example_inputs(self) -> list[torch.Tensor]: ...
     def selfcheck(self, *, atol: float = 0.0, rtol: float = 0.0) -> str: ...
     def benchmark(self, *, inputs: Optional[Sequence[Any]] = None, iters: int = 100, warmup: int = 10) -> str: ...
+
+def read_tensor_file(path: str) -> list[torch.Tensor] | dict[str, torch.Tensor]: ...

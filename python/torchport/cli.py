@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 from torchport._version import __version__
 from torchport.errors import ArtifactNotFoundError, BadInputError, TorchportError
-from torchport.manifest import read_manifest
+from torchport.manifest import payload_checksum, read_manifest
 
 EXIT_MISMATCH = 1
 
@@ -42,6 +42,9 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
         *[f"    {s.name:<16} {s.dtype or '?':<9} {s.shape_str()}" for s in m.outputs],
         f"  golden examples: {'yes' if m.golden else 'no'}",
     ]
+    if m.checksum:
+        ok = payload_checksum(path) == m.checksum
+        lines.append(f"  payload checksum: {m.checksum[:19]}... {'verified' if ok else 'MISMATCH: modified after export'}")
     if m.metadata:
         lines.append("  metadata:")
         lines += [f"    {k}: {json.dumps(v)}" for k, v in m.metadata.items()]

@@ -119,6 +119,7 @@ def run_demo(out: Path = Path("runs/demo"), epochs: int = 12, seed: int = 0) -> 
         input_names=["image"],
         output_names=["logits"],
         name="digits_cnn",
+        overwrite=True,
         metadata={
             "labels": DigitsDataset.labels,
             "preprocessing": {"input": "raw 8x8 pixels, 0..16", "mean": mean, "std": std, "inside_model": True},

@@ -23,7 +23,7 @@ import torch
 
 from torchport._version import __version__
 from torchport.errors import BadOptionError, ExportError
-from torchport.manifest import GOLDEN_FILE, MANIFEST_FILE, SCHEMA, Manifest, TensorSpec
+from torchport.manifest import GOLDEN_FILE, MANIFEST_FILE, SCHEMA, Manifest, TensorSpec, payload_checksum
 
 METHODS = ("auto", "script", "trace")
 
@@ -90,21 +90,29 @@ def _names(given: Optional[Sequence[str]], default: list[str], what: str) -> lis
     return names
 
 
+DimNames = dict[int, Optional[str]]  # dynamic dim -> its name (None: unnamed)
+
+
 def _dynamic(
-    dynamic_dims: Optional[Mapping[str, Iterable[int]]], names: list[str], inputs: tuple[torch.Tensor, ...]
-) -> dict[str, set[int]]:
-    if dynamic_dims is None:  # the batch dimension of every input
-        return {n: ({0} if t.dim() > 0 else set()) for n, t in zip(names, inputs)}
+    dynamic_dims: Optional[Mapping[str, Any]], names: list[str], inputs: tuple[torch.Tensor, ...]
+) -> dict[str, DimNames]:
+    if dynamic_dims is None:  # the batch dimension of every input, shared
+        return {n: ({0: "batch"} if t.dim() > 0 else {}) for n, t in zip(names, inputs)}
     unknown = set(dynamic_dims) - set(names)
     if unknown:
         raise BadOptionError(f"dynamic_dims: unknown input names {sorted(unknown)}; inputs are {names}")
-    out: dict[str, set[int]] = {}
+    out: dict[str, DimNames] = {}
     for n, t in zip(names, inputs):
-        dims = list(dynamic_dims.get(n, ()))
-        bad = [d for d in dims if not -t.dim() <= d < t.dim()]
+        spec = dynamic_dims.get(n, ())
+        # {dim: name} names dims; a plain list keeps dim 0 as the shared "batch".
+        given = dict(spec) if isinstance(spec, Mapping) else {d: ("batch" if d in (0, -t.dim()) else None) for d in spec}
+        bad = [d for d in given if not isinstance(d, int) or not -t.dim() <= d < t.dim()]
         if bad:
             raise BadOptionError(f"dynamic_dims['{n}']: dims {bad} out of range for shape {list(t.shape)}")
-        out[n] = {d % t.dim() for d in dims}
+        bad_names = [v for v in given.values() if v is not None and (not isinstance(v, str) or not v)]
+        if bad_names:
+            raise BadOptionError(f"dynamic_dims['{n}']: dim names must be non-empty strings or None, got {bad_names}")
+        out[n] = {d % t.dim(): v for d, v in given.items()}
     return out
 
 
@@ -112,29 +120,48 @@ def _output_shapes(
     module: torch.jit.ScriptModule,
     inputs: tuple[torch.Tensor, ...],
     outputs: tuple[torch.Tensor, ...],
-    dynamic: dict[str, set[int]],
+    dynamic: dict[str, DimNames],
     names: list[str],
-) -> list[tuple[Optional[int], ...]]:
-    """Which output dims follow the dynamic input dims: found by running the
-    exported module once more with every dynamic input dim doubled."""
-    shapes = [tuple(o.shape) for o in outputs]
-    if not any(dynamic.values()):
-        return shapes
-    probe = []
-    for n, t in zip(names, inputs):
-        for d in sorted(dynamic[n]):
-            t = torch.cat([t, t], dim=d)
-        probe.append(t)
-    try:
-        with torch.inference_mode():
-            grown = _outputs_tuple(module(*probe))
-    except Exception:  # noqa: BLE001 - a model may refuse other sizes; fall back to the batch dim
-        batch_dynamic = all(0 in dynamic[n] for n in names)
-        return [tuple(None if (i == 0 and batch_dynamic) else d for i, d in enumerate(s)) for s in shapes]
-    return [
-        tuple(None if (len(g.shape) == len(s) and g.shape[i] != d) else d for i, d in enumerate(s))
-        for s, g in zip(shapes, grown)
-    ]
+) -> list[tuple[Union[int, str, None], ...]]:
+    """Which output dims follow which dynamic input dims, found by running the
+    exported module again with each group of input dims (one name, or all the
+    unnamed ones) doubled. An output dim moved by exactly one named group
+    carries its name; by several, or by unnamed dims, it is dynamic and unnamed."""
+    movers: list[list[set]] = [[set() for _ in o.shape] for o in outputs]
+    groups = {v for dims in dynamic.values() for v in dims.values()}
+    for group in sorted(groups, key=lambda g: (g is None, g or "")):
+        probe = []
+        for n, t in zip(names, inputs):
+            for d, label in sorted(dynamic[n].items()):
+                if label == group:
+                    t = torch.cat([t, t], dim=d)
+            probe.append(t)
+        try:
+            with torch.inference_mode():
+                grown = _outputs_tuple(module(*probe))
+        except Exception:  # noqa: BLE001 - a model may refuse other sizes
+            # Fall back to the one safe guess: a batch shared by every input.
+            if group == "batch" and all(dynamic[n].get(0) == "batch" for n in names):
+                for m in movers:
+                    if m:
+                        m[0].add(group)
+            continue
+        for m, o, g in zip(movers, outputs, grown):
+            for i in range(len(m)):
+                if g.dim() != o.dim() or g.shape[i] != o.shape[i]:
+                    m[i].add(group)
+    shapes = []
+    for m, o in zip(movers, outputs):
+        dims: list[Union[int, str, None]] = []
+        for size, groups_moving in zip(o.shape, m):
+            if not groups_moving:
+                dims.append(int(size))
+            elif len(groups_moving) == 1 and isinstance(next(iter(groups_moving)), str):
+                dims.append(next(iter(groups_moving)))
+            else:
+                dims.append(None)
+        shapes.append(tuple(dims))
+    return shapes
 
 
 def _first_line(e: BaseException) -> str:
@@ -167,20 +194,26 @@ def _compile(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], method: s
         return trace()
 
 
-def _atomic_jit_save(module, path: Path, extra_files: dict[str, bytes]) -> None:
-    # Saved under its final name in a private folder beside the destination
-    # (TorchScript names the archive's root after the file), then renamed over
-    # it: readers see the old file or the complete new one, never a part.
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    tmp = tmp_dir / path.name
+def _atomic_write(path: Path, data: bytes) -> None:
+    # Written in full beside the destination, flushed to disk, then renamed over
+    # it: readers (and a crash at any point) see the old file or the complete
+    # new one, never a part.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        _jit(torch.jit.save, module, str(tmp), _extra_files=extra_files)
-        with open(tmp, "rb") as f:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp_dir.rmdir()
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _archive(module, extra_files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    _jit(torch.jit.save, module, buf, _extra_files=extra_files)
+    return buf.getvalue()
 
 
 def export(
@@ -194,15 +227,21 @@ def export(
     dynamic_dims: Optional[Mapping[str, Iterable[int]]] = None,
     metadata: Optional[Mapping[str, Any]] = None,
     name: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Path:
     """Export ``model`` to a TorchScript artifact at ``path`` with its contract and golden examples.
 
     ``method="auto"`` scripts and falls back to tracing with an ``ExportWarning``
     saying why. The model is put in eval mode. Input names default to the names
-    of ``forward``'s arguments; ``dynamic_dims`` maps an input name to its
-    dynamic dims (default: dim 0 of every input). The file is written atomically.
+    of ``forward``'s arguments. ``dynamic_dims`` maps an input name to its
+    dynamic dims: a list (dim 0 is then the shared ``"batch"``, others unnamed)
+    or ``{dim: name}`` (dims with one name must agree across inputs); the
+    default makes dim 0 of every input the shared ``"batch"``. The file is
+    written atomically, with a checksum of the model payload that the runtime
+    verifies at load; an existing file is replaced only with ``overwrite=True``.
 
-        >>> export(model, (tokens, mask), "m.pt", dynamic_dims={"tokens": [0, 1], "mask": [0, 1]},
+        >>> export(model, (tokens, mask), "m.pt",
+        ...        dynamic_dims={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
         ...        metadata={"labels": ["neg", "pos"]})
     """
     if method not in METHODS:
@@ -215,8 +254,10 @@ def export(
     except TypeError as e:
         raise BadOptionError(f"metadata: must be JSON-serialisable ({e})") from None
     path = Path(path)
-    if not path.parent.exists():
+    if not path.parent.is_dir():
         raise BadOptionError(f"path: folder '{path.parent}' does not exist")
+    if path.exists() and not overwrite:
+        raise BadOptionError(f"path: '{path}' already exists; pass overwrite=True to replace it")
 
     inputs = _as_tuple(example_inputs)
     model.eval()
@@ -230,10 +271,18 @@ def export(
     module, used = _compile(model, inputs, method)
     out_shapes = _output_shapes(module, inputs, outputs, dynamic, in_names)
 
+    golden = io.BytesIO()
+    torch.save(
+        {
+            "inputs": [t.cpu().contiguous().clone() for t in inputs],
+            "outputs": [o.cpu().contiguous().clone() for o in outputs],
+        },
+        golden,
+    )
     manifest = Manifest(
         name=name or type(model).__name__,
         inputs=[
-            TensorSpec(n, dtype_name(t.dtype), tuple(None if d in dynamic[n] else s for d, s in enumerate(t.shape)))
+            TensorSpec(n, dtype_name(t.dtype), tuple(dynamic[n][d] if d in dynamic[n] else s for d, s in enumerate(t.shape)))
             for n, t in zip(in_names, inputs)
         ],
         outputs=[TensorSpec(n, dtype_name(o.dtype), s) for n, o, s in zip(out_names, outputs, out_shapes)],
@@ -245,17 +294,11 @@ def export(
         metadata=meta,
         golden=True,
     )
-    golden = io.BytesIO()
-    torch.save(
-        {
-            "inputs": [t.cpu().contiguous().clone() for t in inputs],
-            "outputs": [o.cpu().contiguous().clone() for o in outputs],
-        },
-        golden,
-    )
-    _atomic_jit_save(
-        module,
-        path,
-        {MANIFEST_FILE: manifest.to_json().encode(), GOLDEN_FILE: golden.getvalue()},
-    )
+    # The checksum covers every record but the manifest, so it is taken from a
+    # first save without it; the records do not change between saves.
+    manifest.checksum = payload_checksum(_archive(module, {GOLDEN_FILE: golden.getvalue()}))
+    data = _archive(module, {MANIFEST_FILE: manifest.to_json().encode(), GOLDEN_FILE: golden.getvalue()})
+    if payload_checksum(data) != manifest.checksum:
+        raise ExportError("torch.jit.save wrote different model records on two saves; cannot checksum the payload")
+    _atomic_write(path, data)
     return path

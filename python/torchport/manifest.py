@@ -5,19 +5,22 @@ Schema 1 (documented in docs/artifact.md)::
     {"schema": 1, "name": "digits_cnn", "torchport_version": "0.1.0",
      "torch_version": "2.13.0+cpu", "export_method": "script",
      "created": "2026-11-29T08:00:00Z",
-     "inputs":  [{"name": "image", "dtype": "float32", "shape": [null, 1, 8, 8]}],
+     "inputs":  [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8]}],
      "outputs": [{"name": "logits", "dtype": "float32", "shape": [null, 10]}],
-     "metadata": {"labels": ["0", "1", ...]}, "golden": true}
+     "metadata": {"labels": ["0", "1", ...]}, "golden": true,
+     "checksum": "sha256:..."}
 
-A ``null`` dimension is dynamic.
+A ``null`` dimension is dynamic; a string one is dynamic and named (dimensions
+sharing a name agree across the inputs of a call).
 
     >>> m = read_manifest("model.pt")
     >>> m.inputs[0].shape
-    (None, 1, 8, 8)
+    ('batch', 1, 8, 8)
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -31,15 +34,17 @@ SCHEMA = 1
 MANIFEST_FILE = "torchport/manifest.json"
 GOLDEN_FILE = "torchport/golden.pt"
 
-Shape = tuple[Optional[int], ...]
+Shape = tuple[Union[int, str, None], ...]
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One named tensor of the contract; ``None`` in ``shape`` is a dynamic dim.
+    """One named tensor of the contract.
 
-    ``dtype`` and ``shape`` are ``None`` when derived from a plain TorchScript
-    file that does not say them.
+    A dimension is an ``int`` (fixed), ``None`` (dynamic) or a ``str`` (dynamic
+    and named: every dimension with that name has the same size across the
+    inputs of one call, like ``"batch"``). ``dtype`` and ``shape`` are ``None``
+    when derived from a plain TorchScript file that does not say them.
     """
 
     name: str
@@ -50,6 +55,9 @@ class TensorSpec:
         if self.shape is None:
             return "?"
         return "[" + ", ".join("*" if d is None else str(d) for d in self.shape) + "]"
+
+    def is_dynamic(self, dim: int) -> bool:
+        return self.shape is not None and not isinstance(self.shape[dim], int)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class Manifest:
     created: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     golden: bool = False
+    checksum: str = ""
 
     @property
     def input_names(self) -> list[str]:
@@ -82,6 +91,8 @@ class Manifest:
                 {"name": s["name"], "dtype": s["dtype"], "shape": None if s["shape"] is None else list(s["shape"])}
                 for s in d[key]
             ]
+        if not self.checksum:
+            del d["checksum"]
         return d
 
     def to_json(self, indent: Optional[int] = 2) -> str:
@@ -111,6 +122,13 @@ class Manifest:
                 if not isinstance(s, dict) or "name" not in s:
                     raise BadArtifactError(f"{where}: {key}[{i}] must be an object with a name")
                 shape = s.get("shape")
+                if shape is not None and (
+                    not isinstance(shape, list)
+                    or not all(d is None or (isinstance(d, str) and d) or (type(d) is int and d >= 0) for d in shape)
+                ):
+                    raise BadArtifactError(
+                        f"{where}: {key}[{i}] shape must list non-negative integers, null or names, got {shape!r}"
+                    )
                 out.append(TensorSpec(s["name"], s.get("dtype"), None if shape is None else tuple(shape)))
             return out
 
@@ -125,6 +143,7 @@ class Manifest:
             created=d.get("created", ""),
             metadata=d.get("metadata") or {},
             golden=bool(d.get("golden", False)),
+            checksum=d.get("checksum", ""),
         )
 
     @classmethod
@@ -191,6 +210,28 @@ def _derive_manifest(path: Union[str, Path]) -> Manifest:
     else:
         outputs = [TensorSpec("output", None, None)]
     return Manifest(name=module.original_name, inputs=inputs, outputs=outputs, schema=0)
+
+
+_NOT_HASHED = {"extra/" + MANIFEST_FILE, ".data/serialization_id"}
+
+
+def payload_checksum(archive: Union[str, Path, bytes]) -> str:
+    """SHA-256 of the model payload: every record of the archive but the
+    manifest (which stores this digest) and the per-save serialization id, in
+    name order, each as name, a zero byte, its size (8 bytes little-endian) and
+    its bytes. The C++ runtime computes the same at load.
+    """
+    source = io.BytesIO(archive) if isinstance(archive, bytes) else archive
+    sha = hashlib.sha256()
+    with zipfile.ZipFile(source) as z:
+        records = sorted((entry.split("/", 1)[1], entry) for entry in z.namelist() if "/" in entry)
+        for name, entry in records:
+            if name in _NOT_HASHED:
+                continue
+            data = z.read(entry)
+            sha.update(name.encode() + b"\0" + len(data).to_bytes(8, "little"))
+            sha.update(data)
+    return "sha256:" + sha.hexdigest()
 
 
 def read_golden(path: Union[str, Path]) -> tuple[list[Any], list[Any]]:

@@ -47,6 +47,12 @@ def binary_path() -> Path:
     raise NativeUnavailableError(f"{BINARY} is not installed (looked in {beside.parent} and on PATH)")
 
 
+def read_tensor_file(path: Union[str, Path]) -> Union[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Reads a torch.save file of tensors with the C++ runtime's reader, which
+    executes nothing: a list of tensors, or a dict by input name."""
+    return load_native().read_tensor_file(str(path))
+
+
 def _tensor(value: Any, where: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise BadInputError(f"{where}: expected a torch.Tensor, got {type(value).__name__}")
@@ -63,7 +69,10 @@ class NativeModel:
     applications and ``torchport-run`` use).
 
     ``threads`` sets LibTorch's intra-op threads, which are process-wide.
-    ``run`` releases the GIL and may be called from several threads at once.
+    ``warmup_runs`` runs the golden inputs at load (cost in ``warmup_ms``);
+    ``check_nan`` rejects NaN/Inf inputs; ``verify_checksum`` checks the
+    payload checksum recorded at export. ``run`` releases the GIL and may be
+    called from several threads at once.
     """
 
     def __init__(
@@ -74,11 +83,17 @@ class NativeModel:
         threads: Optional[int] = None,
         warmup_runs: int = 0,
         check_nan: bool = False,
+        verify_checksum: bool = True,
     ) -> None:
         native = load_native()
         self.path = Path(path)
         self._model = native.Model(
-            str(path), device=device, threads=threads or 0, warmup_runs=warmup_runs, check_nan=check_nan
+            str(path),
+            device=device,
+            threads=threads or 0,
+            warmup_runs=warmup_runs,
+            check_nan=check_nan,
+            verify_checksum=verify_checksum,
         )
         self.manifest: Manifest = Manifest.from_json(self._model.manifest_json, f"'{path}' manifest")
 

@@ -50,13 +50,16 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-/// One named tensor of the I/O contract. A dimension of -1 is dynamic.
+/// One named tensor of the I/O contract. A dimension of -1 is dynamic; a
+/// dynamic dimension may carry a name ("batch"), and every dimension that
+/// shares a name must have the same size across the inputs of one call.
 /// dtype and shape are empty when the contract was derived from a plain
 /// TorchScript file that does not say them.
 struct TensorSpec {
   std::string name;
   std::optional<c10::ScalarType> dtype;
   std::optional<std::vector<int64_t>> shape;
+  std::vector<std::string> dim_names;  ///< per dim, "" when unnamed; empty when none are named
 };
 
 /// The artifact's manifest (torchport/manifest.json), or the contract derived
@@ -72,6 +75,7 @@ struct Manifest {
   std::vector<TensorSpec> outputs;
   std::string metadata_json = "{}";  ///< free user metadata, as JSON text
   bool has_golden = false;
+  std::string checksum;  ///< "sha256:..." of the model payload, verified at load; "" if none
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }
@@ -85,6 +89,7 @@ struct Options {
   int threads = 0;             ///< intra-op threads (process-wide); 0 keeps LibTorch's default
   int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load
   bool check_nan = false;      ///< reject inputs holding NaN or Inf
+  bool verify_checksum = true; ///< check the manifest's payload checksum at load
 };
 
 /// Example inputs and the eager model's outputs on them, stored at export.

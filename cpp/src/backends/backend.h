@@ -25,14 +25,6 @@ class Backend {
   virtual Manifest signature() const = 0;
 };
 
-/// A backend plus the torchport files stored inside the artifact (empty when
-/// absent).
-struct OpenedArtifact {
-  std::unique_ptr<Backend> backend;
-  std::string manifest_json;
-  std::string golden_bytes;
-};
-
-OpenedArtifact open_torchscript(const std::string& path, const c10::Device& device);
+std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::Device& device);
 
 }  // namespace torchport::detail

@@ -9,9 +9,6 @@
 namespace torchport::detail {
 namespace {
 
-constexpr const char* kManifestFile = "torchport/manifest.json";
-constexpr const char* kGoldenFile = "torchport/golden.pt";
-
 class TorchScriptBackend final : public Backend {
  public:
   explicit TorchScriptBackend(torch::jit::Module module) : module_(std::move(module)) {}
@@ -83,11 +80,10 @@ class TorchScriptBackend final : public Backend {
 
 }  // namespace
 
-OpenedArtifact open_torchscript(const std::string& path, const c10::Device& device) {
-  torch::jit::ExtraFilesMap extra{{kManifestFile, ""}, {kGoldenFile, ""}};
+std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::Device& device) {
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path, device, extra);
+    module = torch::jit::load(path, device);
   } catch (const std::exception& e) {
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
@@ -96,11 +92,7 @@ OpenedArtifact open_torchscript(const std::string& path, const c10::Device& devi
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  OpenedArtifact opened;
-  opened.backend = std::make_unique<TorchScriptBackend>(std::move(module));
-  opened.manifest_json = std::move(extra[kManifestFile]);
-  opened.golden_bytes = std::move(extra[kGoldenFile]);
-  return opened;
+  return std::make_unique<TorchScriptBackend>(std::move(module));
 }
 
 }  // namespace torchport::detail

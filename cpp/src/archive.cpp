@@ -1,0 +1,154 @@
+// The archive as a zip of records: torchport's own files inside it, and the
+// model payload checksum, SHA-256 over every record except the manifest (which
+// holds the checksum) and the per-save serialization id. torchport/exporter.py
+// computes the same digest at export.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <iomanip>
+#include <sstream>
+
+#include <caffe2/serialize/inline_container.h>
+
+#include "detail.h"
+
+namespace torchport::detail {
+namespace {
+
+// FIPS 180-4 SHA-256; a digest for corruption, not for authentication.
+class Sha256 {
+ public:
+  void update(const void* data, size_t size) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    length_ += size;
+    while (size > 0) {
+      const size_t take = std::min(size, sizeof(block_) - used_);
+      std::memcpy(block_ + used_, p, take);
+      used_ += take;
+      p += take;
+      size -= take;
+      if (used_ == sizeof(block_)) {
+        compress(block_);
+        used_ = 0;
+      }
+    }
+  }
+
+  std::string hex() {
+    const uint64_t bits = length_ * 8;
+    const uint8_t one = 0x80, zero = 0;
+    update(&one, 1);
+    while (used_ != 56) update(&zero, 1);
+    uint8_t tail[8];
+    for (int i = 0; i < 8; ++i) tail[i] = static_cast<uint8_t>(bits >> (56 - 8 * i));
+    update(tail, 8);
+    std::ostringstream out;
+    for (uint32_t h : h_) out << std::hex << std::setw(8) << std::setfill('0') << h;
+    return out.str();
+  }
+
+ private:
+  static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+  void compress(const uint8_t* chunk) {
+    static constexpr uint32_t k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+    uint32_t w[64];
+    for (int i = 0; i < 16; ++i) {
+      w[i] = uint32_t(chunk[4 * i]) << 24 | uint32_t(chunk[4 * i + 1]) << 16 |
+             uint32_t(chunk[4 * i + 2]) << 8 | uint32_t(chunk[4 * i + 3]);
+    }
+    for (int i = 16; i < 64; ++i) {
+      const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      h = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d;
+    h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
+  }
+
+  uint32_t h_[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  uint8_t block_[64] = {};
+  size_t used_ = 0;
+  uint64_t length_ = 0;
+};
+
+constexpr const char* kManifestRecord = "extra/torchport/manifest.json";
+constexpr const char* kGoldenRecord = "extra/torchport/golden.pt";
+constexpr const char* kSkipped[] = {kManifestRecord, ".data/serialization_id"};
+
+std::string record_string(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
+  if (!reader.hasRecord(name)) return "";
+  auto [data, size] = reader.getRecord(name);
+  return std::string(static_cast<const char*>(data.get()), size);
+}
+
+std::string checksum_of(caffe2::serialize::PyTorchStreamReader& reader) {
+  std::vector<std::string> names = reader.getAllRecords();
+  std::sort(names.begin(), names.end());
+  Sha256 sha;
+  for (const auto& name : names) {
+    if (std::find(std::begin(kSkipped), std::end(kSkipped), name) != std::end(kSkipped)) continue;
+    auto [data, size] = reader.getRecord(name);
+    // name, a zero byte, the size as 8 little-endian bytes, then the bytes.
+    sha.update(name.c_str(), name.size() + 1);
+    uint8_t le[8];
+    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(static_cast<uint64_t>(size) >> (8 * i));
+    sha.update(le, sizeof(le));
+    sha.update(data.get(), size);
+  }
+  return "sha256:" + sha.hex();
+}
+
+}  // namespace
+
+ArchiveFiles read_archive(const std::string& path, bool verify_checksum) {
+  ArchiveFiles files;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    files.manifest_json = record_string(reader, kManifestRecord);
+    if (!files.manifest_json.empty()) {
+      files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
+      if (verify_checksum && !files.manifest->checksum.empty()) {
+        const std::string actual = checksum_of(reader);
+        if (actual != files.manifest->checksum) {
+          throw Error(ErrorKind::BadArtifact,
+                      "'" + path + "': model payload checksum mismatch (manifest " +
+                          files.manifest->checksum + ", file " + actual +
+                          "): the file was corrupted or modified after export");
+        }
+      }
+    }
+    files.golden_bytes = record_string(reader, kGoldenRecord);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
+  }
+  return files;
+}
+
+}  // namespace torchport::detail
