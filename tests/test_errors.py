@@ -21,7 +21,7 @@ BAD_INPUTS = [
     (lambda: [torch.randn(2, 6), torch.randn(2, 6)], torchport.BadInputError, r"expects 1 input \(x\), got 2"),
     (lambda: [{"y": torch.randn(2, 6)}], torchport.BadInputError, "missing 'x'; unknown 'y'"),
     (lambda: [torch.randn(2, 6).to_sparse()], torchport.BadInputError, "input 'x': expected a dense tensor"),
-    (lambda: ["not a tensor"], torchport.BadInputError, "expected a torch.Tensor, got str"),
+    (lambda: ["not a tensor"], torchport.BadInputError, "expected a torch.Tensor or an array with __dlpack__, got str"),
 ]
 
 

@@ -31,7 +31,9 @@ at::Tensor from_python(const py::handle& obj, const std::string& where) {
   try {
     capsule = obj.attr("__dlpack__")();
   } catch (py::error_already_set& e) {
-    throw Error(ErrorKind::BadInput, where + ": cannot be shared with the runtime: " + e.what());
+    // The exception's own message, without the Python traceback what() adds.
+    const std::string reason = py::str(e.value());
+    throw Error(ErrorKind::BadInput, where + ": cannot be passed to the runtime: " + reason);
   }
   PyObject* raw = capsule.ptr();
   if (!PyCapsule_IsValid(raw, kCapsule)) {

@@ -15,11 +15,15 @@ namespace py = pybind11;
 namespace torchport::bindings {
 namespace {
 
-std::vector<at::Tensor> tensors_from(const py::sequence& items) {
+// Tensors in input order; errors name the input the model calls it.
+std::vector<at::Tensor> tensors_from(const Model& model, const py::sequence& items) {
+  const auto& specs = model.manifest().inputs;
   std::vector<at::Tensor> out;
   out.reserve(py::len(items));
   for (size_t i = 0; i < static_cast<size_t>(py::len(items)); ++i) {
-    out.push_back(from_python(items[i], "input " + std::to_string(i)));
+    const std::string where =
+        i < specs.size() ? "input '" + specs[i].name + "'" : "input " + std::to_string(i);
+    out.push_back(from_python(items[i], where));
   }
   return out;
 }
@@ -95,7 +99,7 @@ A loaded artifact, run by the C++ runtime.
       .def(
           "run",
           [](const Model& self, const py::sequence& inputs) {
-            return run_released(self, tensors_from(inputs));
+            return run_released(self, tensors_from(self, inputs));
           },
           py::arg("inputs"),
           "Runs the model on tensors in manifest order; returns the outputs as a list.\n\n"
@@ -135,7 +139,7 @@ A loaded artifact, run by the C++ runtime.
           "benchmark",
           [](const Model& self, const py::object& inputs, int iters, int warmup) {
             const auto tensors =
-                inputs.is_none() ? self.example_inputs() : tensors_from(inputs.cast<py::sequence>());
+                inputs.is_none() ? self.example_inputs() : tensors_from(self, inputs.cast<py::sequence>());
             py::gil_scoped_release release;
             return benchmark(self, tensors, iters, warmup).to_json();
           },

@@ -18,7 +18,8 @@ namespace {
 std::vector<char> read_bytes(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error(ErrorKind::NotFound, "input file '" + path + "' does not exist");
+  // A missing input file is a bad input of the call, not a missing artifact.
+  if (!fs::exists(path, ec)) throw Error(ErrorKind::BadInput, "input file '" + path + "' does not exist");
   if (fs::is_directory(path, ec)) {
     throw Error(ErrorKind::BadInput, "input file '" + path + "' is a directory");
   }

@@ -56,7 +56,8 @@ TEST(TensorFile, ReadsDictByName) {
 
 TEST(TensorFile, RefusesWhatIsNotTensors) {
   EXPECT_EQ(kind_of([] { tp::read_tensor_file((temp_dir() / "nope.pt").string()); }),
-            tp::ErrorKind::NotFound);
+            tp::ErrorKind::BadInput);
+  EXPECT_EQ(kind_of([] { tp::read_tensor_file(temp_dir().string()); }), tp::ErrorKind::BadInput);
   EXPECT_EQ(kind_of([] { tp::read_tensor_file(write_file("empty_in.pt", "")); }), tp::ErrorKind::BadInput);
   EXPECT_EQ(kind_of([] { tp::read_tensor_file(write_file("junk_in.pt", "junk bytes")); }),
             tp::ErrorKind::BadInput);

@@ -1,7 +1,10 @@
 // The C++ API as an embedding application uses it: load, run, contract,
 // errors, golden checks, threads.
 
+#include <fstream>
 #include <thread>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -222,11 +225,12 @@ TEST(Bench, ReportsOrderedPercentiles) {
 }
 
 TEST(Threads, ConcurrentRunsMatchSingleThreadedResults) {
+  // 8 threads x 500 calls with batch sizes 1..16 against one shared Model.
   const auto model = tp::Model::load(linear_artifact());
-  constexpr int kThreads = 8, kCalls = 50;
+  constexpr int kThreads = 8, kCalls = 500;
   std::vector<at::Tensor> inputs, expected;
   for (int i = 0; i < kCalls; ++i) {
-    inputs.push_back(torch::rand({1 + i % 7, 4}));
+    inputs.push_back(torch::rand({1 + i % 16, 4}));
     expected.push_back(model.run({inputs.back()})[0]);
   }
   std::atomic<int> mismatches{0}, errors{0};
@@ -246,4 +250,63 @@ TEST(Threads, ConcurrentRunsMatchSingleThreadedResults) {
   for (auto& th : pool) th.join();
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_EQ(errors.load(), 0);
+}
+
+TEST(Contract, NamedDimsMustAgreeAcrossInputs) {
+  const auto path = save(two_io_module(), "two_io_named.pt", {{"torchport/manifest.json", R"({"schema": 1,
+      "name": "two", "torchport_version": "0", "torch_version": "0", "export_method": "script", "created": "",
+      "inputs": [{"name": "a", "dtype": "float32", "shape": ["batch", "width"]},
+                 {"name": "b", "dtype": "float32", "shape": ["batch", "width"]}],
+      "outputs": [{"name": "sum", "dtype": "float32", "shape": ["batch", "width"]},
+                  {"name": "prod", "dtype": "float32", "shape": ["batch", "width"]}]})"}});
+  const auto model = tp::Model::load(path);
+  EXPECT_EQ(model.run({torch::rand({3, 2}), torch::rand({3, 2})}).size(), 2u);
+  EXPECT_EQ(model.run({torch::rand({5, 7}), torch::rand({5, 7})})[0].sizes(), (std::vector<int64_t>{5, 7}));
+  expect_error([&] { model.run({torch::rand({3, 2}), torch::rand({4, 2})}); }, tp::ErrorKind::BadInput,
+               {"input 'b': dim 0 (batch) is 4, but input 'a' has batch = 3"});
+  expect_error([&] { model.run({torch::rand({3, 2}), torch::rand({3, 5})}); }, tp::ErrorKind::BadInput,
+               {"input 'b': dim 1 (width) is 5, but input 'a' has width = 2"});
+  EXPECT_NE(model.manifest().to_json().find("\"batch\""), std::string::npos);
+}
+
+TEST(Artifact, ChecksumMismatchIsRefusedUnlessDisabled) {
+  std::string manifest = linear_manifest();
+  manifest.replace(manifest.rfind('}'), 1, R"(, "checksum": "sha256:0000"})");
+  auto m = linear_module();
+  const auto x = torch::rand({2, 4});
+  const auto path = save(m, "bad_checksum.pt",
+                         {{"torchport/manifest.json", manifest},
+                          {"torchport/golden.pt", golden_bytes({x}, {m.forward({x}).toTensor()})}});
+  expect_error([&] { tp::Model::load(path); }, tp::ErrorKind::BadArtifact,
+               {"checksum mismatch", "sha256:0000", "modified after export"});
+  tp::Options options;
+  options.verify_checksum = false;
+  EXPECT_TRUE(tp::selfcheck(tp::Model::load(path, options)).ok());
+}
+
+namespace {
+// Resident memory of this process in bytes (Linux).
+size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+TEST(Lifetime, LoadingAndDroppingModelsDoesNotGrowMemory) {
+  const auto path = linear_artifact("lifetime.pt");
+  auto cycle = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      const auto model = tp::Model::load(path);
+      model.run({torch::rand({1 + i % 8, 4})});
+    }
+  };
+  cycle(50);  // allocator pools and LibTorch's caches settle
+  const size_t before = resident_bytes();
+  cycle(300);
+  const size_t after = resident_bytes();
+  // A leak of one model per cycle (module, golden tensors, manifest: tens of
+  // KB) would add several MB over 300 cycles.
+  EXPECT_LT(after, before + 2 * 1024 * 1024) << "before " << before << " after " << after;
 }

@@ -53,9 +53,13 @@ def read_tensor_file(path: Union[str, Path]) -> Union[list[torch.Tensor], dict[s
     return load_native().read_tensor_file(str(path))
 
 
-def _tensor(value: Any, where: str) -> torch.Tensor:
+def _tensor(value: Any, where: str) -> Any:
     if not isinstance(value, torch.Tensor):
-        raise BadInputError(f"{where}: expected a torch.Tensor, got {type(value).__name__}")
+        if hasattr(value, "__dlpack__"):  # a NumPy (or other DLPack) array, shared without a copy
+            return value
+        raise BadInputError(f"{where}: expected a torch.Tensor or an array with __dlpack__, got {type(value).__name__}")
+    if value.device.type not in ("cpu", "cuda"):
+        raise BadInputError(f"{where}: expected a tensor on cpu or cuda, got one on {value.device}")
     if value.layout != torch.strided:
         raise BadInputError(f"{where}: expected a dense tensor, got layout {value.layout}")
     # DLPack refuses tensors that require grad or carry a lazy conjugate bit;

@@ -20,7 +20,7 @@ struct TensorBundle {
 /// Reads a file written by torch.save holding a tensor, a list or tuple of
 /// tensors, or a dict of tensors by input name. Only tensors and containers of
 /// them are accepted: nothing in the file is executed (the equivalent of
-/// torch.load(weights_only=True)). Throws Error (NotFound, BadInput).
+/// torch.load(weights_only=True)). Throws Error (BadInput).
 TensorBundle read_tensor_file(const std::string& path);
 
 /// Writes tensors so that plain torch.load(path) reads them back: one tensor as
