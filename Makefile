@@ -11,13 +11,17 @@ DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja sci
 SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 
-.PHONY: help setup demo test test-cpp test-python bench clean distclean
+SAN_DIR     := build/sanitize
+
+.PHONY: help setup demo test test-cpp test-python bench soak sanitize clean distclean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo    set up .venv, build torchport, train + export + run the digits CNN in C++"
 	@echo "make test    set up, then run the C++ tests (ctest) and the Python suite (pytest)"
 	@echo "make bench   latency figures (benchmarks/)"
+	@echo "make soak    10,000 calls with varying batch sizes; fails if memory grows 5% or more"
+	@echo "make sanitize  C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer (own build folder)"
 	@echo "make clean   remove the build folder; distclean also removes .venv"
 
 $(PY):
@@ -57,6 +61,21 @@ test: test-cpp test-python
 
 bench: setup
 	$(PY) benchmarks/latency.py
+
+soak: setup
+	$(PY) benchmarks/soak.py
+
+# The runtime and its C++ tests built with -fsanitize=address,undefined; LibTorch
+# stays as shipped (uninstrumented). See docs/reliability.md.
+sanitize: $(VENV)/.deps | gtest
+	cmake -S . -B $(SAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTORCHPORT_SANITIZE=ON -DTORCHPORT_BUILD_TESTS=ON -DTORCHPORT_BUILD_PYTHON=OFF \
+	  -DPython_EXECUTABLE=$(abspath $(PY))
+	cmake --build $(SAN_DIR)
+	ASAN_OPTIONS=detect_leaks=1:strict_init_order=1 \
+	LSAN_OPTIONS=suppressions=$(abspath cpp/tests/lsan.supp):print_suppressions=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(SAN_DIR) --output-on-failure -j 2
 
 clean:
 	rm -rf build runs
