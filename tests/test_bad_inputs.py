@@ -176,8 +176,9 @@ def test_input_files_through_the_binding(battery_model, tmp_path):
     for case, (file, message) in _file_cases(tmp_path, path).items():
         if case == "dict missing a name":
             continue  # a valid file; the model, not the reader, refuses it
-        with pytest.raises(torchport.BadInputError, match="input file"):
+        with pytest.raises(torchport.BadInputError, match="input file") as info:
             read_tensor_file(file)
+        assert message in str(info.value), f"{case}: {info.value}"
     assert not (tmp_path / "pwned").exists()
     ok = tmp_path / "ok.pt"
     torch.save({"image": img(1, 3, 8, 8), "tokens": tok(1, 2)}, ok)

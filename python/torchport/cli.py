@@ -80,10 +80,10 @@ def save_tensors(path: str, tensors: Sequence[Any]) -> None:
 
 def run_artifact(path: str, input_file: str, output_file: str, *, device: str = "cpu", threads: Optional[int] = None) -> None:
     """Runs an artifact in the C++ runtime on a tensor file; writes the outputs."""
-    from torchport.native import NativeModel
+    from torchport.native import NativeModel, read_tensor_file
 
     model = NativeModel(path, device=device, threads=threads)
-    data = load_tensors(input_file)
+    data = read_tensor_file(input_file)  # the runtime's own reader, as torchport-run predict uses
     if isinstance(data, (list, tuple)):
         outputs = model.run(*data)
     else:
