@@ -86,7 +86,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (build, x) in MODELS.items():
             model = build().eval()
-            path = torchport.export(model, x, Path(tmp) / (name.split()[0] + ".pt"))
+            path = torchport.export(model, x, Path(tmp) / (name.replace(" ", "_").replace("=", "") + ".pt"))
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 scripted = torch.jit.load(str(path))
