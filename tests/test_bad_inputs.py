@@ -199,3 +199,15 @@ def test_nan_and_inf_rejected_only_when_asked(battery_model):
     with pytest.raises(torchport.BadInputError, match="NaN or Inf"):
         checked.run(bad, tok(2, 5))
     assert not checked.run(img(2, 3, 8, 8), tok(2, 5))[0].isnan().any()
+
+
+def test_binary_nan_check(battery_model, tmp_path):
+    _, path = battery_model
+    bad = img(2, 3, 8, 8)
+    bad[1, 2, 3, 4] = float("inf")
+    torch.save([bad, tok(2, 5)], tmp_path / "in.pt")
+    args = ["predict", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "out.pt")]
+    assert run_binary(*args).returncode == 0
+    proc = run_binary(*args, "--check-nan", "yes")
+    assert proc.returncode == 4 and "input 'image': holds NaN or Inf" in proc.stderr
+    assert run_binary(*args, "--check-nan", "maybe").returncode == 2

@@ -29,11 +29,12 @@ Runs a torchport (or plain TorchScript) artifact with the C++ runtime.
 
 commands:
   info ARTIFACT                         print the manifest as JSON
-  predict ARTIFACT --input IN --output OUT
+  predict ARTIFACT --input IN --output OUT [--check-nan yes]
                                         run the model on IN (a torch.save file holding a tensor,
                                         a list of tensors or a dict by input name); write OUT,
                                         readable by torch.load: a tensor for one output, else a
-                                        tuple in manifest output order
+                                        tuple in manifest output order; --check-nan yes refuses
+                                        inputs holding NaN or Inf
   selfcheck ARTIFACT [--atol A] [--rtol R]
                                         run the golden inputs, compare with the golden outputs
                                         (exact by default); print a JSON report
@@ -91,7 +92,7 @@ struct Args {
 Args parse(int argc, char** argv) {
   const std::map<std::string, std::vector<std::string>> allowed = {
       {"info", {"device", "threads"}},
-      {"predict", {"device", "threads", "input", "output"}},
+      {"predict", {"device", "threads", "input", "output", "check-nan"}},
       {"selfcheck", {"device", "threads", "atol", "rtol"}},
       {"bench", {"device", "threads", "iters", "warmup", "input"}},
   };
@@ -146,6 +147,11 @@ int run_command(const Args& args) {
   torchport::Options options;
   options.device = args.get("device", "cpu");
   options.threads = args.number<int>("threads", 0);
+  const std::string check_nan = args.get("check-nan", "no");
+  if (check_nan != "yes" && check_nan != "no") {
+    throw UsageError("--check-nan: expected yes or no, got '" + check_nan + "'");
+  }
+  options.check_nan = check_nan == "yes";
   const auto model = torchport::Model::load(args.artifact, options);
 
   if (args.command == "info") {
