@@ -110,6 +110,7 @@ def export_checkpoint(
     postprocess: str = "none",
     force: bool = False,
     inputs: Optional[torch.Tensor] = None,
+    name: Optional[str] = None,
 ) -> Path:
     """Exports a checkpoint as a torchport artifact whose graph holds the normalisation
     (and ``postprocess``: ``softmax`` or ``argmax``), so a C++ caller feeds raw data.
@@ -133,8 +134,8 @@ def export_checkpoint(
         out.unlink()
     if inputs is None:
         inputs = example_inputs(ckpt)
-    name = ckpt["dataset"]["input_name"]
-    dynamic = [0, 1] if ckpt["family"] in ("rnn", "transformer") else [0]
+    input_name = ckpt["dataset"]["input_name"]
+    dynamic = [0, 1] if ckpt["family"] in ("rnn", "transformer") else [0]  # batch, and time for sequences
     metrics = {k: v for k, v in ckpt["metrics"].items() if k != "confusion"}
     metadata = {
         "family": ckpt["family"],
@@ -153,9 +154,9 @@ def export_checkpoint(
         inputs,
         out,
         method="script",
-        input_names=[name],
+        input_names=[input_name],
         output_names=[_output_name(task, postprocess)],
-        dynamic_dims={name: dynamic},
+        dynamic_dims={input_name: dynamic},
         metadata=metadata,
-        name=f"{ckpt['family']}_{ckpt['dataset']['name']}".replace(":", "_"),
+        name=name or f"{ckpt['family']}_{ckpt['dataset']['name']}".replace(":", "_"),
     )

@@ -239,30 +239,32 @@ class Signals(TorchportDataset):
 
     name = "signals"
     description = "synthetic 1D sequences (64 steps) of 4 waveform classes with noise, phase and length jitter"
-    labels = ["sine", "square", "sawtooth", "triangle"]
+    labels = ["sine", "square", "sawtooth", "chirp"]
     input_name = "sequence"
     channel_axis = 1  # samples are (T, C)
 
     def __init__(self, n: int = 1200, length: int = 64, seed: int = 0) -> None:
         g = torch.Generator().manual_seed(seed)
-        t = torch.arange(length, dtype=torch.float32)
+        t = torch.arange(length, dtype=torch.float32) / length  # (T,) in [0, 1)
         rand = lambda lo, hi: lo + (hi - lo) * float(torch.rand(1, generator=g))  # noqa: E731
         xs, ys = [], []
         for i in range(n):
             label = i % len(self.labels)
-            cycles = (t / length) * rand(2.0, 5.0) + rand(0.0, 1.0)  # frequency and phase jitter
+            cycles = t * rand(2.0, 5.0) + rand(0.0, 1.0)  # frequency and phase jitter
+            if label == 3:
+                cycles = cycles + t * t * rand(4.0, 8.0)  # frequency rises along the window
             frac = cycles - torch.floor(cycles)
             wave = [
                 torch.sin(2 * math.pi * cycles),
                 torch.where(frac < 0.5, 1.0, -1.0),
                 2 * frac - 1,
-                1 - 4 * (frac - 0.5).abs(),
+                torch.sin(2 * math.pi * cycles),
             ][label]
             active = int(rand(0.6, 1.0) * length)  # length jitter
             start = int(torch.randint(0, length - active + 1, (1,), generator=g))
             envelope = torch.zeros(length)
             envelope[start : start + active] = 1.0
-            x = rand(0.5, 2.0) * wave * envelope + rand(-1, 1) + 0.25 * torch.randn(length, generator=g)
+            x = rand(0.8, 2.0) * wave * envelope + rand(-1, 1) + 0.2 * torch.randn(length, generator=g)
             xs.append(x)
             ys.append(label)
         super().__init__(torch.stack(xs).unsqueeze(2), torch.tensor(ys, dtype=torch.int64))  # (N, T, 1)
@@ -311,7 +313,7 @@ class CSVDataset(TorchportDataset):
         if not self.feature_names:
             raise DataError(f"CSV file '{path}': no feature columns besides the target '{target}'")
         x = torch.cat([table[:, :t], table[:, t + 1 :]], dim=1).to(torch.float32)
-        y = table[:, t]
+        y = table[:, t].contiguous()
         integral = bool(torch.all(y == torch.round(y)))
         if task is None:
             task = "classification" if integral and len(torch.unique(y)) <= max_classes else "regression"
@@ -396,6 +398,41 @@ def load_dataset(name: str, **kwargs: Any) -> TorchportDataset:
     if name not in DATASETS:
         raise BadOptionError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} (or a CSV file / image folder)")
     return DATASETS[name].build(**kwargs)
+
+
+def resolve_dataset(
+    name: Optional[str] = None,
+    *,
+    csv: Union[str, Path, None] = None,
+    target: Optional[str] = None,
+    images: Union[str, Path, None] = None,
+    default: Optional[str] = None,
+) -> TorchportDataset:
+    """Exactly one of a registered ``name``, a ``csv`` file (with ``target``) or an
+    ``images`` folder; ``default`` when none is given."""
+    given = [k for k, v in (("--data", name), ("--csv", csv), ("--images", images)) if v is not None]
+    if len(given) > 1:
+        raise BadOptionError(f"give one data source, got {' and '.join(given)}")
+    if target is not None and csv is None:
+        raise BadOptionError("--target goes with --csv")
+    if csv is not None:
+        if target is None:
+            raise BadOptionError("--csv needs --target COLUMN (the column to predict)")
+        return CSVDataset(csv, target)
+    if images is not None:
+        return ImageFolder(images)
+    if name is None and default is None:
+        raise BadOptionError("no data: give --data NAME, --csv FILE --target COL or --images DIR")
+    return load_dataset(name or default)
+
+
+def describe_datasets() -> str:
+    """One line per registered dataset, plus the user's own data sources."""
+    width = max(len(n) for n in DATASETS)
+    lines = [f"{n:<{width}}  {d.description}" for n, d in DATASETS.items()]
+    lines += [f"{'--csv':<{width}}  your CSV file: header row, numeric columns, --target COLUMN to predict",
+              f"{'--images':<{width}}  your image folder: one sub-folder of PNG/JPEG files per class"]
+    return "\n".join(lines)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

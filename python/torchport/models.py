@@ -221,15 +221,21 @@ class RNNConfig:
     hidden: int = 64
     layers: int = 2
     dropout: float = 0.0
+    #: "mean" over time steps or the "last" step
+    pool: str = "mean"
 
 
 class RNN(nn.Module):
-    """An LSTM or GRU over (B, T, C) sequences; the class comes from the last step."""
+    """An LSTM or GRU over (B, T, C) sequences; the class comes from the outputs
+    averaged over time (or from the last step)."""
 
     def __init__(self, cfg: RNNConfig) -> None:
         super().__init__()
         if cfg.cell not in ("lstm", "gru"):
             raise BadOptionError(f"rnn: cell must be 'lstm' or 'gru', got {cfg.cell!r}")
+        if cfg.pool not in ("mean", "last"):
+            raise BadOptionError(f"rnn: pool must be 'mean' or 'last', got {cfg.pool!r}")
+        self.mean_pool = cfg.pool == "mean"
         cls = nn.LSTM if cfg.cell == "lstm" else nn.GRU
         self.rnn = cls(cfg.input_size, cfg.hidden, num_layers=cfg.layers, batch_first=True,
                        dropout=cfg.dropout if cfg.layers > 1 else 0.0)
@@ -237,7 +243,8 @@ class RNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)  # (B, T, C) -> (B, T, hidden)
-        return self.fc(out[:, -1])  # (B, n_classes)
+        h = out.mean(dim=1) if self.mean_pool else out[:, -1]  # (B, hidden)
+        return self.fc(h)  # (B, n_classes)
 
 
 # ---------------------------------------------------------------------------- transformer
@@ -394,7 +401,7 @@ FAMILIES: dict[str, Family] = {
         Family("unet", UNetConfig, UNet, "image", ("segmentation",), "shapes",
                "small U-Net: one logit per pixel and class"),
         Family("rnn", RNNConfig, RNN, "sequence", ("classification",), "signals",
-               "LSTM or GRU over (T, C) sequences, class from the last step"),
+               "LSTM or GRU over (T, C) sequences, mean-pooled (or last-step) head"),
         Family("transformer", TransformerConfig, Transformer, "sequence", ("classification",), "signals",
                "small encoder: positional encoding, causal/padding masks, mean pooling"),
     ]
@@ -449,6 +456,12 @@ def build_model(family: str, config: Any) -> nn.Module:
             raise BadOptionError(f"config for {family!r} has unknown fields {sorted(unknown)}")
         config = fam.config(**config)
     return fam.build(config)
+
+
+def describe_models() -> str:
+    """One line per family: name, default dataset, what it is."""
+    width = max(len(n) for n in FAMILIES)
+    return "\n".join(f"{f.name:<{width}}  {f.description} (default data: {f.default_dataset})" for f in FAMILIES.values())
 
 
 def config_dict(config: Any) -> dict[str, Any]:
