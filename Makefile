@@ -12,13 +12,14 @@ DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja sci
 SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 
-.PHONY: help setup demo test test-cpp test-python bench clean distclean
+.PHONY: help setup demo test test-cpp test-python bench zoo clean distclean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo    set up .venv, build torchport, train + export + run the digits CNN in C++"
 	@echo "make test    set up, then run the C++ tests (ctest) and the Python suite (pytest)"
 	@echo "make bench   latency figures (benchmarks/)"
+	@echo "make zoo     train every model family, export, check parity (benchmarks/train_zoo.py, ~5 min)"
 	@echo "make clean   remove the build folder; distclean also removes .venv"
 
 $(PY):
@@ -58,6 +59,9 @@ test: test-cpp test-python
 
 bench: setup
 	$(PY) benchmarks/latency.py
+
+zoo: setup
+	$(PY) benchmarks/train_zoo.py --table benchmarks/results/train_zoo.md
 
 clean:
 	rm -rf build runs

@@ -137,7 +137,7 @@ def test_two_ddp_processes_match_one(tmp_path):
     two = train("mlp", ds, out=tmp_path / "two", config=replace(cfg, nproc=2), model_options={"dropout": 0.0})
     s1, s2 = (load_checkpoint(r.checkpoint)["state_dict"] for r in (one, two))
     for k in s1:
-        torch.testing.assert_close(s2[k], s1[k], rtol=1e-5, atol=1e-6, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(s2[k], s1[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
     assert two.metrics["accuracy"] == one.metrics["accuracy"]
     assert two.history[-1]["train_loss"] == pytest.approx(one.history[-1]["train_loss"], rel=1e-5)
     assert not list((tmp_path / "two").glob(".job.*"))
