@@ -46,6 +46,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 #: the metric reported per task, and whether higher is better
 PRIMARY = {"classification": ("accuracy", True), "regression": ("mae", False), "segmentation": ("dice", True)}
+DEFAULT_VAL_FRACTION = 0.2  # for the user's CSV files and image folders
 
 
 @dataclass
@@ -364,7 +365,9 @@ def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfi
 def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, device, rank, world) -> TrainResult:
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    val_fraction = cfg.val_fraction if cfg.val_fraction is not None else DATASETS.get(dataset.name, _default).val_fraction
+    val_fraction = cfg.val_fraction
+    if val_fraction is None:
+        val_fraction = DATASETS[dataset.name].val_fraction if dataset.name in DATASETS else DEFAULT_VAL_FRACTION
     train_idx, val_idx = split_indices(len(dataset), val_fraction, cfg.seed)
     norm = dataset.normalization(train_idx)  # the training split only
     if ckpt is not None:
@@ -471,10 +474,6 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
         write_plots(history, dataset.task, list(dataset.labels), out)
     metrics = {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
     return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, last_epoch, time.perf_counter() - start, metrics, history)
-
-
-class _default:
-    val_fraction = 0.2
 
 
 def _progress(loader, desc: str, show: bool):
