@@ -141,3 +141,23 @@ def test_two_ddp_processes_match_one(tmp_path):
     assert two.metrics["accuracy"] == one.metrics["accuracy"]
     assert two.history[-1]["train_loss"] == pytest.approx(one.history[-1]["train_loss"], rel=1e-5)
     assert not list((tmp_path / "two").glob(".job.*"))
+
+
+def test_an_image_folder_trains_and_exports(tmp_path):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for c in ("dark", "light"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(10):
+            base = 40 if c == "dark" else 200
+            pixels = (base + 30 * torch.rand(12, 12, 3, generator=g)).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(tmp_path / "imgs" / c / f"{i}.png")
+    from torchport.data import ImageFolder
+
+    ds = ImageFolder(tmp_path / "imgs", size=(8, 8))
+    r = train("cnn", ds, out=tmp_path / "run", config=replace(QUIET, batch_size=8, val_fraction=0.2))
+    artifact = export_checkpoint(r.checkpoint, tmp_path / "pets.pt", postprocess="argmax")
+    assert torchport.read_manifest(artifact).metadata["labels"] == ["dark", "light"]
+    assert torchport.verify(artifact, model=pipeline_from_checkpoint(load_checkpoint(r.checkpoint), "argmax"),
+                            inputs=[ds.x]).bit_exact
