@@ -148,7 +148,7 @@ def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="torchport",
-        description="Ship PyTorch models to native code: inspect, verify and run torchport artifacts.",
+        description="Ship PyTorch models to native code: train, export, inspect, verify and run torchport artifacts.",
     )
     p.add_argument("--version", action="version", version=f"torchport {__version__}")
     p.add_argument(
