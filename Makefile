@@ -7,19 +7,21 @@ PY          := $(VENV)/bin/python
 TORCH       := torch==2.13.0
 # Persistent build folder, so a second `make test` rebuilds only what changed.
 BUILD_DIR   := build/make
-DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis
+DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis \
+               tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel
 SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 
 SAN_DIR     := build/sanitize
 
-.PHONY: help setup demo test test-cpp test-python bench soak sanitize clean distclean
+.PHONY: help setup demo test test-cpp test-python bench zoo soak sanitize clean distclean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo    set up .venv, build torchport, train + export + run the digits CNN in C++"
 	@echo "make test    set up, then run the C++ tests (ctest) and the Python suite (pytest)"
 	@echo "make bench   latency figures (benchmarks/)"
+	@echo "make zoo     train every model family, export, check parity (benchmarks/train_zoo.py, ~5 min)"
 	@echo "make soak    10,000 calls with varying batch sizes; fails if memory grows 5% or more"
 	@echo "make sanitize  C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer (own build folder)"
 	@echo "make clean   remove the build folder; distclean also removes .venv"
@@ -61,6 +63,9 @@ test: test-cpp test-python
 
 bench: setup
 	$(PY) benchmarks/latency.py
+
+zoo: setup
+	$(PY) benchmarks/train_zoo.py --table benchmarks/results/train_zoo.md
 
 soak: setup
 	$(PY) benchmarks/soak.py

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import torchport
-from torchport.demo import DigitsCNN
+from torchport.models import Pipeline, build_model, config_for
 from torchport.native import binary_path
 
 
@@ -48,9 +48,14 @@ class LSTM(nn.Module):
         return self.fc(out[:, -1])
 
 
+def digits_cnn() -> nn.Module:
+    """The demo's model family (cnn on 1x8x8 digits) with its normalisation inside."""
+    return Pipeline(build_model("cnn", config_for("cnn", (1, 8, 8), 10)), torch.tensor(4.9), torch.tensor(6.0))
+
+
 MODELS = {
-    "digits_cnn b=1": (lambda: DigitsCNN(4.9, 6.0), torch.rand(1, 1, 8, 8) * 16),
-    "digits_cnn b=64": (lambda: DigitsCNN(4.9, 6.0), torch.rand(64, 1, 8, 8) * 16),
+    "digits_cnn b=1": (digits_cnn, torch.rand(1, 1, 8, 8) * 16),
+    "digits_cnn b=64": (digits_cnn, torch.rand(64, 1, 8, 8) * 16),
     "mlp b=1": (MLP, torch.rand(1, 64)),
     "lstm b=8 T=32": (LSTM, torch.rand(8, 32, 16)),
 }

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import torchport
-from torchport.demo import DigitsCNN
+from latency import digits_cnn  # the demo's model family, shared with the latency benchmark
 
 
 def rss_mb() -> float:
@@ -51,7 +51,7 @@ def main() -> int:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         cnn = torchport.NativeModel(
-            torchport.export(DigitsCNN(4.9, 6.0), torch.rand(2, 1, 8, 8) * 16, Path(tmp) / "cnn.pt")
+            torchport.export(digits_cnn(), torch.rand(2, 1, 8, 8) * 16, Path(tmp) / "cnn.pt")
         )
         two = torchport.NativeModel(torchport.export(TwoInputs(), (torch.rand(2, 32), torch.rand(2, 16)), Path(tmp) / "two.pt"))
 

@@ -63,3 +63,14 @@ def test_readme_python_example(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "result: bit-exact" in proc.stdout
     assert (tmp_path / "mlp.pt").exists()
+
+
+def test_zoo_benchmark_recovers_the_thermometer_line(tmp_path):
+    # The full zoo takes minutes (make zoo); its cheapest row keeps the script honest.
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_zoo.py"), "linear", "--out", str(tmp_path),
+                           "--table", str(tmp_path / "zoo.md")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = (tmp_path / "zoo.md").read_text()
+    m = re.search(r"\| linear \| thermometer \| 400 \| .* w = ([\d.]+), b = (-[\d.]+) \|.*\| bit-exact \|", table)
+    assert m, table
+    assert abs(float(m.group(1)) - 5.37) < 0.01 and abs(float(m.group(2)) + 17.3) < 0.05

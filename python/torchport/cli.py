@@ -4,6 +4,10 @@
     torchport verify model.pt [--inputs FILE] [--atol A] [--rtol R] [--json]
     torchport run model.pt --input in.pt --output out.pt
     torchport demo
+    torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
+    torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax]
+    torchport models
+    torchport datasets
     torchport --cmake-prefix-path
 
 Exit codes match torchport-run: 0 ok, 1 parity mismatch, 2 usage or bad option,
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from torchport._version import __version__
-from torchport.errors import ArtifactNotFoundError, BadInputError, TorchportError
+from torchport.errors import ArtifactNotFoundError, BadInputError, BadOptionError, TorchportError
 from torchport.manifest import payload_checksum, read_manifest
 
 EXIT_MISMATCH = 1
@@ -91,10 +95,63 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
     save_tensors(output_file, outputs)
 
 
+def _option_value(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise BadOptionError(f"--set: expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def train_model(
+    family: str,
+    *,
+    out: str,
+    data: Optional[str] = None,
+    csv: Optional[str] = None,
+    target: Optional[str] = None,
+    images: Optional[str] = None,
+    resume: Optional[str] = None,
+    model_options: Optional[dict[str, Any]] = None,
+    **config: Any,
+):
+    """``torchport train``: the family's default dataset unless one is given; ``config``
+    holds TrainConfig fields (epochs, batch_size, lr, device, seed, nproc...)."""
+    from torchport.data import resolve_dataset
+    from torchport.models import get_family
+    from torchport.train import TrainConfig, train
+
+    fam = get_family(family)
+    dataset = resolve_dataset(data, csv=csv, target=target, images=images, default=fam.default_dataset)
+    result = train(family, dataset, out=out, config=TrainConfig(**config), model_options=model_options, resume=resume)
+    shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}
+    print(f"trained {family} on {dataset.name} for {result.epochs} epochs in {result.seconds:.1f} s; validation {shown}")
+    print(f"checkpoint: {result.checkpoint}")
+    return result
+
+
+def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force: bool = False, check: bool = True):
+    """``torchport export``: checkpoint -> artifact with normalisation (and postprocess) inside;
+    with ``check``, the parity report through every runtime on its golden examples."""
+    from torchport.checkpoint import export_checkpoint
+
+    path = export_checkpoint(checkpoint, out, postprocess=postprocess, force=force)
+    print(f"exported {path}")
+    if not check:
+        return None
+    from torchport.parity import verify
+
+    report = verify(path)
+    print(report)
+    return report
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="torchport",
-        description="Ship PyTorch models to native code: inspect, verify and run torchport artifacts.",
+        description="Ship PyTorch models to native code: train, export, inspect, verify and run torchport artifacts.",
     )
     p.add_argument("--version", action="version", version=f"torchport {__version__}")
     p.add_argument(
@@ -143,6 +200,52 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/demo", help="folder for the artifact and files (default runs/demo)")
     s.add_argument("--epochs", type=int, default=12)
     s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser(
+        "train",
+        help="train a model family on a dataset",
+        description="Train a model family (see `torchport models`) on a registered dataset (see `torchport datasets`), "
+        "a CSV file or an image folder. Writes checkpoint.pt, metrics.csv/.jsonl, TensorBoard events and PNG plots "
+        "to --out.",
+    )
+    s.add_argument("family")
+    src = s.add_mutually_exclusive_group()
+    src.add_argument("--data", metavar="NAME", help="a registered dataset (default: the family's)")
+    src.add_argument("--csv", metavar="FILE", help="a CSV file with a header and numeric columns")
+    src.add_argument("--images", metavar="DIR", help="a folder with one sub-folder of images per class")
+    s.add_argument("--target", metavar="COL", help="the CSV column to predict")
+    s.add_argument("--out", required=True, metavar="DIR", help="run folder, for example runs/NAME")
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    s.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "step", "constant"])
+    s.add_argument("--val-fraction", type=float, default=None, help="held-out fraction (default: the dataset's, 0.2)")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--nproc", type=int, default=1, help="processes for DistributedDataParallel (gloo on CPU, nccl on CUDA)")
+    s.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    s.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    s.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model config field, JSON value (for example --set cell=gru --set hidden=[128])")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+
+    s = sub.add_parser(
+        "export",
+        help="export a training checkpoint to an artifact",
+        description="Export a checkpoint as a torchport artifact with the normalisation inside the graph (a C++ "
+        "caller feeds raw data), labels, normalisation and validation metrics in the manifest; then verify it "
+        "through every runtime. Exit 1 on mismatch.",
+    )
+    s.add_argument("checkpoint")
+    s.add_argument("--out", required=True, metavar="FILE")
+    s.add_argument("--postprocess", default="none", choices=["none", "softmax", "argmax"])
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.add_argument("--no-verify", action="store_true", help="skip the parity check")
+
+    sub.add_parser("models", help="list the model families", description="List the model families.")
+    sub.add_parser("datasets", help="list the datasets", description="List the registered datasets and data sources.")
     return p
 
 
@@ -175,6 +278,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from torchport.demo import run_demo
 
             return 0 if run_demo(out=Path(args.out), epochs=args.epochs, seed=args.seed) else EXIT_MISMATCH
+        if args.command == "train":
+            train_model(
+                args.family, out=args.out, data=args.data, csv=args.csv, target=args.target, images=args.images,
+                resume=args.resume, model_options=dict(_option_value(t) for t in args.set) or None,
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                schedule=args.schedule, val_fraction=args.val_fraction, device=args.device, seed=args.seed,
+                nproc=args.nproc, workers=args.workers, amp=args.amp, progress=not args.no_progress,
+            )
+            return 0
+        if args.command == "export":
+            report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
+                                  check=not args.no_verify)
+            return 0 if report is None or report.ok else EXIT_MISMATCH
+        if args.command == "models":
+            from torchport.models import describe_models
+
+            print(describe_models())
+            return 0
+        if args.command == "datasets":
+            from torchport.data import describe_datasets
+
+            print(describe_datasets())
+            return 0
     except TorchportError as e:
         print(f"torchport: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -53,3 +53,15 @@ class NativeUnavailableError(TorchportError, ImportError):
     """The C++ runtime (torchport._native or torchport-run) is not installed."""
 
     exit_code = 5
+
+
+class DataError(TorchportError, ValueError):
+    """A dataset cannot be read: a missing or non-numeric CSV column, an empty image folder."""
+
+    exit_code = 4
+
+
+class CheckpointError(TorchportError, ValueError):
+    """A checkpoint is missing, unreadable, or from an incompatible torchport version."""
+
+    exit_code = 3

@@ -1,0 +1,132 @@
+"""Trains every model family on its default dataset, exports each checkpoint and
+checks the artifact's parity against eager through the C++ runtime.
+
+    .venv/bin/python benchmarks/train_zoo.py            # all families, ~5 min on 2 cores
+    .venv/bin/python benchmarks/train_zoo.py cnn rnn    # some of them
+
+Writes runs/zoo/<family>/ (run, checkpoint, artifact) and prints a Markdown table;
+``--table FILE`` also writes it there (benchmarks/results/train_zoo.md is committed).
+Exits 1 when a quality floor is missed or an artifact is not bit-exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import torchport
+from torchport.checkpoint import export_checkpoint, load_checkpoint
+from torchport.data import load_dataset, split_indices
+from torchport.models import FAMILIES
+from torchport.parity import verify
+from torchport.train import PRIMARY, TrainConfig, train
+
+# family -> (training config, model options, quality floor on the validation metric)
+PLANS = {
+    "linear": (TrainConfig(epochs=400, batch_size=16, lr=0.5, optimizer="adam", schedule="cosine", weight_decay=0.0), {}, None),
+    "mlp": (TrainConfig(epochs=40, batch_size=32, lr=3e-3), {}, 0.95),
+    "cnn": (TrainConfig(epochs=12, batch_size=64, lr=3e-3), {}, 0.97),
+    "cnn3d": (TrainConfig(epochs=6, batch_size=16, lr=2e-3), {}, 0.95),
+    "unet": (TrainConfig(epochs=8, batch_size=16, lr=3e-3), {}, 0.90),
+    "rnn": (TrainConfig(epochs=20, batch_size=32, lr=3e-3), {"cell": "lstm"}, 0.95),
+    "transformer": (TrainConfig(epochs=30, batch_size=32, lr=3e-3), {}, 0.95),
+}
+BOOK_LINE = (5.3671, -17.3012)  # t_c = w * (0.1 * t_u) + b, Deep Learning with PyTorch ch. 5
+
+
+def thermometer_line(checkpoint: Path) -> tuple[float, float]:
+    """The trained line in the book's units: w per 0.1 unit of t_u, and b."""
+    pipeline = torchport.checkpoint.pipeline_from_checkpoint(load_checkpoint(checkpoint))
+    with torch.no_grad():
+        b = pipeline(torch.zeros(1, 1)).item()
+        w = pipeline(torch.full((1, 1), 10.0)).item() - b  # one unit of t_un = 10 units of t_u
+    return w, b
+
+
+def held_out_inputs(dataset_name: str, plan: TrainConfig, n: int = 64) -> torch.Tensor:
+    """Real validation samples for the parity check (raw, as a C++ caller would feed them)."""
+    ds = load_dataset(dataset_name)
+    frac = plan.val_fraction if plan.val_fraction is not None else torchport.data.DATASETS[dataset_name].val_fraction
+    _, val_idx = split_indices(len(ds), frac, plan.seed)
+    return ds.x[val_idx[:n]]
+
+
+def run(family: str, root: Path) -> dict:
+    plan, options, floor = PLANS[family]
+    plan.progress = False
+    dataset = FAMILIES[family].default_dataset
+    out = root / family
+    start = time.perf_counter()
+    result = train(family, dataset, out=out, config=plan, model_options=options)
+    seconds = time.perf_counter() - start
+    inputs = held_out_inputs(dataset, plan)
+    artifact = export_checkpoint(result.checkpoint, out / f"{family}.pt", force=True, inputs=inputs)
+    report = verify(artifact, model=torchport.checkpoint.pipeline_from_checkpoint(load_checkpoint(result.checkpoint)),
+                    inputs=[inputs])
+    metric = PRIMARY[load_checkpoint(result.checkpoint)["dataset"]["task"]][0]
+    value = result.metrics[metric]
+    row = {"family": family, "dataset": dataset, "epochs": result.epochs, "seconds": round(seconds, 1),
+           "metric": metric, "value": value, "floor": floor, "bit_exact": report.bit_exact, "ok": report.ok,
+           "runtimes": sorted({r.runtime for r in report.rows}), "artifact": str(artifact)}
+    if family == "linear":
+        w, b = thermometer_line(result.checkpoint)
+        row.update({"w": w, "b": b})
+        row["passes"] = abs(w - BOOK_LINE[0]) < 0.05 and abs(b - BOOK_LINE[1]) < 0.3 and report.bit_exact
+    else:
+        row["passes"] = value >= floor and report.bit_exact
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| family | dataset | epochs | wall time | validation metric | floor | parity through torchport-run |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if r["family"] == "linear":
+            metric = f"MAE {r['value']:.3f} °C; w = {r['w']:.4f}, b = {r['b']:.3f}"
+            floor = f"book: w = {BOOK_LINE[0]}, b = {BOOK_LINE[1]}"
+        else:
+            metric, floor = f"{r['metric']} {r['value']:.4f}", f"≥ {r['floor']}"
+        parity = "bit-exact" if r["bit_exact"] else ("within tolerance" if r["ok"] else "MISMATCH")
+        lines.append(f"| {r['family']} | {r['dataset']} | {r['epochs']} | {r['seconds']:.1f} s | {metric} | {floor} | {parity} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("families", nargs="*", default=list(PLANS), help="families to run (default: all)")
+    p.add_argument("--out", default="runs/zoo")
+    p.add_argument("--table", default=None, help="also write the Markdown table (and a JSON file beside it) here")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(args.out)
+    rows = []
+    total = time.perf_counter()
+    for family in args.families:
+        row = run(family, root)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    total = time.perf_counter() - total
+    text = table(rows)
+    footer = (f"\nMeasured with `benchmarks/train_zoo.py` on {platform.machine()} CPU, {args.threads} threads, torch "
+              f"{torch.__version__}, seed 0; total {total:.0f} s. Validation = a seeded 20 % hold-out (thermometer: "
+              "all 11 points, as in the book's fit). Parity: 64 raw validation samples through eager, TorchScript, "
+              "the binding and the torchport-run binary, compared bit for bit.\n")
+    print(text + "\n" + footer)
+    if args.table:
+        Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.table).write_text(text + "\n" + footer)
+        Path(args.table).with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0 if all(r["passes"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

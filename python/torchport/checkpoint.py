@@ -1,0 +1,161 @@
+"""Self-describing training checkpoints, and the step from checkpoint to artifact.
+
+A checkpoint is a ``torch.save`` dict that a plain ``torch.load(weights_only=True)``
+reads: the family and its config (enough to rebuild the model), the ``state_dict``,
+the dataset's name, task, input shape and labels, the normalisation computed on
+the training split, the validation metrics and history, the optimizer and
+schedule state (to resume), and the torchport and torch versions.
+
+    >>> from torchport.checkpoint import export_checkpoint
+    >>> export_checkpoint("runs/digits/checkpoint.pt", "digits.pt", postprocess="softmax")
+    PosixPath('digits.pt')
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from torchport._version import __version__
+from torchport.errors import ArtifactNotFoundError, BadOptionError, CheckpointError
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = "torchport.checkpoint"
+#: the checkpoint layout this torchport writes and reads
+FORMAT_VERSION = 1
+REQUIRED = ("family", "config", "state_dict", "dataset", "normalization", "metrics", "epoch")
+
+
+def save_checkpoint(path: Union[str, Path], content: dict[str, Any]) -> Path:
+    """Writes ``content`` plus format and version fields; atomically (a temp file renamed over ``path``)."""
+    path = Path(path)
+    ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "torchport_version": __version__,
+            "torch_version": str(torch.__version__), **content}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
+    """Reads a checkpoint without executing code (``weights_only``) and checks that this torchport can use it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactNotFoundError(f"checkpoint '{path}' does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not a torchport training checkpoint (no format '{FORMAT}')")
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint '{path}' has format version {version}, written by torchport "
+            f"{ckpt.get('torchport_version', '?')}; this torchport {__version__} reads version {FORMAT_VERSION}: "
+            "upgrade torchport"
+        )
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint '{path}' lacks {missing}")
+    return ckpt
+
+
+def pipeline_from_checkpoint(ckpt: dict[str, Any], postprocess: str = "none"):
+    """The trained ``Pipeline`` (normalisation, model, postprocess) in eval mode."""
+    from torchport.data import Normalization
+    from torchport.models import Pipeline, build_model
+
+    model = build_model(ckpt["family"], ckpt["config"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint weights do not fit the {ckpt['family']} config: {str(e).splitlines()[0]}") from None
+    mean, std = Normalization.from_dict(ckpt["normalization"]).tensors()
+    return Pipeline(model, mean, std, postprocess).eval()
+
+
+def example_inputs(ckpt: dict[str, Any], batch: int = 4, seed: int = 0) -> torch.Tensor:
+    """Raw-scale inputs for export: normal noise with the training split's mean and std."""
+    from torchport.data import Normalization
+
+    mean, std = Normalization.from_dict(ckpt["normalization"]).tensors()
+    g = torch.Generator().manual_seed(seed)
+    return mean + std * torch.randn(batch, *ckpt["dataset"]["input_shape"], generator=g)  # (B, *input_shape)
+
+
+def _output_name(task: str, postprocess: str) -> str:
+    if task == "regression":
+        return "prediction"
+    if task == "segmentation":
+        return {"none": "mask_logits", "softmax": "mask_probabilities", "argmax": "mask"}[postprocess]
+    return {"none": "logits", "softmax": "probabilities", "argmax": "label"}[postprocess]
+
+
+def export_checkpoint(
+    checkpoint: Union[str, Path],
+    out: Union[str, Path],
+    *,
+    postprocess: str = "none",
+    force: bool = False,
+    inputs: Optional[torch.Tensor] = None,
+    name: Optional[str] = None,
+) -> Path:
+    """Exports a checkpoint as a torchport artifact whose graph holds the normalisation
+    (and ``postprocess``: ``softmax`` or ``argmax``), so a C++ caller feeds raw data.
+    Labels, normalisation and validation metrics go into the manifest's metadata.
+    An existing ``out`` is replaced only with ``force=True``. ``inputs`` become the
+    golden examples (default: noise at the training data's scale).
+
+        >>> export_checkpoint("runs/wine/checkpoint.pt", "wine.pt", postprocess="argmax")
+    """
+    from torchport.exporter import export
+
+    ckpt = load_checkpoint(checkpoint)
+    task = ckpt["dataset"]["task"]
+    if postprocess != "none" and task == "regression":
+        raise BadOptionError(f"postprocess {postprocess!r} needs classes; this is a regression model")
+    pipeline = pipeline_from_checkpoint(ckpt, postprocess)
+    out = Path(out)
+    if out.exists() and not force:
+        raise BadOptionError(f"'{out}' exists; pass force=True (--force) to replace it")
+    if inputs is None:
+        inputs = example_inputs(ckpt)
+    input_name = ckpt["dataset"]["input_name"]
+    dynamic = [0, 1] if ckpt["family"] in ("rnn", "transformer") else [0]  # batch, and time for sequences
+    metrics = {k: v for k, v in ckpt["metrics"].items() if k != "confusion"}
+    metadata = {
+        "family": ckpt["family"],
+        "config": ckpt["config"],
+        "task": task,
+        "dataset": ckpt["dataset"]["name"],
+        "labels": ckpt["dataset"]["labels"],
+        "preprocessing": {"normalization": ckpt["normalization"], "inside_model": True,
+                          "input": f"raw {ckpt['dataset']['description']}"},
+        "postprocess": postprocess,
+        "validation": {**metrics, "held_out": ckpt.get("split", {}).get("held_out", True), "epochs": ckpt["epoch"]},
+        "trained_with": {"torchport": ckpt.get("torchport_version"), "torch": ckpt.get("torch_version")},
+    }
+    return export(
+        pipeline,
+        inputs,
+        out,
+        method="script",
+        input_names=[input_name],
+        output_names=[_output_name(task, postprocess)],
+        dynamic_dims={input_name: dynamic},
+        metadata=metadata,
+        name=name or f"{ckpt['family']}_{ckpt['dataset']['name']}".replace(":", "_"),
+        overwrite=force,  # replaced atomically: the old file stays until the new one is complete
+    )

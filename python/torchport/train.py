@@ -1,0 +1,547 @@
+"""Training: dataset -> seeded split -> DataLoader -> epochs -> checkpoint, logs and plots.
+
+    >>> from torchport.train import TrainConfig, train
+    >>> result = train("mlp", "wine", out="runs/wine", config=TrainConfig(epochs=30))
+    >>> result.metrics["accuracy"], result.checkpoint
+    (0.97..., PosixPath('runs/wine/checkpoint.pt'))
+
+What a run writes under ``out``: ``checkpoint.pt`` (self-describing, rewritten
+atomically after every epoch, resumable), ``metrics.csv`` and ``metrics.jsonl``
+(one row per epoch), ``tensorboard/`` (when TensorBoard is installed), and at
+the end ``loss.png``, ``metric.png`` and, for classification, ``confusion.png``.
+
+Deterministic on CPU for a given seed: the split, the shuffling and dropout are
+re-seeded from ``seed`` at every epoch, so a resumed run ends with the same
+weights as an uninterrupted one. ``nproc > 1`` trains with DistributedDataParallel
+in processes started by torch's elastic launcher (``torch.distributed.run``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+from torchport.checkpoint import CHECKPOINT_FILE, load_checkpoint, pipeline_from_checkpoint, save_checkpoint
+from torchport.data import DATASETS, TorchportDataset, load_dataset, split_indices
+from torchport.errors import BadOptionError, CheckpointError, TorchportError
+from torchport.models import Pipeline, build_model, config_dict, config_for
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+#: the metric reported per task, and whether higher is better
+PRIMARY = {"classification": ("accuracy", True), "regression": ("mae", False), "segmentation": ("dice", True)}
+DEFAULT_VAL_FRACTION = 0.2  # for the user's CSV files and image folders
+
+
+@dataclass
+class TrainConfig:
+    """How to train; every field has a default that suits the zoo's small datasets."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    optimizer: str = "adamw"
+    schedule: str = "onecycle"
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    #: held-out fraction; None takes the dataset's default (0.2; 0 for the 11-point thermometer)
+    val_fraction: Optional[float] = None
+    seed: int = 0
+    #: None: cuda when available, else cpu
+    device: Optional[str] = None
+    workers: int = 0
+    amp: bool = False  # mixed precision, CUDA only
+    nproc: int = 1
+    progress: bool = True
+    tensorboard: bool = True
+    plots: bool = True
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise BadOptionError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise BadOptionError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size", "nproc"):
+            if getattr(self, name) < 1:
+                raise BadOptionError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.nproc:
+            raise BadOptionError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
+        if self.lr <= 0:
+            raise BadOptionError(f"lr: expected > 0, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    checkpoint: Path
+    family: str
+    dataset: str
+    epochs: int
+    seconds: float
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(logits)  # (B, 1, H, W)
+    inter = (p * target).sum(dim=(1, 2, 3))
+    return (1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)).mean()
+
+
+def loss_fn(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, MSE, or BCE + soft Dice for a one-channel mask (cross-entropy for more)."""
+    if task == "classification":
+        return F.cross_entropy(out, y)  # out (B, K), y (B,)
+    if task == "regression":
+        return F.mse_loss(out, y)  # (B, K)
+    if out.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(out, y) + _dice_loss(out, y)
+    return F.cross_entropy(out, y[:, 0].long())
+
+
+class Meter:
+    """Accumulates a task's metrics over batches."""
+
+    def __init__(self, task: str, n_outputs: int) -> None:
+        self.task, self.k = task, n_outputs
+        self.n, self.loss = 0, 0.0
+        self.confusion = torch.zeros(n_outputs, n_outputs, dtype=torch.int64) if task == "classification" else None
+        self.sq = self.abs = 0.0
+        self.inter = self.union = self.pred_sum = self.true_sum = 0.0
+
+    def add(self, loss: float, out: torch.Tensor, y: torch.Tensor) -> None:
+        out, y = out.detach().float().cpu(), y.detach().cpu()
+        b = len(y)
+        self.n += b
+        self.loss += loss * b
+        if self.task == "classification":
+            idx = y * self.k + out.argmax(1)  # (B,) row = true class, column = predicted
+            self.confusion += torch.bincount(idx, minlength=self.k * self.k).reshape(self.k, self.k)
+        elif self.task == "regression":
+            self.sq += ((out - y) ** 2).mean(1).sum().item()
+            self.abs += (out - y).abs().mean(1).sum().item()
+        else:
+            pred = (out > 0) if out.shape[1] == 1 else F.one_hot(out.argmax(1), out.shape[1]).permute(0, 3, 1, 2).bool()
+            true = y.bool()
+            self.inter += (pred & true).sum().item()
+            self.union += (pred | true).sum().item()
+            self.pred_sum += pred.sum().item()
+            self.true_sum += true.sum().item()
+
+    def result(self) -> dict[str, Any]:
+        r: dict[str, Any] = {"loss": self.loss / max(self.n, 1)}
+        if self.task == "classification":
+            r["accuracy"] = self.confusion.diag().sum().item() / max(self.n, 1)
+            r["confusion"] = self.confusion.tolist()
+        elif self.task == "regression":
+            r["mse"] = self.sq / max(self.n, 1)
+            r["mae"] = self.abs / max(self.n, 1)
+        else:
+            r["dice"] = 2 * self.inter / max(self.pred_sum + self.true_sum, 1e-9)
+            r["iou"] = self.inter / max(self.union, 1e-9)
+        return r
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, task: str, n_outputs: int, device: torch.device) -> dict[str, Any]:
+    """Loss and task metrics of ``model`` over ``loader``, in eval mode."""
+    model.eval()
+    meter = Meter(task, n_outputs)
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        meter.add(loss_fn(task, out, y).item(), out, y)
+    return meter.result()
+
+
+# ---------------------------------------------------------------------------- logging
+
+
+class Logger:
+    """Per-epoch rows to metrics.csv and metrics.jsonl, and to TensorBoard when installed."""
+
+    def __init__(self, out: Path, tensorboard: bool, fresh: bool) -> None:
+        self.out = out
+        if fresh:
+            for name in ("metrics.csv", "metrics.jsonl"):
+                (out / name).unlink(missing_ok=True)
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # TensorBoard is optional
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        flat = {k: v for k, v in row.items() if not isinstance(v, list)}
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(flat))
+            if new:
+                w.writeheader()
+            w.writerow(flat)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for k, v in flat.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self.writer.add_scalar(k.replace("_", "/", 1), v, row["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def write_plots(history: list[dict[str, Any]], task: str, labels: list[str], out: Path) -> list[Path]:
+    """loss.png and metric.png curves, and confusion.png for classification (needs matplotlib)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    metric = PRIMARY[task][0]
+    epochs = [r["epoch"] for r in history]
+    written = []
+    for name, keys in (("loss", ["train_loss", "val_loss"]), ("metric", [f"train_{metric}", f"val_{metric}"])):
+        fig = Figure(figsize=(5, 3.5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        for k in keys:
+            if all(k in r for r in history):
+                ax.plot(epochs, [r[k] for r in history], marker="o", markersize=3, label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name if name == "loss" else metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=100)
+        written.append(out / f"{name}.png")
+    if task == "classification" and history and "val_confusion" in history[-1]:
+        cm = history[-1]["val_confusion"]
+        fig = Figure(figsize=(1.2 + 0.45 * len(labels), 1 + 0.45 * len(labels)))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.imshow(cm, cmap="Blues")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        for i, row in enumerate(cm):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "confusion.png", dpi=100)
+        written.append(out / "confusion.png")
+    return written
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, total_steps // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def pick_device(device: Optional[str]) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        d = torch.device(device)
+    except RuntimeError as e:
+        raise BadOptionError(f"device: {e}") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise BadOptionError("device: cuda was asked for but torch sees no CUDA device")
+    return d
+
+
+def _resolve(data: Union[str, TorchportDataset]) -> TorchportDataset:
+    if isinstance(data, TorchportDataset):
+        return data
+    if isinstance(data, str):
+        return load_dataset(data)
+    raise BadOptionError(f"data: expected a dataset name or a torchport.data dataset, got {type(data).__name__}")
+
+
+def train(
+    family: str,
+    data: Union[str, TorchportDataset],
+    *,
+    out: Union[str, Path],
+    config: Optional[TrainConfig] = None,
+    model_options: Optional[dict[str, Any]] = None,
+    resume: Union[str, Path, None] = None,
+    until: Optional[int] = None,
+) -> TrainResult:
+    """Train ``family`` on ``data`` (a registered name or a dataset object) and write
+    the run to ``out``. ``model_options`` override the family's config fields;
+    ``resume`` continues from a checkpoint (its training config wins, except
+    device, workers, progress and nproc); ``until`` stops after that many epochs
+    in all (the checkpoint can be resumed later).
+
+        >>> r = train("cnn", "digits", out="runs/digits", config=TrainConfig(epochs=12))
+    """
+    cfg = config or TrainConfig()
+    cfg.check()
+    dataset = _resolve(data)
+    config_for(family, dataset.input_shape, dataset.n_outputs, dataset.task, **(model_options or {}))  # fail early
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_distributed(family, dataset, out, cfg, model_options, resume, until)
+    return _train_process(family, dataset, out, cfg, model_options, resume, until)
+
+
+def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfig, model_options, resume, until) -> TrainResult:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world > 1
+    device = pick_device(cfg.device)
+    if distributed:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        if ckpt["family"] != family or ckpt["dataset"]["name"] != dataset.name:
+            raise CheckpointError(
+                f"checkpoint '{resume}' is {ckpt['family']} on {ckpt['dataset']['name']}, not {family} on {dataset.name}"
+            )
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress", "nproc", "tensorboard", "plots")}
+        cfg = TrainConfig(**{**ckpt["train_config"], **keep})
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _fit(family, dataset, out, cfg, model_options, ckpt, until, device, rank, world)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        if distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, device, rank, world) -> TrainResult:
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    val_fraction = cfg.val_fraction
+    if val_fraction is None:
+        val_fraction = DATASETS[dataset.name].val_fraction if dataset.name in DATASETS else DEFAULT_VAL_FRACTION
+    train_idx, val_idx = split_indices(len(dataset), val_fraction, cfg.seed)
+    norm = dataset.normalization(train_idx)  # the training split only
+    if ckpt is not None:
+        model_cfg = ckpt["config"]
+        model = build_model(family, model_cfg)
+        model.load_state_dict(ckpt["state_dict"])
+    else:
+        model_cfg = config_dict(config_for(family, dataset.input_shape, dataset.n_outputs, dataset.task, **(model_options or {})))
+        model = build_model(family, model_cfg)
+    pipeline = Pipeline(model, *norm.tensors()).to(device)
+    trained: nn.Module = pipeline
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(pipeline, device_ids=[device.index] if device.type == "cuda" else None)
+
+    sampler = DistributedSampler(Subset(dataset, train_idx), num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    loader = DataLoader(Subset(dataset, train_idx), batch_size=cfg.batch_size // world, sampler=sampler,
+                        num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    val_loader = DataLoader(Subset(dataset, val_idx), batch_size=max(cfg.batch_size, 256), num_workers=cfg.workers)
+
+    opt = _optimizer(cfg, pipeline.parameters())
+    sched = _schedule(cfg, opt, cfg.epochs * len(loader))
+    amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    history: list[dict[str, Any]] = []
+    first_epoch = 0
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        history = list(ckpt["history"])
+        first_epoch = ckpt["epoch"]
+    last_epoch = min(cfg.epochs, until) if until is not None else cfg.epochs
+
+    writer = rank == 0
+    logger = Logger(out, cfg.tensorboard, fresh=ckpt is None) if writer else None
+    metric, _ = PRIMARY[dataset.task]
+    meta = {
+        "family": family,
+        "config": model_cfg,
+        "dataset": {
+            "name": dataset.name,
+            "description": dataset.description,
+            "task": dataset.task,
+            "input_shape": list(dataset.input_shape),
+            "input_name": dataset.input_name,
+            "labels": list(dataset.labels),
+        },
+        "normalization": norm.to_dict(),
+        "split": {"val_fraction": val_fraction, "seed": cfg.seed, "n_train": len(train_idx), "n_val": len(val_idx),
+                  "held_out": val_fraction > 0},
+        "train_config": asdict(cfg),
+    }
+    try:
+        for epoch in range(first_epoch, last_epoch):
+            # Re-seeded per epoch: shuffling and dropout do not depend on what ran before,
+            # so resuming from a checkpoint reproduces an uninterrupted run.
+            sampler.set_epoch(epoch)
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + rank)
+            trained.train()
+            meter = Meter(dataset.task, dataset.n_outputs)
+            bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and writer)
+            for x, y in bar:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext():
+                    pred = trained(x)
+                    loss = loss_fn(dataset.task, pred, y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                meter.add(loss.item(), pred, y)
+                if hasattr(bar, "set_postfix"):
+                    r = meter.result()
+                    bar.set_postfix(loss=f"{r['loss']:.4f}", **{metric: f"{r[metric]:.4f}"})
+            train_metrics = _all_reduce_mean(meter.result(), len(train_idx), world)
+            if not writer:
+                continue
+            val = evaluate(pipeline, val_loader, dataset.task, dataset.n_outputs, device)
+            row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 3)}
+            row.update({f"train_{k}": v for k, v in train_metrics.items() if k != "confusion"})
+            row.update({f"val_{k}": v for k, v in val.items()})
+            history.append(row)
+            logger.log(row)
+            if cfg.progress:
+                print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+                      f"val {metric} {val[metric]:.4f}", file=sys.stderr)
+            save_checkpoint(out / CHECKPOINT_FILE, {
+                **meta,
+                "state_dict": {k: v.detach().cpu() for k, v in pipeline.model.state_dict().items()},
+                "metrics": val,
+                "history": history,
+                "epoch": epoch + 1,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+            })
+    finally:
+        if logger is not None:
+            logger.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has written the last checkpoint
+    if writer and cfg.plots and history:
+        write_plots(history, dataset.task, list(dataset.labels), out)
+    metrics = {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
+    return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, last_epoch, time.perf_counter() - start, metrics, history)
+
+
+def _progress(loader, desc: str, show: bool):
+    if not show:
+        return loader
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return loader
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _all_reduce_mean(metrics: dict[str, Any], n: int, world: int) -> dict[str, Any]:
+    """Training metrics averaged over ranks (each rank saw an equal share)."""
+    if world == 1:
+        return metrics
+    import torch.distributed as dist
+
+    keys = [k for k, v in metrics.items() if isinstance(v, float)]
+    t = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {**metrics, **{k: v / world for k, v in zip(keys, t.tolist())}}
+
+
+# ---------------------------------------------------------------------------- distributed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch_distributed(family, dataset, out: Path, cfg: TrainConfig, model_options, resume, until) -> TrainResult:
+    """Starts ``cfg.nproc`` processes with torch's elastic launcher; rank 0 writes the run."""
+    start = time.perf_counter()
+    fd, job = tempfile.mkstemp(prefix=".job.", suffix=".pt", dir=out)
+    os.close(fd)
+    try:
+        torch.save({"family": family, "dataset": dataset, "out": str(out), "config": asdict(cfg),
+                    "model_options": model_options, "resume": str(resume) if resume else None, "until": until}, job)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(cfg.nproc),
+               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "torchport.train", job]
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
+        proc = subprocess.run(cmd, env=env, check=False)
+        if proc.returncode != 0:
+            raise TorchportError(f"distributed training failed: torch.distributed.run exited {proc.returncode}")
+    finally:
+        Path(job).unlink(missing_ok=True)
+    ckpt = load_checkpoint(out / CHECKPOINT_FILE)
+    return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, ckpt["epoch"], time.perf_counter() - start,
+                       ckpt["metrics"], list(ckpt["history"]))
+
+
+def _worker(job: str) -> None:
+    spec = torch.load(job, weights_only=False)  # written by _launch_distributed just before
+    _train_process(spec["family"], spec["dataset"], Path(spec["out"]), TrainConfig(**spec["config"]),
+                   spec["model_options"], spec["resume"], spec["until"])
+
+
+def rebuild(checkpoint: Union[str, Path]) -> Pipeline:
+    """The trained model (normalisation included) from a checkpoint alone."""
+    return pipeline_from_checkpoint(load_checkpoint(checkpoint))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
+
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "loss_fn", "rebuild", "train", "write_plots"]
