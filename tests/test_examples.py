@@ -23,8 +23,9 @@ def workdir(tmp_path_factory) -> Path:
     """A folder laid out like the repository root after `make demo`: .venv,
     examples/, and the demo's artifact under runs/demo."""
     d = tmp_path_factory.mktemp("user")
+    for name in ("examples", "cpp", "CMakeLists.txt"):
+        (d / name).symlink_to(ROOT / name)
     (d / ".venv").symlink_to(sys.prefix)
-    (d / "examples").symlink_to(ROOT / "examples")
     proc = subprocess.run([str(Path(sys.prefix) / "bin" / "torchport"), "demo", "--out", "runs/demo"],
                           cwd=d, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -46,14 +47,17 @@ def test_native_app_readme_commands(workdir):
     commands = readme_commands(ROOT / "examples" / "native_app" / "README.md")
     assert any("cmake -S examples/native_app" in c for c in commands)
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    outputs = []
+    runs = {}
     for cmd in commands:
         proc = subprocess.run(["bash", "-c", cmd], cwd=workdir, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
-        outputs.append(proc.stdout)
-    assert "output logits: [4, 10]" in outputs[-2] and "selfcheck: ok" in outputs[-2]
-    assert "output logits: [32, 10]" in outputs[-1]
-    assert "rejected bad input: input 'image'" in outputs[-1]
+        if cmd.startswith("./build/"):
+            runs[cmd] = proc.stdout
+    assert len(runs) == 3  # against the wheel (batch 4 and 32), against the C++-only install
+    for cmd, out in runs.items():
+        batch = "32" if cmd.endswith(" 32") else "4"
+        assert f"output logits: [{batch}, 10]" in out and "selfcheck: ok" in out, out
+        assert "rejected bad input: input 'image'" in out
 
 
 def test_readme_python_example(tmp_path):
