@@ -212,8 +212,6 @@ Model Model::load(const std::string& path, const Options& options) {
     throw Error(ErrorKind::BadOption,
                 "device '" + options.device + "': this LibTorch has no CUDA device available");
   }
-  if (options.threads > 0) at::set_num_threads(options.threads);
-
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
   detail::ArchiveFiles files = detail::read_archive(path, options.verify_checksum);
@@ -234,6 +232,8 @@ Model Model::load(const std::string& path, const Options& options) {
                 where + " says golden examples are stored, but torchport/golden.pt is missing");
   }
 
+  // Only a model that loaded changes the process-wide pool.
+  if (options.threads > 0) at::set_num_threads(options.threads);
   Model model(state);
   if (options.warmup_runs > 0) {
     const auto inputs = model.example_inputs();
