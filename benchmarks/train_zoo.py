@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 import torchport
-from torchport.checkpoint import export_checkpoint, load_checkpoint
+from torchport.checkpoint import export_checkpoint, load_checkpoint, pipeline_from_checkpoint
 from torchport.data import load_dataset, split_indices
 from torchport.models import FAMILIES
 from torchport.parity import verify
-from torchport.train import PRIMARY, TrainConfig, train
+from torchport.train import PRIMARY, TrainConfig, rebuild, train
 
 # family -> (training config, model options, quality floor on the validation metric)
 PLANS = {
@@ -42,7 +42,7 @@ BOOK_LINE = (5.3671, -17.3012)  # t_c = w * (0.1 * t_u) + b, Deep Learning with 
 
 def thermometer_line(checkpoint: Path) -> tuple[float, float]:
     """The trained line in the book's units: w per 0.1 unit of t_u, and b."""
-    pipeline = torchport.checkpoint.pipeline_from_checkpoint(load_checkpoint(checkpoint))
+    pipeline = rebuild(checkpoint)
     with torch.no_grad():
         b = pipeline(torch.zeros(1, 1)).item()
         w = pipeline(torch.full((1, 1), 10.0)).item() - b  # one unit of t_un = 10 units of t_u
@@ -67,9 +67,9 @@ def run(family: str, root: Path) -> dict:
     seconds = time.perf_counter() - start
     inputs = held_out_inputs(dataset, plan)
     artifact = export_checkpoint(result.checkpoint, out / f"{family}.pt", force=True, inputs=inputs)
-    report = verify(artifact, model=torchport.checkpoint.pipeline_from_checkpoint(load_checkpoint(result.checkpoint)),
-                    inputs=[inputs])
-    metric = PRIMARY[load_checkpoint(result.checkpoint)["dataset"]["task"]][0]
+    ckpt = load_checkpoint(result.checkpoint)  # read once: the model and its task
+    report = verify(artifact, model=pipeline_from_checkpoint(ckpt), inputs=[inputs])
+    metric = PRIMARY[ckpt["dataset"]["task"]][0]
     value = result.metrics[metric]
     row = {"family": family, "dataset": dataset, "epochs": result.epochs, "seconds": round(seconds, 1),
            "metric": metric, "value": value, "floor": floor, "bit_exact": report.bit_exact, "ok": report.ok,

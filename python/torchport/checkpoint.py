@@ -13,13 +13,12 @@ schedule state (to resume), and the torchport and torch versions.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
+from torchport._files import write_atomically
 from torchport._version import __version__
 from torchport.errors import ArtifactNotFoundError, BadOptionError, CheckpointError
 
@@ -35,17 +34,7 @@ def save_checkpoint(path: Union[str, Path], content: dict[str, Any]) -> Path:
     path = Path(path)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "torchport_version": __version__,
             "torch_version": str(torch.__version__), **content}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda f: torch.save(ckpt, f))
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:

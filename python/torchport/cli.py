@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from torchport._files import write_atomically
 from torchport._version import __version__
-from torchport.errors import ArtifactNotFoundError, BadInputError, BadOptionError, TorchportError
+from torchport.errors import BadOptionError, TorchportError
 from torchport.manifest import payload_checksum, read_manifest
 
 EXIT_MISMATCH = 1
@@ -55,31 +54,11 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-def load_tensors(path: str) -> Any:
-    """A torch.save file of tensors, read without executing code (weights_only)."""
-    import torch
-
-    if not Path(path).exists():
-        raise ArtifactNotFoundError(f"input file '{path}' does not exist")
-    try:
-        return torch.load(path, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch.load raises many types
-        raise BadInputError(f"input file '{path}' is not a tensor file torch.load can read safely: {e}") from None
-
-
 def save_tensors(path: str, tensors: Sequence[Any]) -> None:
     """One tensor as a tensor, several as a tuple; replaced atomically."""
     import torch
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    os.close(fd)
-    try:
-        torch.save(tensors[0] if len(tensors) == 1 else tuple(tensors), tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: torch.save(tensors[0] if len(tensors) == 1 else tuple(tensors), f))
 
 
 def run_artifact(path: str, input_file: str, output_file: str, *, device: str = "cpu", threads: Optional[int] = None) -> None:
@@ -267,7 +246,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "verify":
             from torchport.parity import verify
 
-            inputs = load_tensors(args.inputs) if args.inputs else None
+            from torchport.native import read_tensor_file
+
+            # The runtime's own reader, as torchport-run and `torchport run` use.
+            inputs = read_tensor_file(args.inputs) if args.inputs else None
             report = verify(args.artifact, inputs=inputs, atol=args.atol, rtol=args.rtol, threads=args.threads)
             print(report.to_json() if args.json else report)
             return 0 if report.ok else EXIT_MISMATCH

@@ -18,9 +18,9 @@ from torchport.data import Digits, split_indices
 
 def run_demo(out: Path = Path("runs/demo"), epochs: int = 12, seed: int = 0) -> bool:
     """Train, export, run in C++, compare. True when Python and C++ agree."""
-    from torchport.checkpoint import export_checkpoint, load_checkpoint, pipeline_from_checkpoint
+    from torchport.checkpoint import export_checkpoint
     from torchport.parity import run_binary, verify
-    from torchport.train import TrainConfig, train
+    from torchport.train import TrainConfig, rebuild, train
 
     data = Digits()
     config = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed, device="cpu", progress=False,
@@ -33,7 +33,7 @@ def run_demo(out: Path = Path("runs/demo"), epochs: int = 12, seed: int = 0) -> 
               f"  val acc {row['val_accuracy']:.4f}")
     print(f"  trained in {result.seconds:.1f} s; checkpoint {result.checkpoint}")
 
-    model = pipeline_from_checkpoint(load_checkpoint(result.checkpoint))  # raw pixels in, logits out
+    model = rebuild(result.checkpoint)  # raw pixels in, logits out
     val_x, val_y = data.x[val_idx], data.y[val_idx]  # (N, 1, 8, 8) raw 0..16, (N,)
     with torch.inference_mode():
         py_pred = model(val_x).argmax(1)

@@ -12,8 +12,6 @@ import datetime as _dt
 import inspect
 import io
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from torchport._files import write_atomically
 from torchport._version import __version__
 from torchport.errors import BadOptionError, ExportError
 from torchport.manifest import GOLDEN_FILE, MANIFEST_FILE, SCHEMA, Manifest, TensorSpec, payload_checksum
@@ -194,22 +193,6 @@ def _compile(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], method: s
         return trace()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Written in full beside the destination, flushed to disk, then renamed over
-    # it: readers (and a crash at any point) see the old file or the complete
-    # new one, never a part.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _archive(module, extra_files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     _jit(torch.jit.save, module, buf, _extra_files=extra_files)
@@ -300,5 +283,5 @@ def export(
     data = _archive(module, {MANIFEST_FILE: manifest.to_json().encode(), GOLDEN_FILE: golden.getvalue()})
     if payload_checksum(data) != manifest.checksum:
         raise ExportError("torch.jit.save wrote different model records on two saves; cannot checksum the payload")
-    _atomic_write(path, data)
+    write_atomically(path, lambda f: f.write(data))
     return path
