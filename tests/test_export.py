@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import warnings
 import zipfile
 
@@ -11,7 +13,7 @@ import torch
 from torch import nn
 
 import torchport
-from conftest import MLP, TwoInTwoOut
+from conftest import MLP, TwoInTwoOut, run_binary
 
 
 def test_manifest_holds_the_contract(tmp_path):
@@ -131,3 +133,20 @@ def test_plain_torchscript_gets_a_derived_contract(tmp_path):
         torch.testing.assert_close(g, e, rtol=0, atol=0)
     report = torchport.verify(tmp_path / "plain.pt", model=model, inputs=(a, b))
     assert report.bit_exact, str(report)
+
+
+def _plain_open_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    # Atomic writes go through a private temporary file; the result must still
+    # be readable as a plainly written file would be.
+    path = torchport.export(MLP(), torch.randn(2, 6), tmp_path / "m.pt")
+    assert stat.S_IMODE(path.stat().st_mode) == _plain_open_mode()
+    torch.save([torch.randn(2, 6)], tmp_path / "in.pt")
+    proc = run_binary("predict", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "out.pt"))
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE((tmp_path / "out.pt").stat().st_mode) == _plain_open_mode()

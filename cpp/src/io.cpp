@@ -1,10 +1,13 @@
 // Tensor files: torch.save files in, torch.load-able files out.
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
+#include <sys/stat.h>
 #include <torch/serialize.h>
 #include <unistd.h>
 
@@ -104,19 +107,32 @@ void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& t
     value = c10::ivalue::Tuple::create(std::move(items));
   }
   const std::vector<char> bytes = torch::pickle_save(value);
-  // Written beside the destination, then renamed over it: a reader sees the
-  // old file or the whole new one, never a partial write.
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(ErrorKind::BadOption, "output file '" + path + "' cannot be written");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(ErrorKind::BadOption, "output file '" + path + "': write failed");
-    }
+  // Written beside the destination under a unique name, flushed to disk, then
+  // renamed over it: a reader, or a crash at any point, sees the old file or
+  // the whole new one, never a part (as torchport's Python side writes files).
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) {
+    throw Error(ErrorKind::BadOption,
+                "output file '" + path + "' cannot be written: " + std::strerror(errno));
   }
+  // mkstemp creates the file private (0600); give it what a plain open() would.
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd, 0666 & ~mask);
+  auto fail = [&](const std::string& what) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    throw Error(ErrorKind::BadOption, "output file '" + path + "': " + what);
+  };
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(std::string("write failed: ") + std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) fail(std::string("fsync failed: ") + std::strerror(errno));
+  ::close(fd);
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
