@@ -25,6 +25,9 @@ class Backend {
   virtual Manifest signature() const = 0;
 };
 
-std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::Device& device);
+/// A TorchScript archive, from the bytes of the file at `path` (already
+/// checked by read_archive).
+std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                          const c10::Device& device);
 
 }  // namespace torchport::detail

@@ -5,6 +5,7 @@
 
 #include "backends/backend.h"
 #include "detail.h"
+#include "reader.h"
 
 namespace torchport::detail {
 namespace {
@@ -80,10 +81,13 @@ class TorchScriptBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::Device& device) {
+std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                          const c10::Device& device) {
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path, device);
+    module = torch::jit::load(memory_reader(std::move(bytes)), device);
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::BadArtifact, "'" + path + "' holds more data than can be allocated");
   } catch (const std::exception& e) {
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
