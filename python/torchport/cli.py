@@ -6,6 +6,8 @@
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
     torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax]
+    torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
+    torchport triton --check models/NAME
     torchport models
     torchport datasets
     torchport --cmake-prefix-path
@@ -134,6 +136,26 @@ def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force:
     return report
 
 
+def triton_export(artifact: str, repo: str, *, check: bool = True, **options: Any):
+    """``torchport triton``: the artifact into a Triton model repository (``torchport.triton.export_triton``);
+    with ``check``, the server-less check of the model folder when tritonclient is installed."""
+    from torchport.triton import TritonSchemaUnavailable, check_triton, export_triton
+
+    result = export_triton(artifact, repo, **options)
+    print(f"wrote {result.model} (version {result.version}), "
+          f"{result.config}{'' if result.config_written else ' (unchanged)'}"
+          f"{', ' + str(result.labels) if result.labels else ''}; max_batch_size {result.max_batch_size}")
+    if not check:
+        return None
+    try:
+        report = check_triton(result.model_dir)
+    except TritonSchemaUnavailable as e:
+        print(f"not checked: {e}", file=sys.stderr)
+        return None
+    print(report)
+    return report
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="torchport",
@@ -230,6 +252,39 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
 
+    s = sub.add_parser(
+        "triton",
+        help="write an artifact into a Triton model repository, or check one",
+        description="Write ARTIFACT into the Triton Inference Server model repository --repo as "
+        "DIR/NAME/config.pbtxt (from the manifest: names for the PyTorch backend, data types, dims with -1 "
+        "for dynamic ones, a shared batch as max_batch_size), DIR/NAME/labels.txt for a classifier and "
+        "DIR/NAME/N/model.pt, leaving other versions alone; then check it. --check DIR/NAME checks a model "
+        "folder without a server: config.pbtxt against Triton's schema (needs tritonclient: pip install "
+        "'torchport[triton]'), the layout, and the golden request through the C++ runtime, bit for bit. "
+        "Exit 1 on mismatch.",
+    )
+    s.add_argument("artifact", nargs="?", help="the torchport artifact to serve")
+    s.add_argument("--repo", metavar="DIR", help="the model repository (created if missing)")
+    s.add_argument("--name", help="the model's name and folder (default: the artifact's file name without suffix)")
+    s.add_argument("--version", dest="model_version", type=int, metavar="N",
+                   help="version folder (default: one after the highest there, 1 for a new model)")
+    s.add_argument("--max-batch-size", type=int, metavar="B",
+                   help="Triton's max_batch_size (default 8 when every input and output starts with the batch, "
+                   "else 0; 0 serves the model without Triton's batching)")
+    s.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=None,
+                   help="Triton's dynamic batcher (default: on when max_batch_size > 0)")
+    s.add_argument("--max-queue-delay-us", type=int, metavar="US",
+                   help="how long the dynamic batcher waits to fill a batch (default 100)")
+    s.add_argument("--preferred-batch-size", type=int, action="append", metavar="B",
+                   help="a batch size the dynamic batcher aims for (repeatable)")
+    s.add_argument("--instances", type=int, metavar="K", help="model instances (instance_group count, default 1)")
+    s.add_argument("--instance-kind", choices=["auto", "cpu", "gpu"],
+                   help="where instances run (default auto: a GPU when there is one)")
+    s.add_argument("--force", action="store_true", help="replace the version if it exists")
+    s.add_argument("--no-check", action="store_true", help="skip the check after writing")
+    s.add_argument("--check", metavar="DIR/NAME", help="only check this model folder")
+    s.add_argument("--threads", type=int, default=None, help="intra-op threads for the check")
+
     sub.add_parser("models", help="list the model families", description="List the model families.")
     sub.add_parser("datasets", help="list the datasets", description="List the registered datasets and data sources.")
     return p
@@ -279,6 +334,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
                                   check=not args.no_verify)
+            return 0 if report is None or report.ok else EXIT_MISMATCH
+        if args.command == "triton":
+            if args.check:
+                if args.artifact or args.repo:
+                    raise BadOptionError("--check DIR/NAME checks a model folder; give it without ARTIFACT and --repo")
+                from torchport.triton import check_triton
+
+                report = check_triton(args.check, threads=args.threads)
+                print(report)
+                return 0 if report.ok else EXIT_MISMATCH
+            if not args.artifact or not args.repo:
+                raise BadOptionError("triton: expected ARTIFACT --repo DIR (to write) or --check DIR/NAME (to check)")
+            report = triton_export(
+                args.artifact, args.repo, check=not args.no_check, name=args.name, version=args.model_version,
+                max_batch_size=args.max_batch_size, dynamic_batching=args.dynamic_batching,
+                max_queue_delay_us=args.max_queue_delay_us, preferred_batch_sizes=args.preferred_batch_size,
+                instances=args.instances, instance_kind=args.instance_kind, force=args.force,
+            )
             return 0 if report is None or report.ok else EXIT_MISMATCH
         if args.command == "models":
             from torchport.models import describe_models

@@ -404,8 +404,6 @@ def export_triton(
         >>> export_triton("digits.pt", "models", name="digits", instances=2)
     """
     artifact = Path(artifact)
-    manifest = read_manifest(artifact)
-    forward_args = forward_arguments(artifact)
     repo = Path(repo)
     if repo.exists() and not repo.is_dir():
         raise BadOptionError(f"repo: '{repo}' exists and is not a folder")
@@ -425,6 +423,8 @@ def export_triton(
             "or another version"
         )
 
+    manifest = read_manifest(artifact)
+    forward_args = forward_arguments(artifact)
     config_path = model_dir / CONFIG_FILE
     existing = _existing_settings(config_path) if config_path.exists() else {}
     options = {
@@ -746,14 +746,138 @@ def _numel(shape: Sequence[int]) -> int:
     return n
 
 
+@dataclass
+class GoldenRequest:
+    """A version's golden examples as a Triton client sends and receives them: each
+    request maps the config's input names to tensors of the config's data type and
+    ``[batch] + dims`` (at most ``max_batch_size`` rows); ``expected`` maps the output
+    names to the golden outputs shaped as Triton returns them (all requests in order)."""
+
+    version: int
+    model_file: Path
+    requests: list[dict[str, Any]]
+    expected: dict[str, Any]
+
+
+def golden_requests(model_dir: Union[str, Path], config: Any = None) -> list[GoldenRequest]:
+    """One ``GoldenRequest`` per version of a Triton model folder, built from its
+    config.pbtxt and each model.pt's golden file.
+
+        >>> [r.version for r in golden_requests("models/digits")]
+        [1, 2]
+    """
+    from torchport.manifest import read_golden
+
+    model_dir = Path(model_dir)
+    if config is None:
+        config, versions, _ = check_layout(model_dir)
+    else:
+        versions = {v: f / (config.default_model_filename or MODEL_FILE) for v, f in _versions(model_dir).items()}
+    batched = config.max_batch_size > 0
+    out = []
+    for v, path in sorted(versions.items()):
+        golden_in, golden_out = read_golden(path)
+        in_pos = _positions([t.name for t in config.input], forward_arguments(path))
+        out_pos = _positions([t.name for t in config.output], None)
+        for positions, golden, kind in ((in_pos, golden_in, "input"), (out_pos, golden_out, "output")):
+            if sorted(positions) != list(range(len(golden))):
+                raise BadArtifactError(f"'{path}': the config's {kind}s reach positions {positions}, "
+                                       f"the model has {len(golden)} {kind}s")
+        whole = {t.name: _as_sent(golden_in[p], t, batched, f"'{path}' golden input") for t, p in zip(config.input, in_pos)}
+        expected = {t.name: _as_sent(golden_out[p], t, batched, f"'{path}' golden output") for t, p in zip(config.output, out_pos)}
+        sizes = {int(x.shape[0]) for x in whole.values()} if batched else {1}
+        if len(sizes) != 1:
+            raise BadArtifactError(f"'{path}': the golden inputs disagree on the batch size: {sorted(sizes)}")
+        total = sizes.pop()
+        step = config.max_batch_size if batched else total
+        requests = [{k: x[i:i + step] for k, x in whole.items()} for i in range(0, total, step)] if batched else [whole]
+        out.append(GoldenRequest(v, path, requests, expected))
+    return out
+
+
+def _data_type(t) -> str:
+    return t.DESCRIPTOR.file.enum_types_by_name["DataType"].values_by_number[t.data_type].name
+
+
+def _as_sent(x, t, batched: bool, where: str):
+    """A model-side tensor (shape [batch] + reshape, or + dims) as the client sees it: [batch] + dims."""
+    dtype = _data_type(t)
+    if str(x.dtype).replace("torch.", "") != TORCH_DTYPES.get(dtype):
+        raise BadArtifactError(f"{where} for '{t.name}' is {x.dtype}, the config says {dtype}")
+    lead = list(x.shape[:1]) if batched else []
+    model_dims = list(t.reshape.shape) if t.HasField("reshape") else list(t.dims)
+    if batched and x.dim() == 0 or not _dims_fit(list(x.shape)[len(lead):], model_dims):
+        raise BadArtifactError(f"{where} for '{t.name}' has shape {list(x.shape)}, the config says "
+                               f"{'[-1] + ' if batched else ''}{model_dims}")
+    if t.HasField("reshape"):
+        try:
+            return x.reshape(lead + list(t.dims))
+        except RuntimeError:
+            raise BadArtifactError(f"{where} {list(x.shape)} cannot take '{t.name}' dims {list(t.dims)}") from None
+    return x
+
+
+def serve_like_triton(config: Any, model: Any, forward_args: list[str], request: dict[str, Any]) -> dict[str, Any]:
+    """What Triton's PyTorch backend does with one request, with torchport's runtime
+    (``model``: a ``NativeModel``) in place of LibTorch inside the server: checks names,
+    data types and shapes against the config, reshapes inputs to the model's shape,
+    passes them to forward by the backend's naming rule, and returns the outputs under
+    the config's names, reshaped and checked as Triton returns them."""
+    batched = config.max_batch_size > 0
+    names = [t.name for t in config.input]
+    if set(request) != set(names):
+        raise BadOptionError(f"request: expected inputs {names}, got {sorted(request)}")
+    args: list[Any] = [None] * len(names)
+    for t, p in zip(config.input, _positions(names, forward_args)):
+        x = request[t.name]
+        dtype = _data_type(t)
+        if str(x.dtype).replace("torch.", "") != TORCH_DTYPES.get(dtype):
+            raise BadOptionError(f"request input '{t.name}': expected {dtype}, got {x.dtype}")
+        lead = list(x.shape[:1]) if batched else []
+        if batched and (x.dim() == 0 or not 1 <= x.shape[0] <= config.max_batch_size):
+            raise BadOptionError(f"request input '{t.name}': batch {list(x.shape[:1])} outside 1..{config.max_batch_size}")
+        if not _dims_fit(list(x.shape)[len(lead):], t.dims):
+            raise BadOptionError(f"request input '{t.name}': shape {list(x.shape)} vs "
+                                 f"{'[-1] + ' if batched else ''}{list(t.dims)}")
+        args[p] = x.reshape(lead + list(t.reshape.shape)) if t.HasField("reshape") else x
+    outputs = model.run(*args)
+    response = {}
+    for t, p in zip(config.output, _positions([t.name for t in config.output], None)):
+        o = outputs[p]
+        dtype = _data_type(t)
+        if str(o.dtype).replace("torch.", "") != TORCH_DTYPES.get(dtype):
+            raise BadArtifactError(f"output '{t.name}': the config says {dtype}, the model returned {o.dtype}")
+        lead = [o.shape[0]] if batched and o.dim() else []
+        if t.HasField("reshape"):
+            o = o.reshape(lead + list(t.dims))
+        if (batched and not lead) or not _dims_fit(list(o.shape)[len(lead):], t.dims):
+            raise BadArtifactError(f"output '{t.name}': the model returned shape {list(o.shape)}, the config says "
+                                   f"{'[-1] + ' if batched else ''}{list(t.dims)}")
+        response[t.name] = o
+    return response
+
+
+def compare_outputs(expected: dict[str, Any], got: dict[str, Any]) -> list[tuple[str, list[int], str, float, bool]]:
+    """(name, shape, dtype, max abs diff, bit-exact) per expected output."""
+    rows = []
+    for name, want in expected.items():
+        g = got.get(name)
+        if g is None:
+            rows.append((name, list(want.shape), str(want.dtype).replace("torch.", ""), float("inf"), False))
+            continue
+        same_shape = tuple(g.shape) == tuple(want.shape)
+        exact = same_shape and g.dtype == want.dtype and _bit_equal(g, want)
+        diff = _max_abs_diff(g, want) if same_shape else float("inf")
+        rows.append((name, list(g.shape), str(g.dtype).replace("torch.", ""), diff, exact))
+    return rows
+
+
 def check_triton(model_dir: Union[str, Path], *, threads: Optional[int] = None) -> TritonCheck:
     """Checks a Triton model folder without a server: the config against Triton's schema
     and the layout (``check_layout``); that each version's manifest gives the same config
-    contract; then a request built from the config (the golden inputs named, typed and
-    shaped as the config says, split into batches of at most ``max_batch_size``) runs
-    through torchport's C++ runtime on that version's model.pt, and the outputs, taken by
-    the config's names and reshaped as Triton would return them, equal the golden outputs
-    bit for bit.
+    contract; then the golden request built from the config (``golden_requests``) goes
+    through ``serve_like_triton`` with torchport's C++ runtime on that version's
+    model.pt, and the outputs equal the golden outputs bit for bit.
 
         >>> report = check_triton("models/digits"); report.ok
         True
@@ -767,82 +891,24 @@ def check_triton(model_dir: Union[str, Path], *, threads: Optional[int] = None) 
     ModelConfig, text_format = model_config_schema()
     report = TritonCheck(model_dir, config.max_batch_size, sorted(versions), [t.name for t in config.input],
                          [t.name for t in config.output], notes=notes)
-    DataType = config.DESCRIPTOR.file.enum_types_by_name["DataType"]
-    batched = config.max_batch_size > 0
-    for v, path in sorted(versions.items()):
-        forward_args = forward_arguments(path)
-        manifest = read_manifest(path)
+    for path in versions.values():  # the contract first: its message says more than a failed request would
         expected = ModelConfig()
-        text_format.Parse(config_from_manifest(manifest, forward_args, name=model_dir.name,
+        text_format.Parse(config_from_manifest(read_manifest(path), forward_arguments(path), name=model_dir.name,
                                                max_batch_size=config.max_batch_size, where=f"'{path}'").to_pbtxt(),
                           expected)
         diffs = _io_differences(config, expected)
         if diffs:
             raise BadArtifactError(f"'{path}' does not fit '{model_dir / CONFIG_FILE}': " + "; ".join(diffs)
                                    + " (its manifest vs the config)")
+    for golden in golden_requests(model_dir, config):
+        path = golden.model_file
+        forward_args = forward_arguments(path)
         model = NativeModel(path, threads=threads)  # verifies the payload checksum
-        golden_in, golden_out = model.golden()
-        in_pos = _positions([t.name for t in config.input], forward_args)
-        out_pos = _positions([t.name for t in config.output], None)
-
-        # The request, as a client builds it from the config: each input under its
-        # config name, with the config's data type and [batch] + dims.
-        request = {}
-        for t, p in zip(config.input, in_pos):
-            g = golden_in[p]
-            dtype = DataType.values_by_number[t.data_type].name
-            if str(g.dtype).replace("torch.", "") != TORCH_DTYPES.get(dtype):
-                raise BadArtifactError(f"{path}: input '{t.name}' is {dtype} in the config, the golden input is {g.dtype}")
-            lead = list(g.shape[:1]) if batched else []
-            sent = g
-            if t.HasField("reshape"):  # the model's shape is the reshape; the request's is dims
-                if not _dims_fit(list(g.shape)[len(lead):], t.reshape.shape):
-                    raise BadArtifactError(f"{path}: golden input {list(g.shape)} does not fit '{t.name}' "
-                                           f"reshape {list(t.reshape.shape)}")
-                try:
-                    sent = g.reshape(lead + list(t.dims))
-                except RuntimeError:
-                    raise BadArtifactError(f"{path}: golden input {list(g.shape)} cannot be sent as '{t.name}' "
-                                           f"with dims {list(t.dims)}") from None
-            if not _dims_fit(list(sent.shape)[len(lead):], t.dims):
-                raise BadArtifactError(f"{path}: golden input {list(g.shape)} does not fit '{t.name}' dims {list(t.dims)}")
-            request[t.name] = sent
-        sizes = {int(x.shape[0]) for x in request.values()} if batched else {1}
-        if len(sizes) != 1:
-            raise BadArtifactError(f"{path}: the golden inputs disagree on the batch size: {sorted(sizes)}")
-        total = sizes.pop()
-        step = config.max_batch_size if batched else total
-        chunks: list[list[torch.Tensor]] = [[] for _ in config.output]
-        requests = 0
-        for start in range(0, total, step):
-            # What the backend hands forward(): the request reshaped to the model's shape, by position.
-            args: list[Optional[torch.Tensor]] = [None] * len(config.input)
-            for t, p in zip(config.input, in_pos):
-                x = request[t.name][start:start + step] if batched else request[t.name]
-                if t.HasField("reshape"):
-                    x = x.reshape(([x.shape[0]] if batched else []) + list(t.reshape.shape))
-                args[p] = x
-            outputs = model.run(*args)
-            requests += 1
-            for i, (t, p) in enumerate(zip(config.output, out_pos)):
-                o = outputs[p]
-                dtype = DataType.values_by_number[t.data_type].name
-                if str(o.dtype).replace("torch.", "") != TORCH_DTYPES.get(dtype):
-                    raise BadArtifactError(f"{path}: output '{t.name}' is {dtype} in the config, the model returned {o.dtype}")
-                lead = [o.shape[0]] if batched else []
-                if t.HasField("reshape"):
-                    o = o.reshape(lead + list(t.dims))
-                if not _dims_fit(list(o.shape)[len(lead):], t.dims):
-                    raise BadArtifactError(f"{path}: output '{t.name}' has shape {list(o.shape)}, the config says "
-                                           f"{'[-1] + ' if batched else ''}{list(t.dims)}")
-                chunks[i].append(o)
-        for i, (t, p) in enumerate(zip(config.output, out_pos)):
-            got = torch.cat(chunks[i]) if batched else chunks[i][0]
-            want = golden_out[p].reshape(got.shape) if golden_out[p].numel() == got.numel() else golden_out[p]
-            same = got.shape == want.shape and got.dtype == want.dtype and _bit_equal(got, want)
-            diff = _max_abs_diff(got, want) if got.shape == want.shape else float("inf")
-            report.rows.append(TritonCheckRow(v, t.name, list(got.shape), str(got.dtype).replace("torch.", ""),
-                                              requests, diff, same))
+        responses = [serve_like_triton(config, model, forward_args, r) for r in golden.requests]
+        got = {k: torch.cat([r[k] for r in responses]) if config.max_batch_size > 0 else responses[0][k]
+               for k in golden.expected}
+        for name, shape, dtype, diff, exact in compare_outputs(golden.expected, got):
+            report.rows.append(TritonCheckRow(golden.version, name, shape, dtype, len(golden.requests), diff, exact))
     return report
 
 
@@ -864,6 +930,7 @@ def _max_abs_diff(a, b) -> float:
 
 
 __all__ = [
+    "GoldenRequest",
     "TritonCheck",
     "TritonCheckRow",
     "TritonConfig",
@@ -874,7 +941,10 @@ __all__ = [
     "check_triton",
     "config_from_manifest",
     "export_triton",
+    "compare_outputs",
     "forward_arguments",
+    "golden_requests",
     "model_config_schema",
     "parse_config",
+    "serve_like_triton",
 ]
