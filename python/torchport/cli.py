@@ -5,6 +5,7 @@
     torchport run model.pt --input in.pt --output out.pt
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
+        [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
     torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
@@ -114,6 +115,10 @@ def train_model(
     fam = get_family(family)
     dataset = resolve_dataset(data, csv=csv, target=target, images=images, default=fam.default_dataset)
     result = train(family, dataset, out=out, config=TrainConfig(**config), model_options=model_options, resume=resume)
+    if config.get("node_rank", 0) > 0:
+        print(f"node {config['node_rank']} of {config.get('nnodes')}: trained {family} on {dataset.name} for "
+              f"{result.epochs} epochs in {result.seconds:.1f} s; node 0 wrote the checkpoint and the logs")
+        return result
     shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}
     print(f"trained {family} on {dataset.name} for {result.epochs} epochs in {result.seconds:.1f} s; validation {shown}")
     print(f"checkpoint: {result.checkpoint}")
@@ -232,6 +237,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--nproc", type=int, default=1, help="processes for DistributedDataParallel (gloo on CPU, nccl on CUDA)")
+    s.add_argument("--nnodes", type=int, default=1,
+                   help="machines to train across; run the same command on each with its own --node-rank")
+    s.add_argument("--node-rank", type=int, default=0, help="this machine's rank, 0..nnodes-1 (0 writes the run)")
+    s.add_argument("--master-addr", default="127.0.0.1", metavar="HOST",
+                   help="node 0's address, reachable from every node (default 127.0.0.1)")
+    s.add_argument("--master-port", type=int, default=None, metavar="PORT",
+                   help="a free port on node 0, the same on every node (required with --nnodes > 1)")
+    s.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="how long a node waits for a missing peer, at the rendezvous or in a collective, before "
+                   "the run fails (default 1800)")
     s.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     s.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     s.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
@@ -329,6 +344,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                 schedule=args.schedule, val_fraction=args.val_fraction, device=args.device, seed=args.seed,
                 nproc=args.nproc, workers=args.workers, amp=args.amp, progress=not args.no_progress,
+                nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+                master_port=args.master_port, dist_timeout=args.dist_timeout,
             )
             return 0
         if args.command == "export":
