@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -115,9 +116,13 @@ def train_model(
     fam = get_family(family)
     dataset = resolve_dataset(data, csv=csv, target=target, images=images, default=fam.default_dataset)
     result = train(family, dataset, out=out, config=TrainConfig(**config), model_options=model_options, resume=resume)
-    if config.get("node_rank", 0) > 0:
-        print(f"node {config['node_rank']} of {config.get('nnodes')}: trained {family} on {dataset.name} for "
-              f"{result.epochs} epochs in {result.seconds:.1f} s; node 0 wrote the checkpoint and the logs")
+    # Under torchrun (RANK set) or on a node other than 0, rank 0 elsewhere wrote the run.
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if config.get("node_rank", 0) > 0 or rank > 0:
+        who = f"rank {rank} of {os.environ.get('WORLD_SIZE')}" if rank > 0 else \
+            f"node {config['node_rank']} of {config.get('nnodes')}"
+        print(f"{who}: trained {family} on {dataset.name} for {result.epochs} epochs in {result.seconds:.1f} s; "
+              "rank 0 (on node 0) wrote the checkpoint and the logs")
         return result
     shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}
     print(f"trained {family} on {dataset.name} for {result.epochs} epochs in {result.seconds:.1f} s; validation {shown}")
