@@ -100,11 +100,8 @@ def main(argv=None) -> int:
             responses.append({t.name: torch.from_numpy(result.as_numpy(t.name).copy()) for t in config.output})
         got = {k: torch.cat([r[k] for r in responses]) if config.max_batch_size > 0 else responses[0][k]
                for k in golden.expected}
-        for out, shape, dtype, diff, exact in compare_outputs(golden.expected, got):
-            close = exact or (
-                (args.atol or args.rtol) and tuple(got[out].shape) == tuple(golden.expected[out].shape)
-                and torch.allclose(got[out].double(), golden.expected[out].double(), atol=args.atol, rtol=args.rtol)
-            )
+        for out, shape, dtype, diff, exact, close in compare_outputs(golden.expected, got, atol=args.atol,
+                                                                    rtol=args.rtol):
             print(f"version {golden.version}  {out:<16} {str(shape):<12} {dtype:<8} max abs diff {diff:.3g}  "
                   f"{'bit-exact' if exact else 'within tolerance' if close else 'MISMATCH'}")
             if not close:

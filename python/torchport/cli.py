@@ -146,7 +146,8 @@ def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force:
     return report
 
 
-def triton_export(artifact: str, repo: str, *, check: bool = True, **options: Any):
+def triton_export(artifact: str, repo: str, *, check: bool = True, atol: float = 0.0, rtol: float = 0.0,
+                  **options: Any):
     """``torchport triton``: the artifact into a Triton model repository (``torchport.triton.export_triton``);
     with ``check``, the server-less check of the model folder when tritonclient is installed."""
     from torchport.triton import TritonSchemaUnavailable, check_triton, export_triton
@@ -158,7 +159,7 @@ def triton_export(artifact: str, repo: str, *, check: bool = True, **options: An
     if not check:
         return None
     try:
-        report = check_triton(result.model_dir)
+        report = check_triton(result.model_dir, atol=atol, rtol=rtol)
     except TritonSchemaUnavailable as e:
         print(f"not checked: {e}", file=sys.stderr)
         return None
@@ -303,6 +304,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace the version if it exists")
     s.add_argument("--no-check", action="store_true", help="skip the check after writing")
     s.add_argument("--check", metavar="DIR/NAME", help="only check this model folder")
+    s.add_argument("--atol", type=float, default=0.0, help="the check's absolute tolerance (default 0: bit-exact)")
+    s.add_argument("--rtol", type=float, default=0.0, help="the check's relative tolerance (default 0)")
     s.add_argument("--threads", type=int, default=None, help="intra-op threads for the check")
 
     sub.add_parser("models", help="list the model families", description="List the model families.")
@@ -363,7 +366,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     raise BadOptionError("--check DIR/NAME checks a model folder; give it without ARTIFACT and --repo")
                 from torchport.triton import check_triton
 
-                report = check_triton(args.check, threads=args.threads)
+                report = check_triton(args.check, atol=args.atol, rtol=args.rtol, threads=args.threads)
                 print(report)
                 return 0 if report.ok else EXIT_MISMATCH
             if not args.artifact or not args.repo:
@@ -373,6 +376,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 max_batch_size=args.max_batch_size, dynamic_batching=args.dynamic_batching,
                 max_queue_delay_us=args.max_queue_delay_us, preferred_batch_sizes=args.preferred_batch_size,
                 instances=args.instances, instance_kind=args.instance_kind, force=args.force,
+                atol=args.atol, rtol=args.rtol,
             )
             return 0 if report is None or report.ok else EXIT_MISMATCH
         if args.command == "models":
