@@ -35,6 +35,7 @@ The rules followed, from Triton's documentation:
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import tempfile
@@ -322,6 +323,16 @@ def forward_arguments(path: Union[str, Path]) -> list[str]:
     """The names of ``forward``'s arguments, after refusing what Triton's PyTorch
     backend cannot call: arguments that are not tensors, and outputs that are not a
     tensor or a flat tuple of tensors (the backend maps outputs by position)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return list(_forward_arguments(str(path), 0, 0, 0))  # the loader says what is wrong
+    # Loading a TorchScript file costs; the check asks several times about the same file.
+    return list(_forward_arguments(str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=32)
+def _forward_arguments(path: str, inode: int, size: int, mtime_ns: int) -> tuple[str, ...]:
     import torch
 
     schema = _load_script(path).forward.schema
@@ -345,7 +356,7 @@ def forward_arguments(path: Union[str, Path]) -> list[str]:
             "Triton's PyTorch backend maps outputs by position in a flat tuple (<name>__<index>). "
             "Return a tensor or a flat tuple of tensors and re-export"
         )
-    return [a.name for a in args]
+    return tuple(a.name for a in args)
 
 
 # ---------------------------------------------------------------------------- the repository
