@@ -114,8 +114,8 @@ class TritonConfig:
 
     def to_pbtxt(self) -> str:
         lines = []
-        if self.source:
-            lines.append(f"# {self.source}")
+        if self.source:  # names come from the artifact: keep them on the comment line
+            lines.append("# " + self.source.encode("unicode_escape").decode("ascii"))
         lines += [
             f"name: {_quote(self.name)}",
             f"platform: {_quote(PLATFORM)}",
@@ -257,6 +257,8 @@ def config_from_manifest(
         raise BadOptionError(
             "dynamic_batching: Triton's dynamic batcher needs max_batch_size > 0, and this configuration has 0"
         )
+    if preferred_batch_sizes and batch == 0:
+        raise BadOptionError("preferred_batch_sizes: the dynamic batcher needs max_batch_size > 0, and this configuration has 0")
     bad = [b for b in preferred_batch_sizes if not 1 <= b <= batch]
     if bad:
         raise BadOptionError(f"preferred_batch_sizes: expected sizes in 1..{batch} (max_batch_size), got {bad}")
@@ -382,9 +384,13 @@ def _versions(model_dir: Path) -> dict[int, Path]:
     return {int(p.name): p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and not p.name.startswith("0")}
 
 
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
 def _check_name(name: str) -> str:
-    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
-        raise BadOptionError(f"name: {name!r} cannot be a model folder; expected a plain folder name such as 'digits'")
+    if not _MODEL_NAME.fullmatch(name):
+        raise BadOptionError(f"name: {name!r} cannot be a model folder; expected letters, digits, '_', '-' and '.' "
+                             "(not first), such as 'digits'")
     return name
 
 
