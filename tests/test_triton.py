@@ -338,8 +338,8 @@ def test_cli_writes_checks_and_refuses(mlp_artifact, tmp_path):
     assert proc.returncode == 2 and "version 1 of" in proc.stderr and "--force" in proc.stderr
     proc = run_cli("triton", str(artifact))
     assert proc.returncode == 2 and "expected ARTIFACT --repo DIR" in proc.stderr
-    proc = run_cli("triton", "--check", str(tmp_path / "nothing"))
-    assert proc.returncode == 3 and "is not a folder" in proc.stderr
+    with pytest.raises(BadArtifactError, match=r"'.*nothing' is not a folder; expected REPO/NAME"):
+        check_triton(tmp_path / "nothing")  # exit 3 on the command line, as every BadArtifactError
     assert "--max-batch-size B" in run_cli("triton", "--help").stdout
 
 
