@@ -279,10 +279,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Write ARTIFACT into the Triton Inference Server model repository --repo as "
         "DIR/NAME/config.pbtxt (from the manifest: names for the PyTorch backend, data types, dims with -1 "
         "for dynamic ones, a shared batch as max_batch_size), DIR/NAME/labels.txt for a classifier and "
-        "DIR/NAME/N/model.pt, leaving other versions alone; then check it. --check DIR/NAME checks a model "
-        "folder without a server: config.pbtxt against Triton's schema (needs tritonclient: pip install "
-        "'torchport[triton]'), the layout, and the golden request through the C++ runtime, bit for bit. "
-        "Exit 1 on mismatch.",
+        "DIR/NAME/N/model.pt, leaving other versions alone; then check the model folder. Options left out keep "
+        "what an existing config.pbtxt says; a version whose contract differs from it is refused. --check "
+        "DIR/NAME checks a model folder without a server: config.pbtxt against Triton's schema (needs "
+        "tritonclient: pip install 'torchport[triton]'), the layout, and every version's golden request "
+        "through the C++ runtime, bit for bit unless --atol/--rtol. Exit 1 on mismatch.",
     )
     s.add_argument("artifact", nargs="?", help="the torchport artifact to serve")
     s.add_argument("--repo", metavar="DIR", help="the model repository (created if missing)")
