@@ -487,3 +487,21 @@ def test_example_client_compares_a_servers_answers_with_the_golden_outputs(pertu
         assert all(line.endswith(("bit-exact", "within tolerance")) for line in lines), proc.stdout
         assert sum(line.endswith("bit-exact") for line in lines) >= 2, proc.stdout  # output_0 is a plain sum
         assert "result: golden outputs reproduced through Triton" in proc.stdout
+
+
+def test_without_tritonclient_the_export_works_and_the_check_says_what_to_install(mlp_artifact, tmp_path, monkeypatch,
+                                                                                 capsys):
+    from torchport.cli import triton_export
+    from torchport.triton import TritonSchemaUnavailable
+
+    _, artifact = mlp_artifact
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)  # as if only the base package were installed
+    assert triton_export(str(artifact), str(tmp_path), name="m") is None
+    err = capsys.readouterr().err
+    assert "not checked: reading config.pbtxt needs Triton's schema from tritonclient" in err
+    assert "pip install 'torchport[triton]'" in err
+    assert (tmp_path / "m" / "1" / "model.pt").is_file() and (tmp_path / "m" / "config.pbtxt").is_file()
+    with pytest.raises(TritonSchemaUnavailable, match="pip install 'torchport\\[triton\\]'"):
+        check_triton(tmp_path / "m")
+    with pytest.raises(TritonSchemaUnavailable):  # a second version must be compared with the config
+        export_triton(artifact, tmp_path, name="m")
