@@ -27,7 +27,7 @@ QUIET = TrainConfig(epochs=2, batch_size=16, progress=False, tensorboard=False, 
 # --dist-timeout for the stopped-node test: seconds a node waits for a silent peer. Well above
 # what rank 0 spends per epoch on evaluation and its checkpoint while the others wait (under
 # 0.6 s here with the machine's 2 cores shared by four builds).
-TIMEOUT = 6
+TIMEOUT = 8
 HANG = 120  # a launcher still running this long after its peer stopped is hanging
 
 
