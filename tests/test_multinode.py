@@ -151,7 +151,7 @@ def test_a_node_that_stops_ends_the_other_and_the_run_resumes(tmp_path):
     assert survivor.returncode == 5, out + err
     assert "lost contact with another process or node" in err, err
     message = err.strip().splitlines()[-1]
-    assert message.startswith(f"torchport: error: distributed training failed on node {1 - victim} of 2: "), message
+    assert message.startswith(f"torchport: error[runtime]: distributed training failed on node {1 - victim} of 2: "), message
     assert f"The last checkpoint is '{checkpoint}' (epoch {last}); continue with --resume {checkpoint}" in message
     print(f"node {1 - victim} ended {waited:.1f} s after node {victim} was {how} (dist timeout {TIMEOUT} s)")
 

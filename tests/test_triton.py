@@ -22,7 +22,7 @@ from torchport.data import Nodules, Shapes, Signals, load_dataset
 from torchport.errors import BadArtifactError, BadOptionError
 from torchport.models import FAMILIES
 from torchport.train import TrainConfig, train
-from torchport.triton import check_layout, check_triton, export_triton, golden_requests, parse_config
+from torchport.triton import check_layout, check_triton, export_triton, forward_arguments, golden_requests, parse_config
 
 from conftest import CASES, CNN, MLP, run_cli
 
@@ -228,8 +228,11 @@ def scripted(module: nn.Module, path: Path) -> Path:
 
 
 def test_refusals_say_why(tmp_path):
+    with_int = scripted(WithInt(), tmp_path / "int.pt")  # torchport.export refuses it already
+    with pytest.raises(BadArtifactError, match=r"argument 'k'.* int"):  # the runtime's reader says it first
+        export_triton(with_int, tmp_path / "repo")
     with pytest.raises(BadArtifactError, match=r"argument 'k' is int, not a tensor; Triton's PyTorch backend passes only tensors"):
-        export_triton(torchport.export(WithInt(), torch.rand(2, 3), tmp_path / "int.pt"), tmp_path / "repo")
+        forward_arguments(with_int)
     with pytest.raises(BadArtifactError, match=r"structured output whose tensors would need names flattened"):
         export_triton(scripted(Nested(), tmp_path / "nested.pt"), tmp_path / "repo")
     with pytest.raises(BadArtifactError, match=r"returns Dict\[str, Tensor\], a structured output"):

@@ -10,9 +10,10 @@ responses with the golden outputs, bit for bit unless --atol/--rtol say otherwis
 instance computes with other kernels than the CPU that exported the golden outputs).
 
 Exit status: 0 every response reproduces the golden outputs; 1 a response differs;
-2 bad arguments; 3 MODEL_DIR is not a valid Triton model folder; 5 tritonclient is
-missing; 69 (EX_UNAVAILABLE) no Triton server answers at --url, or it has not loaded
-the model: start one as README.md beside this script shows.
+2 bad arguments; 3 MODEL_DIR is not a valid Triton model folder; 10 tritonclient is
+missing (torchport's code for a component that is not installed); 69 (EX_UNAVAILABLE)
+no Triton server answers at --url, or it has not loaded the model: start one as
+README.md beside this script shows.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import sys
 from pathlib import Path
 
 EXIT_MISMATCH = 1
-EXIT_BAD_MODEL = 3
-EXIT_NO_CLIENT = 5
+EXIT_NO_CLIENT = 10
 EXIT_UNAVAILABLE = 69
 
 
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import torch
 
     from torchport.errors import TorchportError
-    from torchport.triton import check_layout, compare_outputs, golden_requests
+    from torchport.triton import TritonSchemaUnavailable, check_layout, compare_outputs, golden_requests
 
     try:
         import tritonclient.http as httpclient
@@ -53,9 +53,12 @@ def main(argv=None) -> int:
     try:
         config, versions, _ = check_layout(model_dir)
         goldens = [g for g in golden_requests(model_dir, config) if args.version in (None, g.version)]
+    except TritonSchemaUnavailable as e:
+        print(f"client.py: {e}", file=sys.stderr)
+        return EXIT_NO_CLIENT
     except TorchportError as e:
         print(f"client.py: {e}", file=sys.stderr)
-        return e.exit_code if e.exit_code != EXIT_UNAVAILABLE else EXIT_BAD_MODEL
+        return e.exit_code  # torchport's table: 3 for a bad or missing model folder
     if not goldens:
         print(f"client.py: '{model_dir}' has no version {args.version} (it has {sorted(versions)})", file=sys.stderr)
         return 2

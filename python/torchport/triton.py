@@ -77,9 +77,10 @@ _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-.]*")
 
 
 class TritonSchemaUnavailable(TorchportError, ImportError):
-    """tritonclient (with protobuf) is not installed, so config.pbtxt cannot be parsed."""
+    """tritonclient (with protobuf) is not installed, so config.pbtxt cannot be parsed.
+    It ends a command with the exit code of a missing component, as a missing runtime does."""
 
-    exit_code = 5
+    kind = "unavailable"
 
 
 # ---------------------------------------------------------------------------- the config
