@@ -21,12 +21,27 @@ class Identity(nn.Module):
         return x
 
 
+class AddsOneInPlace(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.add_(1.0)
+        return x * 2.0
+
+
 def test_tensors_cross_without_copies(tmp_path):
+    # The model writes into its input: the caller sees it, so the input crossed
+    # DLPack without a copy (as an in-place op in eager PyTorch would).
+    path = torchport.export(AddsOneInPlace(), torch.randn(2, 3), tmp_path / "inplace.pt")
+    x = torch.zeros(4, 3)
+    (y,) = torchport.NativeModel(path).run(x)
+    assert torch.equal(x, torch.ones(4, 3)) and torch.equal(y, torch.full((4, 3), 2.0))
+
+
+def test_an_output_that_is_the_input_is_a_copy(tmp_path):
     path = torchport.export(Identity(), torch.randn(2, 3), tmp_path / "id.pt")
     x = torch.randn(4, 3)
     (y,) = torchport.NativeModel(path).run(x)
-    # The model returns its input: through DLPack both ways, it is the same memory.
-    assert y.data_ptr() == x.data_ptr()
+    # The model returns its input; the caller's edit of the output must not reach it.
+    assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()
 
 
 def test_concurrent_calls_from_python_threads(mlp_artifact):

@@ -31,6 +31,16 @@ std::vector<at::Tensor> tensors_from(const Model& model, const py::sequence& ite
   return out;
 }
 
+// Tensors given by input name; errors name the input.
+std::map<std::string, at::Tensor> named_from(const py::dict& inputs) {
+  std::map<std::string, at::Tensor> named;
+  for (const auto& [key, value] : inputs) {
+    const std::string name = py::str(key);
+    named[name] = from_python(value, "input '" + name + "'");
+  }
+  return named;
+}
+
 py::list tensors_to(const std::vector<at::Tensor>& tensors) {
   py::list out;
   for (const auto& t : tensors) out.append(to_python(t));
@@ -198,27 +208,13 @@ A loaded artifact, run by the C++ runtime.
           "    >>> m.run([torch.rand(4, 1, 8, 8)])")
       .def(
           "run_named",
-          [](const Model& self, const py::dict& inputs) {
-            std::map<std::string, at::Tensor> named;
-            for (const auto& [key, value] : inputs) {
-              const std::string name = py::str(key);
-              named[name] = from_python(value, "input '" + name + "'");
-            }
-            return run_released(self, named);
-          },
+          [](const Model& self, const py::dict& inputs) { return run_released(self, named_from(inputs)); },
           py::arg("inputs"),
           "Runs the model on tensors given by input name.\n\n"
           "    >>> m.run_named({'image': torch.rand(4, 1, 8, 8)})")
       .def(
           "order_inputs",
-          [](const Model& self, const py::dict& inputs) {
-            std::map<std::string, at::Tensor> named;
-            for (const auto& [key, value] : inputs) {
-              const std::string name = py::str(key);
-              named[name] = from_python(value, "input '" + name + "'");
-            }
-            return tensors_to(self.order_inputs(named));
-          },
+          [](const Model& self, const py::dict& inputs) { return tensors_to(self.order_inputs(named_from(inputs))); },
           py::arg("inputs"), "Inputs given by name, in the model's order.")
       .def(
           "golden",

@@ -132,8 +132,8 @@ def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, thread
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise TorchportError(f"torchport-run exited {proc.returncode}: {proc.stderr.strip()}")
-        out = torch.load(dst, weights_only=True)
-    return _outputs_tuple(out)
+        out = load_native().read_tensor_file(str(dst))  # the runtime's reader, as for every tensor file
+    return tuple(out)
 
 
 def verify(

@@ -311,6 +311,11 @@ def _labels(manifest: Manifest, where: str) -> list[str]:
 def _load_script(path: Union[str, Path]):
     import torch
 
+    from torchport.native import load_native
+
+    # The runtime's reader checks the file first (regular file, zip and pickle
+    # limits, checksum), so torch.jit.load below only ever sees a checked file.
+    load_native().inspect(str(path))
     # torch.jit.load warns that TorchScript is deprecated in this torch; it is
     # the format Triton's PyTorch backend loads, so silence exactly that.
     with warnings.catch_warnings():
