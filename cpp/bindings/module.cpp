@@ -9,6 +9,7 @@
 #include <torchport/torchport.h>
 
 #include "dlpack.h"
+#include "localize.h"
 
 namespace py = pybind11;
 
@@ -77,18 +78,21 @@ A loaded artifact, run by the C++ runtime.
     >>> outputs = m.run([torch.rand(4, 1, 8, 8)])
 )doc")
       .def(py::init([](const std::string& path, const std::string& device, int threads,
-                       int warmup_runs, bool check_nan, bool verify_checksum) {
+                       int warmup_runs, bool check_nan, bool verify_checksum,
+                       const std::vector<std::string>& libraries) {
              Options options;
              options.device = device;
              options.threads = threads;
              options.warmup_runs = warmup_runs;
              options.check_nan = check_nan;
              options.verify_checksum = verify_checksum;
+             options.libraries = libraries;
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
            py::arg("path"), py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0,
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
+           py::arg("libraries") = std::vector<std::string>{},
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
       .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript'.")
@@ -189,4 +193,5 @@ PYBIND11_MODULE(_native, m) {
   register_errors(m);
   register_model(m);
   register_io(m);
+  register_localize(m);
 }

@@ -41,10 +41,18 @@ commands:
   bench ARTIFACT [--iters N] [--warmup N] [--input IN]
                                         time repeated runs; print JSON with first-call latency
                                         and p50/p90/p99 in milliseconds
+  submodule ARTIFACT --name NAME --input IN --output OUT
+                                        run one submodule's forward() ("features.3") on IN (a
+                                        list of tensors: its arguments; a dict: by keyword),
+                                        without the model's input contract; write its tensors,
+                                        flattened depth first (used by torchport.localize)
 
 options for every command:
   --device DEV     cpu (default), cuda, cuda:N
   --threads N      intra-op threads (default: LibTorch's)
+  --load-library PATH
+                   a shared library of custom operators to load before the model
+                   (repeatable; needed when the model calls ops outside aten::)
   -h, --help       this text
   --version        versions of torchport and of the torch it was built with
 
@@ -59,6 +67,7 @@ struct UsageError : std::runtime_error {
 struct Args {
   std::string command, artifact;
   std::map<std::string, std::string> options;
+  std::vector<std::string> libraries;  // --load-library, repeatable
 
   bool has(const std::string& key) const { return options.count(key) > 0; }
   std::string get(const std::string& key, const std::string& fallback = "") const {
@@ -95,6 +104,7 @@ Args parse(int argc, char** argv) {
       {"predict", {"device", "threads", "input", "output", "check-nan"}},
       {"selfcheck", {"device", "threads", "atol", "rtol"}},
       {"bench", {"device", "threads", "iters", "warmup", "input"}},
+      {"submodule", {"device", "threads", "name", "input", "output"}},
   };
   Args args;
   std::vector<std::string> positional;
@@ -111,7 +121,11 @@ Args parse(int argc, char** argv) {
       } else {
         throw UsageError("--" + key + " needs a value");
       }
-      args.options[key] = value;
+      if (key == "load-library") {
+        args.libraries.push_back(value);
+      } else {
+        args.options[key] = value;
+      }
     } else {
       positional.push_back(a);
     }
@@ -152,6 +166,7 @@ int run_command(const Args& args) {
     throw UsageError("--check-nan: expected yes or no, got '" + check_nan + "'");
   }
   options.check_nan = check_nan == "yes";
+  options.libraries = args.libraries;
   const auto model = torchport::Model::load(args.artifact, options);
 
   if (args.command == "info") {
@@ -169,6 +184,18 @@ int run_command(const Args& args) {
         torchport::selfcheck(model, args.number<double>("atol", 0.0), args.number<double>("rtol", 0.0));
     std::cout << report.to_json() << "\n";
     return report.ok() ? kOk : kMismatch;
+  }
+  if (args.command == "submodule") {
+    const std::string name = args.require("name");
+    const auto inputs = torchport::read_tensor_file(args.require("input"));
+    const std::string output = args.require("output");
+    std::vector<c10::IValue> positional;
+    std::map<std::string, c10::IValue> named;
+    for (const auto& t : inputs.positional) positional.emplace_back(t.to(model.options().device));
+    for (const auto& [key, t] : inputs.named) named[key] = t.to(model.options().device);
+    const auto result = model.run_submodule(name, positional, named);
+    torchport::write_tensor_file(output, torchport::flatten_tensors(result, "submodule '" + name + "'"));
+    return kOk;
   }
   // bench
   const auto inputs = args.has("input")

@@ -13,6 +13,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "libraries.h"
 
 namespace torchport {
 namespace detail {
@@ -212,6 +213,8 @@ Model Model::load(const std::string& path, const Options& options) {
     throw Error(ErrorKind::BadOption,
                 "device '" + options.device + "': this LibTorch has no CUDA device available");
   }
+  // Operator libraries before the model, whose code refers to their ops.
+  detail::load_libraries(options.libraries);
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
   detail::ArchiveFiles files = detail::read_archive(path, options.verify_checksum);

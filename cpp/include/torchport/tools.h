@@ -50,6 +50,12 @@ struct BenchResult {
 BenchResult benchmark(const Model& model, const std::vector<at::Tensor>& inputs, int iters,
                       int warmup);
 
+/// The tensors in a value, depth first: a tensor, or tuples, lists and dicts
+/// (values in order) of tensors; None leaves are skipped. Another leaf is a
+/// Runtime error naming `what`. (torchport.localize flattens eager values by
+/// the same rule.)
+std::vector<at::Tensor> flatten_tensors(const c10::IValue& value, const std::string& what);
+
 /// "float32", "int64", ... (the manifest's dtype names).
 std::string dtype_name(c10::ScalarType dtype);
 /// "[1, 3, 8, 8]"; dynamic dimensions (-1) print as "*".

@@ -4,6 +4,7 @@
 #include <torch/script.h>
 
 #include "backends/backend.h"
+#include "backends/torchscript_submodules.h"
 #include "detail.h"
 
 namespace torchport::detail {
@@ -11,7 +12,8 @@ namespace {
 
 class TorchScriptBackend final : public Backend {
  public:
-  explicit TorchScriptBackend(torch::jit::Module module) : module_(std::move(module)) {}
+  TorchScriptBackend(torch::jit::Module module, std::string path)
+      : module_(std::move(module)), path_(std::move(path)) {}
 
   std::string format() const override { return "torchscript"; }
 
@@ -48,6 +50,17 @@ class TorchScriptBackend final : public Backend {
     return m;
   }
 
+  std::vector<SubmoduleInfo> submodules() const override { return list_submodules(module_); }
+
+  c10::IValue run_submodule(const std::string& name, std::vector<c10::IValue> args,
+                            const std::map<std::string, c10::IValue>& kwargs) const override {
+    return call_submodule(module_, name, std::move(args), kwargs, path_);
+  }
+
+  std::map<std::string, at::Tensor> submodule_tensors(const std::string& name) const override {
+    return detail::submodule_tensors(module_, name, path_);
+  }
+
  private:
   static std::vector<at::Tensor> flatten(const c10::IValue& value) {
     std::vector<at::Tensor> out;
@@ -76,6 +89,7 @@ class TorchScriptBackend final : public Backend {
   // forward() is not declared const but changes nothing in the module;
   // concurrent calls into one method are safe in the TorchScript interpreter.
   mutable torch::jit::Module module_;
+  std::string path_;
 };
 
 }  // namespace
@@ -85,6 +99,9 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::De
   try {
     module = torch::jit::load(path, device);
   } catch (const std::exception& e) {
+    // A missing operator library is not a broken artifact; say which.
+    const auto missing = unregistered_operators(path);
+    if (!missing.empty()) throw Error(ErrorKind::BadArtifact, missing_operators_message(path, missing));
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
   }
@@ -92,7 +109,7 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::De
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  return std::make_unique<TorchScriptBackend>(std::move(module));
+  return std::make_unique<TorchScriptBackend>(std::move(module), path);
 }
 
 }  // namespace torchport::detail
