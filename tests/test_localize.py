@@ -23,7 +23,7 @@ from torch import nn
 import torchport
 from torchport import _native
 from torchport.exporter import _jit
-from torchport.localize import flatten, localize
+from torchport.localizer import flatten, localize
 from torchport.manifest import GOLDEN_FILE, MANIFEST_FILE, Manifest, payload_checksum, read_extra_file
 
 from conftest import CNN, _bn_trained, run_binary, run_cli
@@ -142,6 +142,25 @@ def test_submodules_run_on_their_own_and_list_custom_ops(ops_library, tmp_path):
     assert torch.equal(native.submodule_tensors("head")["weight"], model.head.weight)
 
 
+def test_binary_runs_several_submodules_in_one_process(mlp_artifact, tmp_path):
+    model, path = mlp_artifact
+    x, h = torch.randn(2, 6), torch.randn(2, 32)
+    torch.save([x], tmp_path / "a.pt")
+    torch.save({"input": h}, tmp_path / "b.pt")  # by keyword: Linear.forward(input)
+    proc = run_binary("submodule", str(path), "--name", "net.0", "--input", str(tmp_path / "a.pt"),
+                      "--output", str(tmp_path / "a_out.pt"), "--name", "net.2", "--input", str(tmp_path / "b.pt"),
+                      "--output", str(tmp_path / "b_out.pt"))
+    assert proc.returncode == 0, proc.stderr
+    with torch.inference_mode():
+        assert torch.equal(torch.load(tmp_path / "a_out.pt"), model.net[0](x))
+        assert torch.equal(torch.load(tmp_path / "b_out.pt"), model.net[2](h))
+    proc = run_binary("submodule", str(path), "--name", "net.0", "--input", str(tmp_path / "a.pt"))
+    assert proc.returncode == 2 and "one --input and one --output per --name" in proc.stderr
+    proc = run_binary("submodule", str(path), "--name", "net.9", "--input", str(tmp_path / "a.pt"),
+                      "--output", str(tmp_path / "c.pt"))
+    assert proc.returncode == 2 and "'net.9'" in proc.stderr and "'net' has: 0, 1, 2, 3, 4" in proc.stderr
+
+
 def test_compare_is_the_runtimes_own():
     a = torch.tensor([1.0, 2.0])
     rows = _native.compare(["y", "z"], [a, a], [a.clone(), a + 1e-3], atol=0.0, rtol=0.0)
@@ -189,8 +208,10 @@ def test_custom_op_built_differently_is_found_with_its_cause(ops_library, tmp_pa
     assert "tp_test::softsign_drift" in report.causes[0].message
     text = str(report)
     assert "first divergence: `block.1` (SoftsignDrift), max abs diff" in text
-    assert "inputs identical; likely cause: `block.1` calls tp_test::softsign_drift" in text
-    assert report.passes == 3 and report.runs == 6  # 5 rows + the repeatability re-run
+    assert "inputs identical; likely cause: custom operator tp_test::softsign_drift" in text
+    # 5 rows and the repeatability re-run; the binary runs each pass whole, in
+    # one process (root with embed, block, head; then block.0-2).
+    assert report.passes == 3 and report.runs == (8 if runtime == "binary" else 6)
 
 
 def test_custom_op_that_matches_its_reference_agrees(ops_library, tmp_path):
@@ -255,6 +276,7 @@ def test_thread_count_on_a_reduction_is_found_and_confirmed(tmp_path):
     kinds = {c.kind: c for c in report.causes}
     assert list(kinds) == ["threads"], str(report)
     assert kinds["threads"].confirmed and "with 1 threads the runtime agrees" in kinds["threads"].message
+    assert report.summary().endswith("likely cause: intra-op threads (2 in the runtime, 1 in eager)")
     assert same.ok, str(same)
     assert torch.get_num_threads() == before
 
@@ -356,6 +378,7 @@ def test_arguments_other_than_tensors_reach_the_submodule(tmp_path):
 
 
 def test_bad_options():
+    assert torchport.localize is localize  # the function, also once torchport.localizer is imported
     with pytest.raises(torchport.BadOptionError, match="runtime: expected one of"):
         localize("x.pt", model=nn.Linear(1, 1), runtime="onnx")
     with pytest.raises(torchport.BadOptionError, match="threads: expected 1 or more, got 0"):

@@ -1,4 +1,4 @@
-// Bindings for the divergence localiser (python/torchport/localize.py). The
+// Bindings for the divergence localiser (python/torchport/localizer.py). The
 // conversions carry the argument types submodules take (tensors, None, bools,
 // numbers, strings, and tuples, lists and dicts of them); the comparison is the
 // runtime's own compare_outputs, so "bit-exact" and "within tolerance" mean the

@@ -41,11 +41,13 @@ commands:
   bench ARTIFACT [--iters N] [--warmup N] [--input IN]
                                         time repeated runs; print JSON with first-call latency
                                         and p50/p90/p99 in milliseconds
-  submodule ARTIFACT --name NAME --input IN --output OUT
-                                        run one submodule's forward() ("features.3") on IN (a
-                                        list of tensors: its arguments; a dict: by keyword),
-                                        without the model's input contract; write its tensors,
-                                        flattened depth first (used by torchport.localize)
+  submodule ARTIFACT --name NAME --input IN --output OUT [--name ... --input ... --output ...]
+                                        run a submodule's forward() ("features.3"; "" is the
+                                        model) on IN (a list of tensors: its arguments; a dict:
+                                        by keyword), without the model's input contract; write
+                                        its tensors, flattened depth first, to OUT; repeat the
+                                        three options for more submodules in one process (used
+                                        by torchport.localize)
 
 options for every command:
   --device DEV     cpu (default), cuda, cuda:N
@@ -68,6 +70,7 @@ struct Args {
   std::string command, artifact;
   std::map<std::string, std::string> options;
   std::vector<std::string> libraries;  // --load-library, repeatable
+  std::vector<std::pair<std::string, std::string>> sequence;  // every option, in order
 
   bool has(const std::string& key) const { return options.count(key) > 0; }
   std::string get(const std::string& key, const std::string& fallback = "") const {
@@ -121,6 +124,7 @@ Args parse(int argc, char** argv) {
       } else {
         throw UsageError("--" + key + " needs a value");
       }
+      args.sequence.emplace_back(key, value);
       if (key == "load-library") {
         args.libraries.push_back(value);
       } else {
@@ -186,15 +190,18 @@ int run_command(const Args& args) {
     return report.ok() ? kOk : kMismatch;
   }
   if (args.command == "submodule") {
-    const std::string name = args.require("name");
-    const auto inputs = torchport::read_tensor_file(args.require("input"));
-    const std::string output = args.require("output");
-    std::vector<c10::IValue> positional;
-    std::map<std::string, c10::IValue> named;
-    for (const auto& t : inputs.positional) positional.emplace_back(t.to(model.options().device));
-    for (const auto& [key, t] : inputs.named) named[key] = t.to(model.options().device);
-    const auto result = model.run_submodule(name, positional, named);
-    torchport::write_tensor_file(output, torchport::flatten_tensors(result, "submodule '" + name + "'"));
+    std::map<std::string, std::vector<std::string>> calls;  // name, input, output: in order
+    for (const auto& [key, value] : args.sequence) calls[key].push_back(value);
+    const auto& names = calls["name"];
+    if (names.empty()) throw UsageError("submodule needs --name");
+    if (calls["input"].size() != names.size() || calls["output"].size() != names.size()) {
+      throw UsageError("submodule needs one --input and one --output per --name (got " +
+                       std::to_string(names.size()) + " --name, " + std::to_string(calls["input"].size()) +
+                       " --input, " + std::to_string(calls["output"].size()) + " --output)");
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+      torchport::run_submodule_file(model, names[i], calls["input"][i], calls["output"][i]);
+    }
     return kOk;
   }
   // bench

@@ -3,6 +3,9 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <torchport/io.h>
+#include <torchport/tools.h>
+
 #include "detail.h"
 
 namespace torchport {
@@ -34,6 +37,18 @@ c10::IValue Model::run_submodule(const std::string& name, const std::vector<c10:
 
 std::map<std::string, at::Tensor> Model::submodule_tensors(const std::string& name) const {
   return state_->backend->submodule_tensors(name);
+}
+
+void run_submodule_file(const Model& model, const std::string& name, const std::string& input,
+                        const std::string& output) {
+  const TensorBundle bundle = read_tensor_file(input);
+  const c10::Device device(model.options().device);
+  std::vector<c10::IValue> args;
+  std::map<std::string, c10::IValue> kwargs;
+  for (const auto& t : bundle.positional) args.emplace_back(t.to(device));
+  for (const auto& [key, t] : bundle.named) kwargs[key] = t.to(device);
+  const c10::IValue result = model.run_submodule(name, args, kwargs);
+  write_tensor_file(output, flatten_tensors(result, "submodule '" + name + "'"));
 }
 
 }  // namespace torchport

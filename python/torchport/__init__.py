@@ -48,9 +48,9 @@ def __getattr__(name):
 
         return getattr(parity, name)
     if name in ("localize", "LocalizeReport"):
-        from torchport import localize as _localize
+        from torchport import localizer as _localizer
 
-        return getattr(_localize, name)
+        return getattr(_localizer, name)
     raise AttributeError(f"module 'torchport' has no attribute {name!r}")
 
 

@@ -273,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.localize:
                 if model is None:
                     raise BadOptionError("--localize compares with the eager model: pass --model-from CHECKPOINT")
-                from torchport.localize import localize
+                from torchport.localizer import localize
 
                 found = localize(args.artifact, model=model, inputs=inputs, runtime=args.runtime, atol=args.atol,
                                  rtol=args.rtol, threads=args.threads, libraries=args.load_library)

@@ -72,8 +72,9 @@ class Cause:
     """A known cause of divergence that applies to the first divergent submodule."""
 
     kind: str  # "threads", "optimize", "custom_op", "nondeterministic", "cuda", "weights", "unknown"
-    message: str
+    message: str  # what was found and what it means
     confirmed: bool  # checked by a re-run or a direct comparison, not only suspected
+    short: str = ""  # the few words the closing sentence uses
 
 
 @dataclass
@@ -128,7 +129,7 @@ class LocalizeReport:
             return text
         where = "the model's own code" if row.name == "" else f"`{row.name}`"
         inner = " (none of its submodules diverges on its own inputs)" if row.note.startswith("its submodules") else ""
-        likely = "; ".join(c.message for c in self.causes) or "unknown"
+        likely = "; ".join(c.short or c.message for c in self.causes) or "unknown"
         return (
             f"first divergence: {where} ({row.type}){inner}, max abs diff {_num(row.max_abs_diff)}, "
             f"inputs identical; likely cause: {likely}"
@@ -327,6 +328,11 @@ class _Runner:
     def run(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         raise NotImplementedError
 
+    def run_many(self, calls: list[tuple[str, list, dict]]) -> dict[str, Any]:
+        """Results (or exceptions) of several calls at once, where a runtime
+        gains by batching them; {} leaves each to run() when it is needed."""
+        return {}
+
     def submodules(self) -> dict[str, _Sub]:
         raise NotImplementedError
 
@@ -369,7 +375,7 @@ class _BinaryRunner(_NativeRunner):
     def set_threads(self, threads: int) -> None:
         self.threads = threads  # passed on the command line
 
-    def run(self, name, args, kwargs):
+    def _check(self, name: str, args: list, kwargs: dict) -> None:
         if args and kwargs:
             raise BadOptionError(
                 f"submodule '{name}' takes positional and keyword arguments; the binary runtime passes one or "
@@ -382,17 +388,47 @@ class _BinaryRunner(_NativeRunner):
                 f"submodule '{name}' takes {', '.join(kinds)} arguments; the binary runtime passes tensors only "
                 "(use runtime='native')"
             )
+
+    def run(self, name, args, kwargs):
+        self._check(name, args, kwargs)
+        result = self.run_many([(name, args, kwargs)])[name]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def run_many(self, calls):
+        """All calls in one ``torchport-run submodule`` process, which loads the
+        model once and runs them in order; it stops at the first that fails."""
+        results: dict[str, Any] = {}
+        ready = []
+        for name, args, kwargs in calls:
+            try:
+                self._check(name, args, kwargs)
+                ready.append((name, args, kwargs))
+            except BadOptionError as e:
+                results[name] = e
+        if not ready:
+            return results
         with tempfile.TemporaryDirectory(prefix="torchport-localize-") as tmp:
-            src, dst = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
-            torch.save({k: v.cpu() for k, v in kwargs.items()} if kwargs else [t.cpu() for t in args], src)
-            cmd = [str(binary_path()), "submodule", self.path, "--name", name, "--input", str(src),
-                   "--output", str(dst), "--threads", str(self.threads), "--device", self.device]
+            cmd = [str(binary_path()), "submodule", self.path, "--threads", str(self.threads), "--device", self.device]
             for lib in self.libraries:
                 cmd += ["--load-library", lib]
+            files = []
+            for i, (name, args, kwargs) in enumerate(ready):
+                src, dst = Path(tmp) / f"in{i}.pt", Path(tmp) / f"out{i}.pt"
+                torch.save({k: v.cpu() for k, v in kwargs.items()} if kwargs else [t.cpu() for t in args], src)
+                cmd += ["--name", name, "--input", str(src), "--output", str(dst)]
+                files.append((name, dst))
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise TorchportError(f"torchport-run submodule exited {proc.returncode}: {proc.stderr.strip()}")
-            return torch.load(dst, weights_only=True)
+            for name, dst in files:
+                if dst.exists():
+                    results[name] = torch.load(dst, weights_only=True)
+                else:  # the call that failed; the ones after it did not run
+                    results[name] = TorchportError(
+                        f"torchport-run submodule exited {proc.returncode}: {proc.stderr.strip()}"
+                    )
+                    break
+        return results
 
 
 class _TorchScriptRunner(_Runner):
@@ -469,16 +505,30 @@ class _Search:
         self.atol, self.rtol, self.device = atol, rtol, device
         self.runs = 0
         self.last_output: dict[str, Any] = {}
+        self.prefetched: dict[str, Any] = {}
 
     def type_of(self, name: str) -> str:
         return type(self.records[name].module).__name__
 
-    def run(self, name: str) -> Any:
+    def _call(self, name: str) -> tuple[str, list, dict]:
         rec = self.records[name]
+        return name, list(_to_device(rec.args, self.device)), dict(_to_device(rec.kwargs, self.device))
+
+    def prefetch(self, names: list[str]) -> None:
+        """Lets a runtime that batches (the binary) run a whole pass at once."""
+        calls = [self._call(n) for n in names if not n or (n in self.subs and self.subs[n].callable)]
+        done = self.runner.run_many(calls)
+        self.runs += len(done)
+        self.prefetched.update(done)
+
+    def run(self, name: str) -> Any:
+        if name in self.prefetched:
+            result = self.prefetched.pop(name)
+            if isinstance(result, Exception):
+                raise result
+            return result
         self.runs += 1
-        args = list(_to_device(rec.args, self.device))
-        kwargs = dict(_to_device(rec.kwargs, self.device))
-        return self.runner.run(name, args, kwargs)
+        return self.runner.run(*self._call(name))
 
     def row(self, name: str, depth: int) -> LocalizeRow:
         rec = self.records[name]
@@ -584,6 +634,7 @@ def localize(
 
 
 def _bisect(search: _Search, tree: dict[str, list[str]], report: LocalizeReport) -> None:
+    search.prefetch(["", *tree.get("", [])])  # the model and its top-level children: one binary process
     root = search.row("", 0)
     report.rows.append(root)
     report.passes = 1
@@ -591,6 +642,8 @@ def _bisect(search: _Search, tree: dict[str, list[str]], report: LocalizeReport)
     current, depth = "", 1
     while tree.get(current):
         report.passes += 1
+        if current:
+            search.prefetch(tree[current])
         found = None
         for child in tree[current]:
             row = search.row(child, depth)
@@ -640,12 +693,12 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, 
             f"(max abs diff {_num(max(c.max_abs_diff for c in self_rows))}): non-deterministic kernels"
             + (" on CUDA; set torch.use_deterministic_algorithms(True) and torch.backends.cudnn.benchmark = False"
                if kind == "cuda" else "")
-        ), True))
+        ), True, "non-deterministic kernels (two runs in the runtime differ)"))
     elif device.startswith("cuda"):
         report.causes.append(Cause("cuda", (
             "on CUDA the runtime may pick other kernels than eager (cuDNN algorithm choice, TF32); compare with "
             "torch.use_deterministic_algorithms(True) and torch.backends.cudnn.benchmark = False on both sides"
-        ), False))
+        ), False, "CUDA kernel choice (cuDNN, TF32)"))
     report.checked.append("cuda")
 
     # Thread counts: re-run with eager's count; agreement then confirms it.
@@ -657,13 +710,16 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, 
             same_threads = flatten(search.run(name), name)
         finally:
             runner.set_threads(used)
-        fixed = agrees(_compare(expected, same_threads, report.atol, report.rtol, name or "output"))
-        report.causes.append(Cause("threads", (
-            f"intra-op threads differ: the runtime ran with {used}, eager with {eager_threads}, so reductions are "
-            f"split differently; " + (
-                f"with {eager_threads} threads the runtime agrees" if fixed
-                else f"with {eager_threads} threads it still differs, so this is not the whole cause")
-        ), fixed))
+        if agrees(_compare(expected, same_threads, report.atol, report.rtol, name or "output")):
+            report.causes.append(Cause("threads", (
+                f"intra-op threads differ: the runtime ran with {used}, eager with {eager_threads}, so reductions "
+                f"are split differently; with {eager_threads} threads the runtime agrees"
+            ), True, f"intra-op threads ({used} in the runtime, {eager_threads} in eager)"))
+        else:
+            row.note = (row.note + "; " if row.note else "") + (
+                f"the runtime ran with {used} threads, eager with {eager_threads}; with {eager_threads} it still "
+                "differs, so the thread count is not the cause"
+            )
 
     # An optimisation level recorded at export.
     report.checked.append("optimize")
@@ -673,7 +729,7 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, 
             report.causes.append(Cause("optimize", (
                 f"the manifest records {key}={json.dumps(level)}: the graph was optimised at export (for example "
                 "batch norm folded into the convolution before it), which rounds differently from eager"
-            ), True))
+            ), True, f"optimisation at export ({key}={json.dumps(level)})"))
             break
 
     # Custom operators in its graph (callees included).
@@ -686,7 +742,7 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, 
         report.causes.append(Cause("custom_op", (
             f"`{name or '(model)'}` calls {', '.join(ops)} from a custom operator library: the library's C++ kernel "
             "runs here, not the eager model's Python code; compare the kernel with its Python reference"
-        ), True))
+        ), True, f"custom operator {', '.join(ops)} (a library kernel, not eager's code)"))
 
     # Weights: the artifact's tensors against the eager model's.
     report.checked.append("weights")
@@ -704,7 +760,7 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, 
                     f"the artifact's `{full}` differs from the eager model's (max abs diff {_num(c.max_abs_diff)}"
                     + (f"; {len(changed)} tensors differ" if len(changed) > 1 else "")
                     + "): it holds other weights, edited after export or exported from another checkpoint"
-                ), True))
+                ), True, f"its weights differ from eager's (`{full}`)"))
     except TorchportError:
         pass  # a backend that cannot read submodule tensors: nothing to compare
 
@@ -713,4 +769,4 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, 
             "none of the known causes applies (threads, optimisation level, custom operators, non-determinism, "
             "weights): the artifact's code for this submodule computes differently from eager (another CPU's "
             "SIMD kernels, another LibTorch build, or a scripting/tracing bug)"
-        ), False))
+        ), False, "none of the known ones (its code or kernels compute differently)"))
