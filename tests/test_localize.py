@@ -325,6 +325,18 @@ def test_edited_weights_are_found_at_their_layer(cnn_bn, tmp_path):
     assert report.divergent_row.type == "Conv2d"
 
 
+def test_traced_artifacts_keep_submodules_to_localize(cnn_bn, tmp_path):
+    path = torchport.export(cnn_bn, torch.randn(3, 3, 16, 16), tmp_path / "traced.pt", method="trace")
+    assert torchport.read_manifest(path).export_method == "trace"
+    assert localize(path, model=cnn_bn).ok
+    edited = tmp_path / "edited.pt"
+    _edit_weight(path, edited, "features.4.running_var", 0.5)  # a batch norm's statistics, this time
+    report = localize(edited, model=cnn_bn)
+    assert report.first_divergence == "features.4", str(report)
+    assert report.divergent_row.type == "BatchNorm2d"
+    assert [c.kind for c in report.causes] == ["weights"] and "features.4.running_var" in report.causes[0].message
+
+
 def test_optimisation_level_in_the_manifest_is_named(cnn_bn, tmp_path):
     # The artifact is exported from a copy whose batch norm was folded into the
     # convolution before it, as an optimising exporter does, and says so.
@@ -354,27 +366,39 @@ def test_a_model_that_agrees_says_so(cnn_bn, tmp_path):
     assert json.loads(report.to_json())["ok"] is True
 
 
+class TakesMore(nn.Module):
+    def forward(self, x: torch.Tensor, scale: float, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return x * scale + pair[0] - pair[1]
+
+
+class CallsWithMore(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TakesMore()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x, 2.0, (x, x * 0.5))
+
+
 def test_arguments_other_than_tensors_reach_the_submodule(tmp_path):
-    class Inner(nn.Module):
-        def forward(self, x: torch.Tensor, scale: float, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-            return x * scale + pair[0] - pair[1]
-
-    class Outer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = Inner()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.inner(x, 2.0, (x, x * 0.5))
-
-    model = Outer().eval()
-    path = torchport.export(model, torch.randn(2, 3), tmp_path / "outer.pt")
+    model = CallsWithMore().eval()
+    path = torchport.export(model, torch.randn(2, 3), tmp_path / "outer.pt", method="script")
     report = localize(path, model=model)
     assert report.ok and names_and_status(report) == [("", "agrees"), ("inner", "agrees")], str(report)
     assert report.rows[1].input_shapes == [[2, 3], None, [2, 3], [2, 3]]
     # The binary passes tensors only, and says so instead of guessing.
     binary = localize(path, model=model, runtime="binary")
     assert binary.rows[1].status == "error" and "binary runtime passes tensors only" in binary.rows[1].note
+
+
+def test_traced_submodules_take_their_tensor_arguments_flattened(tmp_path):
+    # Tracing bakes the float into the graph and flattens the tuple: the traced
+    # `inner` takes (x, pair[0], pair[1]), not eager's (x, 2.0, (a, b)).
+    model = CallsWithMore().eval()
+    path = torchport.export(model, torch.randn(2, 3), tmp_path / "traced.pt", method="trace")
+    report = localize(path, model=model)
+    assert report.ok and names_and_status(report) == [("", "agrees"), ("inner", "agrees")], str(report)
+    assert "traced" in report.rows[1].note
 
 
 def test_bad_options():

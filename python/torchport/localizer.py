@@ -215,16 +215,41 @@ def flatten(value: Any, what: str) -> list[torch.Tensor]:
     raise BadOptionError(f"{what} holds a {type(value).__name__}; expected tensors in tuples, lists or dicts")
 
 
-def _clone(value: Any) -> Any:
+def _clone(value: Any, memo: Optional[dict[int, torch.Tensor]] = None) -> Any:
+    """A deep copy of the tensors in a value; a tensor passed twice stays one
+    tensor (a traced graph takes it once)."""
+    memo = {} if memo is None else memo
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
+        if id(value) not in memo:
+            memo[id(value)] = value.detach().clone()
+        return memo[id(value)]
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple: TorchScript sees a tuple
-        return tuple(_clone(v) for v in value)
+        return tuple(_clone(v, memo) for v in value)
     if isinstance(value, (tuple, list)):
-        return type(value)(_clone(v) for v in value)
+        return type(value)(_clone(v, memo) for v in value)
     if isinstance(value, Mapping):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: _clone(v, memo) for k, v in value.items()}
     return value
+
+
+def _traced_arguments(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[torch.Tensor]:
+    """What a traced submodule's forward() takes: its tensor arguments flattened,
+    each distinct tensor once, in order (other values are constants in its graph)."""
+    out: list[torch.Tensor] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            if not any(t is value for t in out):
+                out.append(value)
+        elif isinstance(value, (tuple, list)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                walk(v)
+
+    walk(list(args) + list(kwargs.values()))
+    return out
 
 
 def _input_shapes(values: Sequence[Any]) -> list[Optional[list[int]]]:
@@ -267,7 +292,8 @@ def _record(model: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> dict[str,
         def hook(module, args, kwargs):
             rec = records.get(name)
             if rec is None:
-                records[name] = _Record(name, module, len(records), _clone(args), _clone(kwargs), calls=1)
+                memo: dict[int, torch.Tensor] = {}
+                records[name] = _Record(name, module, len(records), _clone(args, memo), _clone(kwargs, memo), calls=1)
             else:
                 rec.calls += 1
 
@@ -487,21 +513,25 @@ def _compare(expected: list[torch.Tensor], got: list[torch.Tensor], atol: float,
     return rows
 
 
-def _to_device(value: Any, device: str) -> Any:
+def _to_device(value: Any, device: str, memo: Optional[dict[int, torch.Tensor]] = None) -> Any:
+    """The value with its tensors on ``device``; a tensor passed twice stays one."""
+    memo = {} if memo is None else memo
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        if id(value) not in memo:
+            memo[id(value)] = value.to(device)
+        return memo[id(value)]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return tuple(_to_device(v, device, memo) for v in value)
     if isinstance(value, (tuple, list)):
-        return type(value)(_to_device(v, device) for v in value) if not hasattr(value, "_fields") else tuple(
-            _to_device(v, device) for v in value
-        )
+        return type(value)(_to_device(v, device, memo) for v in value)
     if isinstance(value, Mapping):
-        return {k: _to_device(v, device) for k, v in value.items()}
+        return {k: _to_device(v, device, memo) for k, v in value.items()}
     return value
 
 
 class _Search:
-    def __init__(self, records, runner: _Runner, subs: dict[str, _Sub], atol, rtol, device) -> None:
-        self.records, self.runner, self.subs = records, runner, subs
+    def __init__(self, records, runner: _Runner, subs: dict[str, _Sub], atol, rtol, device, traced: bool) -> None:
+        self.records, self.runner, self.subs, self.traced = records, runner, subs, traced
         self.atol, self.rtol, self.device = atol, rtol, device
         self.runs = 0
         self.last_output: dict[str, Any] = {}
@@ -512,7 +542,11 @@ class _Search:
 
     def _call(self, name: str) -> tuple[str, list, dict]:
         rec = self.records[name]
-        return name, list(_to_device(rec.args, self.device)), dict(_to_device(rec.kwargs, self.device))
+        args, kwargs = _to_device((rec.args, rec.kwargs), self.device)
+        if self.traced and name:
+            # A traced submodule's forward() was recorded with its tensors only.
+            return name, _traced_arguments(args, kwargs), {}
+        return name, list(args), dict(kwargs)
 
     def prefetch(self, names: list[str]) -> None:
         """Lets a runtime that batches (the binary) run a whole pass at once."""
@@ -540,6 +574,10 @@ class _Search:
         )
         if rec.calls > 1:
             row.note = f"called {rec.calls} times in eager; its first call is compared"
+        if self.traced and name and len(_traced_arguments(rec.args, rec.kwargs)) != len(rec.args) + len(rec.kwargs):
+            row.note = (row.note + "; " if row.note else "") + (
+                "traced: called with its distinct tensor arguments only (the others are constants in its graph)"
+            )
         sub = self.subs.get(name) if name else _Sub(row.type, True, [])
         if name and (sub is None or not sub.callable):
             row.status = "not in artifact"
@@ -563,7 +601,7 @@ class _Search:
         bad_shape = [c for c in rows if c.got_shape != c.expected_shape or c.got_dtype != c.expected_dtype]
         if bad_shape:
             c = bad_shape[0]
-            row.note = (
+            row.note = (row.note + "; " if row.note else "") + (
                 f"output {c.output}: expected {c.expected_dtype}{c.expected_shape}, got {c.got_dtype}{c.got_shape}"
             )
         row.status = "agrees" if row.ok else "diverges"
@@ -621,11 +659,12 @@ def localize(
     try:
         runner = _runner(runtime, path, run_threads, libs, device)
         runner.set_threads(run_threads)
-        search = _Search(records, runner, runner.submodules(), atol, rtol, device)
+        search = _Search(records, runner, runner.submodules(), atol, rtol, device,
+                         traced=manifest.export_method == "trace")
         _bisect(search, tree, report)
         report.runs = search.runs
         if report.first_divergence is not None:
-            _causes(search, report, manifest, model, eager_threads, device)
+            _causes(search, report, manifest, eager_threads, device)
             report.runs = search.runs
     finally:
         torch.set_num_threads(eager_threads)
@@ -671,7 +710,7 @@ def _bisect(search: _Search, tree: dict[str, list[str]], report: LocalizeReport)
     report.first_divergence = origin.name
 
 
-def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, model, eager_threads: int, device: str):
+def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_threads: int, device: str) -> None:
     name = report.first_divergence
     row = report.divergent_row
     runner = search.runner

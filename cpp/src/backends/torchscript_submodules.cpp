@@ -159,7 +159,7 @@ std::string missing_operators_message(const std::string& path, const std::vector
     list += (list.empty() ? "" : ", ") + op + " (namespace " + ns + ")";
     if (seen.insert(ns).second) namespaces += (namespaces.empty() ? "" : ", ") + ns;
   }
-  return "'" + path + "' calls operator" + (ops.size() == 1 ? "" : "s") + " that no loaded library registers: " +
+  return "'" + path + "' calls " + (ops.size() == 1 ? "an operator" : "operators") + " that no loaded library registers: " +
          list + ". The artifact is fine; load the shared library that defines the " + namespaces +
          " operators first: torchport-run --load-library PATH, Options::libraries in C++, or "
          "NativeModel(..., libraries=[PATH]) in Python";
