@@ -33,13 +33,17 @@ $(VENV)/.deps: Makefile | $(PY)
 	$(PY) -m pip install -q $(DEPS)
 	@touch $@
 
-# GoogleTest for the C++ suite, from Debian when it is missing.
+# GoogleTest for the C++ suite and CLI11 for torchport-run's arguments, from
+# Debian when they are missing.
 .PHONY: gtest
 gtest:
-	@if [ ! -f /usr/include/gtest/gtest.h ]; then \
-	  echo "installing libgtest-dev"; \
+	@missing=; \
+	[ -f /usr/include/gtest/gtest.h ] || missing="$$missing libgtest-dev"; \
+	[ -f /usr/include/CLI/CLI.hpp ] || missing="$$missing libcli11-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libgtest-dev >/dev/null; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(INSTALLED): $(VENV)/.deps $(SOURCES) | gtest

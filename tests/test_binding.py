@@ -8,6 +8,7 @@ import re
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -100,29 +101,42 @@ def _doc_params(doc: str) -> tuple[list[str], list[str]]:
     return positional, keyword
 
 
-def test_stub_matches_the_module():
-    stub = Path(torchport.__file__).with_name("_native.pyi")
-    tree = ast.parse(stub.read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Model")
-    stub_methods, stub_props = {}, set()
+def _stub_members(cls: ast.ClassDef) -> tuple[dict, set]:
+    methods, props = {}, set()
     for fn in cls.body:
         if not isinstance(fn, ast.FunctionDef):
             continue
-        if any(isinstance(d, ast.Name) and d.id == "property" for d in fn.decorator_list):
-            stub_props.add(fn.name)
+        decorators = {d.id for d in fn.decorator_list if isinstance(d, ast.Name)}
+        if "property" in decorators:
+            props.add(fn.name)
         else:
-            stub_methods[fn.name] = ([a.arg for a in fn.args.args[1:]], [a.arg for a in fn.args.kwonlyargs])
+            skip = 0 if "staticmethod" in decorators else 1
+            methods[fn.name] = ([a.arg for a in fn.args.args[skip:]], [a.arg for a in fn.args.kwonlyargs])
+    return methods, props
 
-    real_methods, real_props = {}, set()
-    for name, attr in vars(_native.Model).items():
-        if name.startswith("_") and name != "__init__":
-            continue
-        if isinstance(attr, property):
-            real_props.add(name)
-        else:
-            real_methods[name] = _doc_params(attr.__doc__)
-    assert stub_props == real_props
-    assert stub_methods == real_methods
+
+def test_stub_matches_the_module():
+    stub = Path(torchport.__file__).with_name("_native.pyi")
+    tree = ast.parse(stub.read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    real_classes = {n for n, v in vars(_native).items() if isinstance(v, type) and not n.startswith("_")}
+    assert set(classes) == real_classes
+    for name, cls in classes.items():
+        stub_methods, stub_props = _stub_members(cls)
+        real_methods, real_props = {}, set()
+        for attr_name, attr in vars(getattr(_native, name)).items():
+            if attr_name.startswith("_") and attr_name != "__init__":
+                continue
+            if attr_name == "__init__" and "__init__" not in stub_methods:
+                with pytest.raises(TypeError):  # a class the module returns but does not construct
+                    getattr(_native, name)()
+                continue
+            if isinstance(attr, property):
+                real_props.add(attr_name)
+            else:
+                real_methods[attr_name] = _doc_params(getattr(getattr(_native, name), attr_name).__doc__)
+        assert stub_props == real_props, name
+        assert stub_methods == real_methods, name
     module_attrs = {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     assert module_attrs <= set(dir(_native))
     stub_functions = {

@@ -45,19 +45,19 @@ def test_train_then_export_a_csv_model(tmp_path):
 def test_train_errors(tmp_path):
     out = str(tmp_path / "run")
     proc = run_cli("train", "resnet", "--out", out)
-    assert proc.returncode == 2 and "torchport: error: unknown model family 'resnet'" in proc.stderr
+    assert proc.returncode == 2 and "torchport: error[bad_option]: unknown model family 'resnet'" in proc.stderr
     proc = run_cli("train", "mlp", "--data", "mnist", "--out", out)
     assert proc.returncode == 2 and "unknown dataset 'mnist'" in proc.stderr
     proc = run_cli("train", "cnn", "--data", "wine", "--out", out)
     assert proc.returncode == 2 and "takes images (C, H, W)" in proc.stderr
     (tmp_path / "d.csv").write_text("a,b\n1,2\n3,x\n")
     proc = run_cli("train", "mlp", "--csv", str(tmp_path / "d.csv"), "--target", "c", "--out", out)
-    assert proc.returncode == 4 and "no column 'c'; columns are ['a', 'b']" in proc.stderr
+    assert proc.returncode == 7 and "no column 'c'; columns are ['a', 'b']" in proc.stderr
     proc = run_cli("train", "mlp", "--csv", str(tmp_path / "d.csv"), "--target", "b", "--out", out)
-    assert proc.returncode == 4 and "target column 'b' is not numeric ('x')" in proc.stderr
+    assert proc.returncode == 7 and "target column 'b' is not numeric ('x')" in proc.stderr
     (tmp_path / "imgs" / "cats").mkdir(parents=True)
     proc = run_cli("train", "cnn", "--images", str(tmp_path / "imgs"), "--out", out)
-    assert proc.returncode == 4 and "holds no images" in proc.stderr
+    assert proc.returncode == 7 and "holds no images" in proc.stderr
     proc = run_cli("train", "mlp", "--set", "width", "--out", out)
     assert proc.returncode == 2 and "expected KEY=VALUE" in proc.stderr
 
@@ -65,6 +65,6 @@ def test_train_errors(tmp_path):
 def test_export_refuses_an_incompatible_checkpoint(tmp_path):
     torch.save({"format": "torchport.checkpoint", "format_version": 99, "torchport_version": "7.0"}, tmp_path / "c.pt")
     proc = run_cli("export", str(tmp_path / "c.pt"), "--out", str(tmp_path / "m.pt"))
-    assert proc.returncode == 3 and "format version 99" in proc.stderr and "upgrade torchport" in proc.stderr
+    assert proc.returncode == 8 and "format version 99" in proc.stderr and "upgrade torchport" in proc.stderr
     proc = run_cli("export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.pt"))
-    assert proc.returncode == 3 and "does not exist" in proc.stderr
+    assert proc.returncode == 8 and "does not exist" in proc.stderr

@@ -126,4 +126,4 @@ def test_python_command_exit_codes(mlp_artifact, tmp_path):
     assert proc.returncode == 3 and "does not exist" in proc.stderr
     (tmp_path / "junk.pt").write_bytes(b"junk")
     proc = run_cli("verify", str(tmp_path / "junk.pt"))
-    assert proc.returncode == 3 and "not a TorchScript archive" in proc.stderr
+    assert proc.returncode == 3 and "not a loadable TorchScript archive" in proc.stderr

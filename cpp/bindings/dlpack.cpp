@@ -1,5 +1,8 @@
 #include "dlpack.h"
 
+#include <unistd.h>
+
+#include <ATen/ATen.h>
 #include <ATen/DLConvertor.h>
 
 #include <torchport/torchport.h>
@@ -11,6 +14,8 @@ namespace {
 
 constexpr const char* kCapsule = "dltensor";
 constexpr const char* kUsedCapsule = "used_dltensor";
+constexpr const char* kVersioned = "dltensor_versioned";
+constexpr const char* kUsedVersioned = "used_dltensor_versioned";
 
 void delete_unconsumed(PyObject* capsule) {
   // A capsule nobody consumed still owns its tensor.
@@ -20,32 +25,108 @@ void delete_unconsumed(PyObject* capsule) {
   }
 }
 
+std::string reason_of(py::error_already_set& e) {
+  // The exception's own message, without the Python traceback what() adds.
+  return py::str(e.value());
+}
+
+// Torch tensors carry lazy conjugate and negative bits that DLPack cannot
+// express (it would hand over the unnegated memory), and autograd state it
+// refuses; resolve them first, copying only the tensors that have such a bit.
+py::object plain(const py::handle& obj, const std::string& where) {
+  if (!py::hasattr(obj, "resolve_neg") || !py::hasattr(obj, "resolve_conj")) {
+    return py::reinterpret_borrow<py::object>(obj);
+  }
+  const std::string layout = py::str(obj.attr("layout"));
+  if (layout != "torch.strided") {
+    throw Error(ErrorKind::BadInput, where + ": expected a dense tensor, got layout " + layout);
+  }
+  const std::string device = py::str(obj.attr("device").attr("type"));
+  if (device != "cpu" && device != "cuda") {
+    throw Error(ErrorKind::BadInput, where + ": expected a tensor on cpu or cuda, got one on " + device);
+  }
+  return obj.attr("detach")().attr("resolve_conj")().attr("resolve_neg")();
+}
+
+// DLPack allows negative strides (a reversed NumPy array); LibTorch does not.
+// Rebase the view on its lowest address with positive strides, and return the
+// dims to flip back.
+std::vector<int64_t> make_strides_positive(DLTensor& t) {
+  std::vector<int64_t> flipped;
+  if (t.strides == nullptr) return flipped;
+  const int64_t item = (static_cast<int64_t>(t.dtype.bits) * t.dtype.lanes + 7) / 8;
+  int64_t shift = 0;
+  bool empty = false;
+  for (int d = 0; d < t.ndim; ++d) empty |= t.shape[d] == 0;
+  for (int d = 0; d < t.ndim; ++d) {
+    if (t.strides[d] >= 0) continue;
+    if (!empty) shift += (t.shape[d] - 1) * t.strides[d] * item;
+    t.strides[d] = -t.strides[d];
+    flipped.push_back(d);
+  }
+  t.data = static_cast<char*>(t.data) + t.byte_offset + shift;
+  t.byte_offset = 0;
+  return flipped;
+}
+
+template <typename Managed>
+at::Tensor consume(PyObject* raw, const char* name, const char* used, bool* read_only) {
+  auto* managed = static_cast<Managed*>(PyCapsule_GetPointer(raw, name));
+  std::vector<int64_t> flips = make_strides_positive(managed->dl_tensor);
+  at::Tensor tensor;
+  if constexpr (std::is_same_v<Managed, DLManagedTensorVersioned>) {
+    *read_only = (managed->flags & DLPACK_FLAG_BITMASK_READ_ONLY) != 0;
+    tensor = at::fromDLPackVersioned(managed);
+  } else {
+    tensor = at::fromDLPack(managed);
+  }
+  // From here the tensor owns `managed`; rename the capsule so its destructor
+  // does not free it a second time (the DLPack protocol's rule).
+  PyCapsule_SetName(raw, used);
+  PyCapsule_SetDestructor(raw, nullptr);
+  return flips.empty() ? tensor : tensor.flip(flips);
+}
+
 }  // namespace
 
 at::Tensor from_python(const py::handle& obj, const std::string& where) {
   if (!py::hasattr(obj, "__dlpack__")) {
-    throw Error(ErrorKind::BadInput, where + ": expected a tensor (an object with __dlpack__), got " +
+    throw Error(ErrorKind::BadInput, where + ": expected a torch.Tensor or an array with __dlpack__, got " +
                                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   }
   py::object capsule;
   try {
-    capsule = obj.attr("__dlpack__")();
+    const py::object source = plain(obj, where);
+    try {
+      // DLPack 1.x can say that memory is read-only; older producers take no arguments.
+      capsule = source.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_TypeError)) throw;
+      capsule = source.attr("__dlpack__")();
+    }
   } catch (py::error_already_set& e) {
-    // The exception's own message, without the Python traceback what() adds.
-    const std::string reason = py::str(e.value());
-    throw Error(ErrorKind::BadInput, where + ": cannot be passed to the runtime: " + reason);
+    throw Error(ErrorKind::BadInput, where + ": cannot be passed to the runtime: " + reason_of(e));
   }
   PyObject* raw = capsule.ptr();
-  if (!PyCapsule_IsValid(raw, kCapsule)) {
-    throw Error(ErrorKind::BadInput, where + ": __dlpack__ did not return a DLPack capsule");
+  bool read_only = false;
+  at::Tensor tensor;
+  try {
+    if (PyCapsule_IsValid(raw, kVersioned)) {
+      tensor = consume<DLManagedTensorVersioned>(raw, kVersioned, kUsedVersioned, &read_only);
+    } else if (PyCapsule_IsValid(raw, kCapsule)) {
+      tensor = consume<DLManagedTensor>(raw, kCapsule, kUsedCapsule, &read_only);
+    } else {
+      throw Error(ErrorKind::BadInput, where + ": __dlpack__ did not return a DLPack capsule");
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::BadInput, where + ": this array cannot be used as a tensor: " +
+                                         std::string(e.what()).substr(0, 300));
   }
-  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(raw, kCapsule));
-  // From here the tensor owns `managed`; rename the capsule so its destructor
-  // does not free it a second time (the DLPack protocol's rule).
-  at::Tensor tensor = at::fromDLPack(managed);
-  PyCapsule_SetName(raw, kUsedCapsule);
-  PyCapsule_SetDestructor(raw, nullptr);
-  return tensor;
+  // Read-only memory (np.frombuffer of bytes, a locked array): a model that
+  // writes into its input must not fault on it.
+  return read_only ? tensor.clone() : tensor;
 }
 
 py::object to_python(const at::Tensor& tensor) {

@@ -1,8 +1,7 @@
-// Bindings for the divergence localiser (python/torchport/localizer.py). The
-// conversions carry the argument types submodules take (tensors, None, bools,
-// numbers, strings, and tuples, lists and dicts of them); the comparison is the
-// runtime's own compare_outputs, so "bit-exact" and "within tolerance" mean the
-// same in every tool.
+// Bindings for the divergence localiser (python/torchport/localizer.py): a
+// model's submodules, and the values they take and return across the
+// boundary (tensors, None, bools, numbers, strings, and tuples, lists and dicts
+// of them). Its comparison is compare_outputs, bound in module.cpp.
 
 #include "localize.h"
 
@@ -102,14 +101,6 @@ py::object to_py(const c10::IValue& v, const std::string& where) {
                                       ", which torchport cannot pass to Python");
 }
 
-std::vector<at::Tensor> tensor_list(const py::sequence& items, const std::string& what) {
-  std::vector<at::Tensor> out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    out.push_back(from_python(items[i], what + " " + std::to_string(i)));
-  }
-  return out;
-}
-
 }  // namespace
 
 void register_localize(py::module_& m) {
@@ -120,31 +111,6 @@ void register_localize(py::module_& m) {
       .def_readonly("custom_ops", &SubmoduleInfo::custom_ops,
                     "Operators outside aten:: and prim:: its forward() calls: ['tp_test::softsign'].")
       .def("__repr__", [](const SubmoduleInfo& s) { return "<Submodule " + s.name + " (" + s.type + ")>"; });
-
-  py::class_<Comparison>(m, "Comparison", "One output compared with its expected value (compare()).")
-      .def_readonly("output", &Comparison::output)
-      .def_readonly("expected_shape", &Comparison::expected_shape)
-      .def_readonly("got_shape", &Comparison::got_shape)
-      .def_property_readonly("expected_dtype", [](const Comparison& c) { return dtype_name(c.expected_dtype); })
-      .def_property_readonly("got_dtype", [](const Comparison& c) { return dtype_name(c.got_dtype); })
-      .def_readonly("max_abs_diff", &Comparison::max_abs_diff, "inf when shapes or dtypes differ.")
-      .def_readonly("max_rel_diff", &Comparison::max_rel_diff)
-      .def_readonly("bit_exact", &Comparison::bit_exact)
-      .def_readonly("ok", &Comparison::ok, "|got - expected| <= atol + rtol * |expected| everywhere.");
-
-  m.def(
-      "compare",
-      [](const std::vector<std::string>& names, const py::sequence& expected, const py::sequence& got,
-         double atol, double rtol) {
-        const auto e = tensor_list(expected, "expected");
-        const auto g = tensor_list(got, "got");
-        py::gil_scoped_release release;
-        return compare_outputs(names, e, g, atol, rtol);
-      },
-      py::arg("names"), py::arg("expected"), py::arg("got"), py::kw_only(), py::arg("atol") = 0.0,
-      py::arg("rtol") = 0.0,
-      "The runtime's comparison (the one selfcheck uses), tensor by tensor.\n\n"
-      "    >>> [c.bit_exact for c in compare(['y'], [a], [b])]");
 
   auto model = py::reinterpret_borrow<py::class_<Model>>(m.attr("Model"));
   model

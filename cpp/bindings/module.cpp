@@ -4,6 +4,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <limits>
+#include <map>
+
 #include <torchport/io.h>
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
@@ -52,7 +55,7 @@ py::list run_released(const Model& model, const Inputs& inputs) {
 
 void register_errors(py::module_& m) {
   // The exception classes are plain Python (torchport.errors), so they exist
-  // even where this extension is missing.
+  // even where this extension is missing; the exit-code table is here.
   py::module_ errors = py::module_::import("torchport.errors");
   static auto* classes = new std::map<ErrorKind, py::object>{
       {ErrorKind::NotFound, errors.attr("ArtifactNotFoundError")},
@@ -60,6 +63,11 @@ void register_errors(py::module_& m) {
       {ErrorKind::BadInput, errors.attr("BadInputError")},
       {ErrorKind::BadOption, errors.attr("BadOptionError")},
       {ErrorKind::Runtime, errors.attr("ModelRuntimeError")},
+      {ErrorKind::Export, errors.attr("ExportError")},
+      {ErrorKind::Data, errors.attr("DataError")},
+      {ErrorKind::Checkpoint, errors.attr("CheckpointError")},
+      {ErrorKind::Output, errors.attr("OutputError")},
+      {ErrorKind::Unavailable, errors.attr("NativeUnavailableError")},
   };
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -68,6 +76,88 @@ void register_errors(py::module_& m) {
       PyErr_SetString(classes->at(e.kind()).ptr(), e.what());
     }
   });
+  py::list table;
+  for (const ErrorKind kind : error_kinds()) table.append(py::make_tuple(to_string(kind), exit_code(kind)));
+  m.attr("EXIT_CODES") = table;
+  m.attr("EXIT_MISMATCH") = kExitMismatch;
+}
+
+// A Python int option as a C++ int: anything else, or a value outside int's
+// range, is a BadOption naming the option (not pybind11's TypeError).
+int int_option(const py::handle& value, const char* name) {
+  if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+    throw Error(ErrorKind::BadOption, std::string(name) + ": expected an integer, got " +
+                                          py::str(py::type::of(value).attr("__name__")).cast<std::string>());
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0 || v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
+    throw Error(ErrorKind::BadOption, std::string(name) + ": " + py::str(value).cast<std::string>() +
+                                          " is out of range");
+  }
+  return static_cast<int>(v);
+}
+
+py::object shape_to_python(const TensorSpec& spec) {
+  if (!spec.shape) return py::none();
+  py::list dims;
+  for (size_t i = 0; i < spec.shape->size(); ++i) {
+    const int64_t d = (*spec.shape)[i];
+    if (d >= 0) {
+      dims.append(d);
+    } else if (i < spec.dim_names.size() && !spec.dim_names[i].empty()) {
+      dims.append(spec.dim_names[i]);
+    } else {
+      dims.append(py::none());
+    }
+  }
+  return py::tuple(dims);
+}
+
+void register_types(py::module_& m) {
+  py::class_<TensorSpec>(m, "TensorSpec", "One named tensor of the contract (read-only).")
+      .def_readonly("name", &TensorSpec::name)
+      .def_property_readonly(
+          "dtype", [](const TensorSpec& s) -> py::object {
+            return s.dtype ? py::object(py::str(dtype_name(*s.dtype))) : py::none();
+          })
+      .def_property_readonly("shape", &shape_to_python,
+                             "A tuple of int (fixed), str (named dynamic) or None (dynamic); None when unknown.");
+  py::class_<Manifest>(m, "Manifest", R"doc(
+An artifact's manifest, parsed and validated by the runtime (the one definition
+of the schema).
+
+    >>> m = Manifest.from_json(text, "manifest.json")
+)doc")
+      .def_readonly("schema", &Manifest::schema)
+      .def_readonly("name", &Manifest::name)
+      .def_readonly("torchport_version", &Manifest::torchport_version)
+      .def_readonly("torch_version", &Manifest::torch_version)
+      .def_readonly("export_method", &Manifest::export_method)
+      .def_readonly("created", &Manifest::created)
+      .def_readonly("inputs", &Manifest::inputs)
+      .def_readonly("outputs", &Manifest::outputs)
+      .def_readonly("metadata_json", &Manifest::metadata_json)
+      .def_readonly("has_golden", &Manifest::has_golden)
+      .def_readonly("checksum", &Manifest::checksum)
+      .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
+      .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
+                  "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");
+  py::class_<Comparison>(m, "Comparison", "One output compared with its expected value.")
+      .def_readonly("output", &Comparison::output)
+      .def_readonly("expected_shape", &Comparison::expected_shape)
+      .def_readonly("got_shape", &Comparison::got_shape)
+      .def_property_readonly("expected_dtype", [](const Comparison& c) { return dtype_name(c.expected_dtype); })
+      .def_property_readonly("got_dtype", [](const Comparison& c) { return dtype_name(c.got_dtype); })
+      .def_readonly("max_abs_diff", &Comparison::max_abs_diff)
+      .def_readonly("max_rel_diff", &Comparison::max_rel_diff)
+      .def_readonly("bit_exact", &Comparison::bit_exact)
+      .def_readonly("ok", &Comparison::ok);
+  py::class_<ArtifactInfo>(m, "ArtifactInfo", "What inspect() reads from an artifact.")
+      .def_readonly("manifest", &ArtifactInfo::manifest)
+      .def_readonly("format", &ArtifactInfo::format)
+      .def_readonly("checksum", &ArtifactInfo::checksum)
+      .def_readonly("checksum_ok", &ArtifactInfo::checksum_ok);
 }
 
 void register_model(py::module_& m) {
@@ -77,13 +167,13 @@ A loaded artifact, run by the C++ runtime.
     >>> m = Model("model.pt", threads=2)
     >>> outputs = m.run([torch.rand(4, 1, 8, 8)])
 )doc")
-      .def(py::init([](const std::string& path, const std::string& device, int threads,
-                       int warmup_runs, bool check_nan, bool verify_checksum,
+      .def(py::init([](const std::string& path, const std::string& device, const py::object& threads,
+                       const py::object& warmup_runs, bool check_nan, bool verify_checksum,
                        const std::vector<std::string>& libraries) {
              Options options;
              options.device = device;
-             options.threads = threads;
-             options.warmup_runs = warmup_runs;
+             options.threads = int_option(threads, "threads");
+             options.warmup_runs = int_option(warmup_runs, "warmup_runs");
              options.check_nan = check_nan;
              options.verify_checksum = verify_checksum;
              options.libraries = libraries;
@@ -94,12 +184,10 @@ A loaded artifact, run by the C++ runtime.
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
            py::arg("libraries") = std::vector<std::string>{},
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
+      .def_property_readonly("manifest", &Model::manifest, "The manifest (or the contract derived from forward()).")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
       .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript'.")
       .def_property_readonly("warmup_ms", &Model::warmup_ms, "Milliseconds spent warming up at load.")
-      .def_property_readonly(
-          "manifest_json", [](const Model& self) { return self.manifest().to_json(); },
-          "The manifest (or the contract derived from forward()) as JSON text.")
       .def(
           "run",
           [](const Model& self, const py::sequence& inputs) {
@@ -122,6 +210,17 @@ A loaded artifact, run by the C++ runtime.
           "Runs the model on tensors given by input name.\n\n"
           "    >>> m.run_named({'image': torch.rand(4, 1, 8, 8)})")
       .def(
+          "order_inputs",
+          [](const Model& self, const py::dict& inputs) {
+            std::map<std::string, at::Tensor> named;
+            for (const auto& [key, value] : inputs) {
+              const std::string name = py::str(key);
+              named[name] = from_python(value, "input '" + name + "'");
+            }
+            return tensors_to(self.order_inputs(named));
+          },
+          py::arg("inputs"), "Inputs given by name, in the model's order.")
+      .def(
           "golden",
           [](const Model& self) {
             const Golden g = self.golden();
@@ -141,11 +240,12 @@ A loaded artifact, run by the C++ runtime.
           "Runs the golden inputs against the golden outputs; returns the report as JSON text.")
       .def(
           "benchmark",
-          [](const Model& self, const py::object& inputs, int iters, int warmup) {
+          [](const Model& self, const py::object& inputs, const py::object& iters, const py::object& warmup) {
             const auto tensors =
                 inputs.is_none() ? self.example_inputs() : tensors_from(self, inputs.cast<py::sequence>());
+            const int n = int_option(iters, "iters"), w = int_option(warmup, "warmup");
             py::gil_scoped_release release;
-            return benchmark(self, tensors, iters, warmup).to_json();
+            return benchmark(self, tensors, n, w).to_json();
           },
           py::kw_only(), py::arg("inputs") = py::none(), py::arg("iters") = 100,
           py::arg("warmup") = 10,
@@ -169,6 +269,103 @@ void register_io(py::module_& m) {
       py::arg("path"),
       "Reads a torch.save file of tensors with the runtime's reader (no code is executed): a list "
       "of tensors, or a dict by input name.\n\n    >>> read_tensor_file('inputs.pt')");
+  m.def(
+      "write_tensor_file",
+      [](const std::string& path, const py::sequence& tensors, const std::vector<std::string>& protect) {
+        std::vector<at::Tensor> items;
+        for (size_t i = 0; i < static_cast<size_t>(py::len(tensors)); ++i) {
+          items.push_back(from_python(tensors[i], "output " + std::to_string(i)));
+        }
+        py::gil_scoped_release release;
+        write_tensor_file(path, items, protect);
+      },
+      py::arg("path"), py::arg("tensors"), py::kw_only(), py::arg("protect") = std::vector<std::string>{},
+      "Writes tensors as torchport-run predict does (one tensor, else a tuple; torch.load reads it); "
+      "`protect` lists files the output may not replace.\n\n    >>> write_tensor_file('out.pt', [y])");
+  m.def("check_output_path", &check_output_path, py::arg("path"), py::arg("protect"),
+        "Refuses an output path that is one of `protect` (the same file by any name) or a directory.");
+  m.def(
+      "write_file",
+      [](const std::string& path, const py::bytes& data, bool overwrite, const std::vector<std::string>& protect) {
+        std::string bytes = data;
+        py::gil_scoped_release release;
+        write_file(path, bytes, overwrite, protect);
+      },
+      py::arg("path"), py::arg("data"), py::kw_only(), py::arg("overwrite") = false,
+      py::arg("protect") = std::vector<std::string>{},
+      "The one atomic writer (see torchport/io.h): without overwrite, fails if anything exists at path.\n\n"
+      "    >>> write_file('model.pt', data, overwrite=True)");
+}
+
+void register_tools(py::module_& m) {
+  m.def(
+      "load_from_memory",
+      [](const py::bytes& data, const std::string& name) {
+        std::string bytes = data;
+        py::gil_scoped_release release;
+        return Model::load_from_memory(std::move(bytes), name);
+      },
+      py::arg("data"), py::arg("name"),
+      "Loads artifact bytes with every check Model() applies to a file (export uses it before writing).");
+  m.def(
+      "inspect",
+      [](const std::string& path) {
+        py::gil_scoped_release release;
+        return inspect(path);
+      },
+      py::arg("path"), "Reads an artifact's manifest and checks its checksum, without running it.\n\n"
+      "    >>> inspect('model.pt').manifest.inputs[0].name");
+  m.def(
+      "read_golden",
+      [](const std::string& path) {
+        Golden g;
+        {
+          py::gil_scoped_release release;
+          g = read_golden(path);
+        }
+        return py::make_tuple(tensors_to(g.inputs), tensors_to(g.outputs));
+      },
+      py::arg("path"), "The golden (inputs, outputs) stored in an artifact.\n\n    >>> read_golden('model.pt')");
+  m.def(
+      "compare_outputs",
+      [](const std::vector<std::string>& names, const py::sequence& expected, const py::sequence& got, double atol,
+         double rtol) {
+        std::vector<at::Tensor> e, g;
+        for (size_t i = 0; i < static_cast<size_t>(py::len(expected)); ++i) {
+          e.push_back(from_python(expected[i], "expected " + std::to_string(i)));
+        }
+        for (size_t i = 0; i < static_cast<size_t>(py::len(got)); ++i) {
+          g.push_back(from_python(got[i], "output " + std::to_string(i)));
+        }
+        py::gil_scoped_release release;
+        return compare_outputs(names, e, g, atol, rtol);
+      },
+      py::arg("names"), py::arg("expected"), py::arg("got"), py::kw_only(), py::arg("atol") = 0.0,
+      py::arg("rtol") = 0.0,
+      "Compares outputs as every runtime is judged (bit-exact, or within atol + rtol * |expected|).\n\n"
+      "    >>> [r.ok for r in compare_outputs(['y'], [a], [b], atol=1e-6)]");
+  m.def(
+      "payload_checksum", [](const py::bytes& archive) { return payload_checksum(std::string(archive)); },
+      py::arg("archive"), "The payload checksum of TorchScript archive bytes, as export records it.");
+  m.def("supported_dtypes", &supported_dtypes, "The dtype names a manifest may use.");
+  m.def("max_threads", &max_threads, "The largest accepted thread count.");
+  m.def(
+      "check_options",
+      [](const std::string& device, const py::object& threads, const py::object& warmup_runs) {
+        Options options;
+        options.device = device;
+        options.threads = int_option(threads, "threads");
+        options.warmup_runs = int_option(warmup_runs, "warmup_runs");
+        check_options(options);
+      },
+      py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("warmup_runs") = 0,
+      "Checks load options as Model() does; raises BadOptionError naming the option.");
+  m.def("exit_code", [](const std::string& kind) {
+    for (const ErrorKind k : error_kinds()) {
+      if (kind == to_string(k)) return exit_code(k);
+    }
+    throw Error(ErrorKind::BadOption, "unknown error kind '" + kind + "'");
+  }, py::arg("kind"), "The exit code for an error kind name ('bad_input' -> 4).");
 }
 
 void check_torch_version() {
@@ -190,8 +387,13 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "The torchport C++ runtime (private; use the torchport package).";
   m.attr("__version__") = torchport::version();
   m.attr("__torch_version__") = torchport::torch_version();
+  m.attr("MANIFEST_SCHEMA") = torchport::kManifestSchema;
+  m.attr("MANIFEST_FILE") = torchport::kManifestFile;
+  m.attr("GOLDEN_FILE") = torchport::kGoldenFile;
   register_errors(m);
+  register_types(m);
   register_model(m);
   register_io(m);
+  register_tools(m);
   register_localize(m);
 }

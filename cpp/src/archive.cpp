@@ -11,7 +11,10 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include <torchport/tools.h>
+
 #include "detail.h"
+#include "reader.h"
 
 namespace torchport::detail {
 namespace {
@@ -95,9 +98,9 @@ class Sha256 {
   uint64_t length_ = 0;
 };
 
-constexpr const char* kManifestRecord = "extra/torchport/manifest.json";
-constexpr const char* kGoldenRecord = "extra/torchport/golden.pt";
-constexpr const char* kSkipped[] = {kManifestRecord, ".data/serialization_id"};
+const std::string kManifestRecord = std::string("extra/") + kManifestFile;
+const std::string kGoldenRecord = std::string("extra/") + kGoldenFile;
+const std::string kSkipped[] = {kManifestRecord, ".data/serialization_id"};
 
 std::string record_string(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
   if (!reader.hasRecord(name)) return "";
@@ -105,7 +108,31 @@ std::string record_string(caffe2::serialize::PyTorchStreamReader& reader, const 
   return std::string(static_cast<const char*>(data.get()), size);
 }
 
-std::string checksum_of(caffe2::serialize::PyTorchStreamReader& reader) {
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The archive's pickles and TorchScript source, walked for structure before
+// LibTorch's unpickler and compiler see them.
+void check_records(caffe2::serialize::PyTorchStreamReader& reader, const std::string& path) {
+  for (const auto& name : reader.getAllRecords()) {
+    const bool pickle = ends_with(name, "pkl") && name != kGoldenRecord;
+    const bool code = name.rfind("code/", 0) == 0 && ends_with(name, ".py");
+    if (!pickle && !code) continue;
+    auto [data, size] = reader.getRecord(name);
+    const std::string where = "artifact '" + path + "' record '" + name + "'";
+    const char* bytes = static_cast<const char*>(data.get());
+    if (pickle) {
+      check_pickle(bytes, size, where, ErrorKind::BadArtifact);
+    } else {
+      check_code(bytes, size, where, ErrorKind::BadArtifact);
+    }
+  }
+}
+
+}  // namespace
+
+std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader) {
   std::vector<std::string> names = reader.getAllRecords();
   std::sort(names.begin(), names.end());
   Sha256 sha;
@@ -122,33 +149,43 @@ std::string checksum_of(caffe2::serialize::PyTorchStreamReader& reader) {
   return "sha256:" + sha.hex();
 }
 
-}  // namespace
-
-ArchiveFiles read_archive(const std::string& path, bool verify_checksum) {
+ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes,
+                          bool verify_checksum) {
   ArchiveFiles files;
+  const std::string where = "artifact '" + path + "'";
+  check_zip_as(*bytes, where, "not a loadable TorchScript archive", ErrorKind::BadArtifact);
   try {
-    caffe2::serialize::PyTorchStreamReader reader(path);
+    caffe2::serialize::PyTorchStreamReader reader(memory_reader(bytes));
+    check_records(reader, path);
     files.manifest_json = record_string(reader, kManifestRecord);
     if (!files.manifest_json.empty()) {
       files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
-      if (verify_checksum && !files.manifest->checksum.empty()) {
-        const std::string actual = checksum_of(reader);
-        if (actual != files.manifest->checksum) {
-          throw Error(ErrorKind::BadArtifact,
-                      "'" + path + "': model payload checksum mismatch (manifest " +
-                          files.manifest->checksum + ", file " + actual +
-                          "): the file was corrupted or modified after export");
-        }
+      files.checksum = payload_checksum(reader);
+      if (verify_checksum && !files.manifest->checksum.empty() && files.checksum != files.manifest->checksum) {
+        throw Error(ErrorKind::BadArtifact,
+                    "'" + path + "': model payload checksum mismatch (manifest " + files.manifest->checksum +
+                        ", file " + files.checksum + "): the file was corrupted or modified after export");
       }
     }
     files.golden_bytes = record_string(reader, kGoldenRecord);
   } catch (const Error&) {
     throw;
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::BadArtifact, where + " holds more data than can be allocated");
   } catch (const std::exception& e) {
-    throw Error(ErrorKind::BadArtifact,
-                "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
+    throw Error(ErrorKind::BadArtifact, where + " is not a loadable TorchScript archive: " + brief(e));
   }
   return files;
+}
+
+std::string payload_checksum(const std::string& bytes, const std::string& where) {
+  check_zip(bytes, where, ErrorKind::BadArtifact);
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(memory_reader(std::make_shared<const std::string>(bytes)));
+    return payload_checksum(reader);
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::BadArtifact, where + " is not a TorchScript archive: " + brief(e));
+  }
 }
 
 }  // namespace torchport::detail

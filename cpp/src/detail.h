@@ -27,13 +27,19 @@ struct ModelState {
 struct ArchiveFiles {
   std::string manifest_json;
   std::optional<Manifest> manifest;  ///< parsed manifest_json
+  std::string checksum;              ///< the payload's actual checksum, when there is a manifest
   std::string golden_bytes;
 };
 
-/// Reads the manifest and golden file, and checks the payload checksum the
+/// Checks the archive in `bytes` (the file at `path`) against the limits,
+/// reads the manifest and golden file, and checks the payload checksum the
 /// manifest records (when there is one and `verify_checksum` is set), before
 /// any of the model is deserialized. Throws BadArtifact.
-ArchiveFiles read_archive(const std::string& path, bool verify_checksum);
+ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes,
+                          bool verify_checksum);
+
+/// The payload checksum of a TorchScript archive held in memory.
+std::string payload_checksum(const std::string& bytes, const std::string& where);
 
 /// Parses manifest.json text; `where` names its source in error messages.
 Manifest parse_manifest(const std::string& text, const std::string& where);
@@ -43,6 +49,11 @@ std::optional<c10::ScalarType> parse_dtype(const std::string& name);
 
 /// Parses torchport/golden.pt (a torch.save of {"inputs": [...], "outputs": [...]}).
 Golden parse_golden(const std::string& bytes, const std::string& where);
+
+/// The options with the device normalised; throws BadOption naming the field.
+Options checked_options(const Options& options);
+/// The device an Options string names ("cpu:0" is "cpu"); throws BadOption.
+c10::Device parse_device(const std::string& device);
 
 /// Checks inputs against the contract; returns them contiguous and validated.
 std::vector<at::Tensor> validate_inputs(const ModelState& state,

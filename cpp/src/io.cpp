@@ -4,44 +4,22 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <torch/serialize.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+
 #include <torchport/io.h>
 
 #include "detail.h"
+#include "reader.h"
 
 namespace torchport {
 namespace {
-
-std::vector<char> read_bytes(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  // A missing input file is a bad input of the call, not a missing artifact.
-  if (!fs::exists(path, ec)) throw Error(ErrorKind::BadInput, "input file '" + path + "' does not exist");
-  if (fs::is_directory(path, ec)) {
-    throw Error(ErrorKind::BadInput, "input file '" + path + "' is a directory");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::BadInput, "input file '" + path + "' cannot be opened");
-  return std::vector<char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-c10::IValue unpickle(const std::vector<char>& bytes, const std::string& where) {
-  if (bytes.empty()) throw Error(ErrorKind::BadInput, where + " is empty");
-  try {
-    // The TorchScript unpickler only builds tensors and plain containers; it
-    // cannot import or call arbitrary Python, unlike pickle.load.
-    return torch::pickle_load(bytes);
-  } catch (const std::exception& e) {
-    throw Error(ErrorKind::BadInput,
-                where + " is not a tensor file written by torch.save: " + detail::brief(e));
-  }
-}
 
 at::Tensor as_tensor(const c10::IValue& v, const std::string& where, const std::string& item) {
   if (!v.isTensor()) {
@@ -73,7 +51,9 @@ std::vector<at::Tensor> as_tensor_list(const c10::IValue& v, const std::string& 
 
 TensorBundle read_tensor_file(const std::string& path) {
   const std::string where = "input file '" + path + "'";
-  const c10::IValue value = unpickle(read_bytes(path), where);
+  // A missing input file is a bad input of the call, not a missing artifact.
+  const auto bytes = detail::read_regular_file(path, "input file", ErrorKind::BadInput);
+  const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
   TensorBundle bundle;
   if (value.isTensor()) {
     bundle.positional.push_back(value.toTensor());
@@ -97,7 +77,129 @@ TensorBundle read_tensor_file(const std::string& path) {
   return bundle;
 }
 
-void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& tensors) {
+namespace {
+
+std::string describe(const std::string& path) { return "output file '" + path + "'"; }
+
+[[noreturn]] void write_failed(const std::string& path, const std::string& what) {
+  throw Error(ErrorKind::Output, describe(path) + ": " + what + ": " + std::strerror(errno));
+}
+
+void write_all(int fd, const std::string& bytes, const std::string& path) {
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) write_failed(path, "write failed");
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) write_failed(path, "fsync failed");
+}
+
+std::string folder_of(const std::string& path) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+// A fresh name in `folder` that no file has yet; short, so that any legal
+// destination name works.
+std::string temporary_name(const std::string& folder) {
+  static std::atomic<uint64_t> counter{0};
+  const uint64_t n = (static_cast<uint64_t>(::getpid()) << 32) ^ counter++ ^
+                     static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char name[40];
+  std::snprintf(name, sizeof(name), ".torchport-%016llx", static_cast<unsigned long long>(n));
+  return folder + "/" + name;
+}
+
+// Puts the finished file `from` at `path`: without replacing anything when
+// `overwrite` is false (link() fails if `path` exists, even as a dangling
+// symlink, so two racing writers cannot both win), else by rename().
+void place(const std::string& from, const std::string& path, bool overwrite, bool follow) {
+  if (!overwrite) {
+    const int rc = ::linkat(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), follow ? AT_SYMLINK_FOLLOW : 0);
+    if (rc != 0 && errno == EEXIST) {
+      throw Error(ErrorKind::BadOption, describe(path) + " already exists; replacing it was not asked for");
+    }
+    if (rc != 0) write_failed(path, "cannot be created");
+    return;
+  }
+  if (follow) {  // from /proc/self/fd: link to a fresh name first, then rename over
+    const std::string tmp = temporary_name(folder_of(path));
+    if (::linkat(AT_FDCWD, from.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      write_failed(path, "cannot be created");
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int saved = errno;
+      ::unlink(tmp.c_str());
+      errno = saved;
+      write_failed(path, "cannot replace the existing file");
+    }
+    return;
+  }
+  if (::rename(from.c_str(), path.c_str()) != 0) write_failed(path, "cannot replace the existing file");
+}
+
+}  // namespace
+
+void check_output_path(const std::string& path, const std::vector<std::string>& protect) {
+  struct stat out {};
+  if (::stat(path.c_str(), &out) != 0) return;  // nothing there to lose
+  for (const auto& other : protect) {
+    struct stat in {};
+    if (::stat(other.c_str(), &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+      throw Error(ErrorKind::BadOption, describe(path) + " is '" + other +
+                                            "', which this command reads; choose another output file");
+    }
+  }
+  if (S_ISDIR(out.st_mode)) throw Error(ErrorKind::BadOption, describe(path) + " is a directory");
+}
+
+void write_file(const std::string& path, const std::string& bytes, bool overwrite,
+                const std::vector<std::string>& protect) {
+  if (path.empty()) throw Error(ErrorKind::BadOption, "output file: the path is empty");
+  check_output_path(path, protect);
+  const std::string folder = folder_of(path);
+  struct stat dir {};
+  if (::stat(folder.c_str(), &dir) != 0 || !S_ISDIR(dir.st_mode)) {
+    throw Error(ErrorKind::BadOption, describe(path) + ": folder '" + folder + "' does not exist");
+  }
+  // An unnamed file in the destination folder: a writer killed at any point
+  // leaves nothing behind. It gets a name only once complete.
+  int fd = ::open(folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd >= 0) {
+    const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    try {
+      write_all(fd, bytes, path);
+      if (::access(proc.c_str(), F_OK) == 0) {
+        place(proc, path, overwrite, /*follow=*/true);
+        ::close(fd);
+        return;
+      }
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);  // no /proc to name it by: fall back to a named temporary
+  }
+  // Named temporary file (0666 less the umask, as open() would give).
+  const std::string tmp = temporary_name(folder);
+  fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd < 0) write_failed(path, "cannot be created");
+  try {
+    write_all(fd, bytes, path);
+    ::close(fd);
+    fd = -1;
+    place(tmp, path, overwrite, /*follow=*/false);
+    if (!overwrite) ::unlink(tmp.c_str());
+  } catch (...) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+}
+
+void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& tensors,
+                       const std::vector<std::string>& protect) {
   c10::IValue value;
   if (tensors.size() == 1) {
     value = tensors[0].cpu();
@@ -107,38 +209,7 @@ void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& t
     value = c10::ivalue::Tuple::create(std::move(items));
   }
   const std::vector<char> bytes = torch::pickle_save(value);
-  // Written beside the destination under a unique name, flushed to disk, then
-  // renamed over it: a reader, or a crash at any point, sees the old file or
-  // the whole new one, never a part (as torchport's Python side writes files).
-  std::string tmp = path + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) {
-    throw Error(ErrorKind::BadOption,
-                "output file '" + path + "' cannot be written: " + std::strerror(errno));
-  }
-  // mkstemp creates the file private (0600); give it what a plain open() would.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  ::fchmod(fd, 0666 & ~mask);
-  auto fail = [&](const std::string& what) {
-    ::close(fd);
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::BadOption, "output file '" + path + "': " + what);
-  };
-  for (size_t done = 0; done < bytes.size();) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(std::string("write failed: ") + std::strerror(errno));
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) fail(std::string("fsync failed: ") + std::strerror(errno));
-  ::close(fd);
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error(ErrorKind::BadOption, "output file '" + path + "': " + ec.message());
-  }
+  write_file(path, std::string(bytes.begin(), bytes.end()), /*overwrite=*/true, protect);
 }
 
 std::vector<at::Tensor> positional_inputs(const Model& model, const TensorBundle& inputs) {
@@ -152,12 +223,7 @@ std::vector<at::Tensor> run(const Model& model, const TensorBundle& inputs) {
 namespace detail {
 
 Golden parse_golden(const std::string& bytes, const std::string& where) {
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const std::exception& e) {
-    throw Error(ErrorKind::BadArtifact, where + " cannot be read: " + brief(e));
-  }
+  const c10::IValue value = load_tensor_archive(bytes, where, ErrorKind::BadArtifact);
   if (!value.isGenericDict()) {
     throw Error(ErrorKind::BadArtifact, where + " must hold a dict {inputs, outputs}");
   }

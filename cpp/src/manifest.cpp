@@ -1,5 +1,6 @@
 // manifest.json: reading, writing, and the names it uses for dtypes.
 
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "reader.h"
 
 namespace torchport {
 namespace {
@@ -22,7 +24,16 @@ constexpr std::pair<const char*, c10::ScalarType> kDtypes[] = {
     {"uint8", c10::ScalarType::Byte},     {"bool", c10::ScalarType::Bool},
     {"complex64", c10::ScalarType::ComplexFloat},
     {"complex128", c10::ScalarType::ComplexDouble},
+    {"uint16", c10::ScalarType::UInt16},  {"uint32", c10::ScalarType::UInt32},
+    {"uint64", c10::ScalarType::UInt64},
+    {"float8_e4m3fn", c10::ScalarType::Float8_e4m3fn},
+    {"float8_e5m2", c10::ScalarType::Float8_e5m2},
 };
+
+constexpr size_t kMaxNameBytes = 256;    // an input, output or dimension name
+constexpr size_t kMaxTensors = 10'000;   // inputs or outputs
+constexpr size_t kMaxDims = 64;          // dimensions of one tensor (LibTorch's own limit)
+constexpr int64_t kMaxDim = int64_t{1} << 48;
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
   throw Error(ErrorKind::BadArtifact, where + ": " + what);
@@ -40,21 +51,51 @@ std::string string_field(const json& obj, const char* key, const std::string& wh
   return v.get<std::string>();
 }
 
+// A name the runtime, the command line and file formats can all carry.
+void check_name(const std::string& name, const std::string& at, const char* what) {
+  if (name.empty() || name.size() > kMaxNameBytes) {
+    bad(at, std::string(what) + " must have 1 to " + std::to_string(kMaxNameBytes) + " bytes, got " +
+                std::to_string(name.size()));
+  }
+  for (const unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) bad(at, std::string(what) + " holds a control character: " + json(name).dump());
+  }
+}
+
+std::string short_dump(const json& v) {
+  std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
 std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std::string& where) {
   const json& list = field(obj, key, where);
   if (!list.is_array()) bad(where, std::string("field '") + key + "' must be a list");
+  if (list.size() > kMaxTensors) {
+    bad(where, std::string("field '") + key + "' lists " + std::to_string(list.size()) + " tensors, more than " +
+                   std::to_string(kMaxTensors));
+  }
   std::vector<TensorSpec> specs;
+  std::set<std::string> seen;
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string at = where + " " + key + "[" + std::to_string(i) + "]";
     const json& item = list[i];
     if (!item.is_object()) bad(at, "must be an object {name, dtype, shape}");
     TensorSpec spec;
     spec.name = string_field(item, "name", at);
+    check_name(spec.name, at, "name");
+    if (!seen.insert(spec.name).second) bad(at, "name '" + spec.name + "' is used twice");
     const std::string dtype = string_field(item, "dtype", at);
     spec.dtype = detail::parse_dtype(dtype);
-    if (!spec.dtype) bad(at, "unknown dtype '" + dtype + "'");
+    if (!spec.dtype) {
+      std::string known;
+      for (const auto& n : supported_dtypes()) known += (known.empty() ? "" : ", ") + n;
+      bad(at, "dtype '" + dtype + "' is not supported; supported: " + known);
+    }
     const json& shape = field(item, "shape", at);
-    if (!shape.is_array()) bad(at, "shape must be a list of integers or null, got " + shape.dump());
+    if (!shape.is_array()) bad(at, "shape must be a list of integers or null, got " + short_dump(shape));
+    if (shape.size() > kMaxDims) {
+      bad(at, "shape has " + std::to_string(shape.size()) + " dimensions, more than " + std::to_string(kMaxDims));
+    }
     std::vector<int64_t> dims;
     std::vector<std::string> names;
     bool named = false;
@@ -62,16 +103,19 @@ std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std:
       if (d.is_null()) {
         dims.push_back(-1);
         names.emplace_back();
-      } else if (d.is_string() && !d.get<std::string>().empty()) {
+      } else if (d.is_string()) {
+        check_name(d.get<std::string>(), at, "dimension name");
         dims.push_back(-1);
         names.push_back(d.get<std::string>());
         named = true;
-      } else if (d.is_number_integer() && d.get<int64_t>() >= 0) {
+      } else if ((d.is_number_unsigned() && d.get<uint64_t>() <= static_cast<uint64_t>(kMaxDim)) ||
+                 (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() >= 0 &&
+                  d.get<int64_t>() <= kMaxDim)) {
         dims.push_back(d.get<int64_t>());
         names.emplace_back();
       } else {
-        bad(at, "shape entries must be non-negative integers, null or a dimension name, got " +
-                    d.dump());
+        bad(at, "shape entries must be integers from 0 to 2^48, null or a dimension name, got " +
+                    short_dump(d));
       }
     }
     spec.shape = std::move(dims);
@@ -101,6 +145,12 @@ json specs_to_json(const std::vector<TensorSpec>& specs) {
 }
 
 }  // namespace
+
+std::vector<std::string> supported_dtypes() {
+  std::vector<std::string> names;
+  for (const auto& [name, type] : kDtypes) names.emplace_back(name);
+  return names;
+}
 
 std::string dtype_name(c10::ScalarType dtype) {
   for (const auto& [name, type] : kDtypes) {
@@ -143,6 +193,10 @@ std::string Manifest::to_json(int indent) const {
   return out.dump(indent);
 }
 
+Manifest Manifest::from_json(const std::string& text, const std::string& where) {
+  return detail::parse_manifest(text, where);
+}
+
 namespace detail {
 
 std::optional<c10::ScalarType> parse_dtype(const std::string& name) {
@@ -153,21 +207,44 @@ std::optional<c10::ScalarType> parse_dtype(const std::string& name) {
 }
 
 Manifest parse_manifest(const std::string& text, const std::string& where) {
-  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) bad(where, "not valid JSON");
+  if (text.size() > limits::kJsonBytes) {
+    bad(where, "is " + std::to_string(text.size()) + " bytes, more than the limit of " +
+                   std::to_string(limits::kJsonBytes));
+  }
+  // Depth is checked while parsing, before a deep document is built.
+  struct TooDeep {};
+  json doc;
+  try {
+    doc = json::parse(
+        text,
+        [](int depth, json::parse_event_t, json&) {
+          if (depth > limits::kJsonDepth) throw TooDeep{};
+          return true;
+        },
+        /*allow_exceptions=*/true);
+  } catch (const TooDeep&) {
+    bad(where, "nests more than " + std::to_string(limits::kJsonDepth) + " levels deep (the limit)");
+  } catch (const json::parse_error& e) {
+    std::string why = e.what();
+    if (why.find("'NaN") != std::string::npos || why.find("'Inf") != std::string::npos ||
+        why.find("'-Inf") != std::string::npos) {
+      why = "it holds NaN or Infinity, which JSON cannot carry (metadata numbers must be finite)";
+    }
+    bad(where, "not valid JSON: " + why);
+  }
   if (!doc.is_object()) bad(where, "must be a JSON object, got " + std::string(doc.type_name()));
   const json& schema = field(doc, "schema", where);
-  if (!schema.is_number_integer() || schema.get<int64_t>() < 1) {
-    bad(where, "field 'schema' must be a positive integer, got " + schema.dump());
+  if (!schema.is_number_integer() || (!schema.is_number_unsigned() && schema.get<int64_t>() < 1)) {
+    bad(where, "field 'schema' must be a positive integer, got " + short_dump(schema));
+  }
+  if (schema.get<uint64_t>() > static_cast<uint64_t>(kManifestSchema)) {
+    bad(where, "schema " + short_dump(schema) + " is newer than this runtime reads (" +
+                   std::to_string(kManifestSchema) + "); upgrade torchport (runtime " + version() + ")");
   }
   Manifest m;
-  m.schema = schema.get<int>();
-  if (m.schema > kManifestSchema) {
-    bad(where, "schema " + std::to_string(m.schema) + " is newer than this runtime reads (" +
-                   std::to_string(kManifestSchema) + "); upgrade torchport (runtime " +
-                   version() + ")");
-  }
+  m.schema = static_cast<int>(schema.get<uint64_t>());
   m.name = string_field(doc, "name", where);
+  check_name(m.name, where, "field 'name'");
   m.torchport_version = string_field(doc, "torchport_version", where);
   m.torch_version = string_field(doc, "torch_version", where);
   m.export_method = string_field(doc, "export_method", where);
@@ -178,7 +255,7 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   if (m.outputs.empty()) bad(where, "'outputs' is empty");
   auto meta = doc.find("metadata");
   if (meta != doc.end()) {
-    if (!meta->is_object()) bad(where, "field 'metadata' must be an object");
+    if (!meta->is_object()) bad(where, "field 'metadata' must be an object, got " + short_dump(*meta));
     m.metadata_json = meta->dump();
   }
   auto checksum = doc.find("checksum");
@@ -189,7 +266,10 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     m.checksum = checksum->get<std::string>();
   }
   auto golden = doc.find("golden");
-  m.has_golden = golden != doc.end() && golden->is_boolean() && golden->get<bool>();
+  if (golden != doc.end() && !golden->is_boolean()) {
+    bad(where, "field 'golden' must be true or false, got " + short_dump(*golden));
+  }
+  m.has_golden = golden != doc.end() && golden->get<bool>();
   return m;
 }
 

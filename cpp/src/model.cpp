@@ -4,7 +4,11 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <limits>
 #include <sstream>
+#include <thread>
+
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -14,6 +18,7 @@
 
 #include "detail.h"
 #include "libraries.h"
+#include "reader.h"
 
 namespace torchport {
 namespace detail {
@@ -36,14 +41,43 @@ std::string brief(const std::exception& e) {
 
 namespace {
 
-std::unique_ptr<Backend> open_backend(const std::string& path, const c10::Device& device) {
+std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                      const c10::Device& device) {
   // The one routing point between artifact formats.
   if (std::filesystem::path(path).extension() == ".pt2") {
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' looks like an AOTInductor package (.pt2); this runtime reads "
                 "TorchScript archives only");
   }
-  return open_torchscript(path, device);
+  return open_torchscript(path, std::move(bytes), device);
+}
+
+// An output that shares storage with anything but the other outputs of the
+// same call (a parameter, a buffer, a constant, an input) is copied, so a
+// caller's in-place edit can never reach the model or a later call.
+void unshare_outputs(std::vector<at::Tensor>& outputs) {
+  std::map<const c10::StorageImpl*, long> refs;  // references held by this call's outputs
+  for (const auto& t : outputs) {
+    if (t.defined() && t.has_storage()) ++refs[t.storage().unsafeGetStorageImpl()];
+  }
+  for (auto& t : outputs) {
+    if (!t.defined() || !t.has_storage()) continue;
+    const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+    if (static_cast<long>(t.storage().use_count()) > refs[storage]) {
+      --refs[storage];
+      t = t.clone();
+    }
+  }
+}
+
+// Bytes a contiguous copy of `t` would take, or -1 when that overflows.
+int64_t contiguous_bytes(const at::Tensor& t) {
+  int64_t n = static_cast<int64_t>(t.element_size());
+  for (const int64_t d : t.sizes()) {
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) return -1;
+    n *= d;
+  }
+  return n;
 }
 
 void check_against_signature(const Manifest& manifest, const Manifest& signature,
@@ -146,7 +180,68 @@ void check_one(const TensorSpec& spec, const at::Tensor& t, const ModelState& st
   }
 }
 
+// A contiguous tensor with the input's values; an expanded or strided view
+// too large to copy is a BadInput naming the bytes it asked for.
+at::Tensor contiguous(const TensorSpec& spec, const at::Tensor& t) {
+  if (t.is_contiguous()) return t;
+  const int64_t bytes = contiguous_bytes(t);
+  // Refused rather than tried: on an overcommitting system a copy larger than
+  // the machine's memory "succeeds" and the process is killed later.
+  static const int64_t memory = static_cast<int64_t>(::sysconf(_SC_PHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
+  try {
+    if (bytes < 0 || (memory > 0 && bytes > memory)) throw std::bad_alloc();
+    return t.contiguous();
+  } catch (const std::exception&) {
+    throw Error(ErrorKind::BadInput,
+                "input '" + spec.name + "': a contiguous copy of this " + shape_string(t.sizes().vec()) +
+                    " view needs " + (bytes < 0 ? std::string("more than 2^63") : std::to_string(bytes)) +
+                    " bytes, which cannot be allocated");
+  }
+}
+
 }  // namespace
+
+c10::Device parse_device(const std::string& text) {
+  std::optional<c10::Device> device;
+  try {
+    device = c10::Device(text);
+  } catch (const std::exception&) {
+  }
+  if (!device || (!device->is_cpu() && !device->is_cuda())) {
+    throw Error(ErrorKind::BadOption, "device: expected 'cpu', 'cuda' or 'cuda:N', got '" + text + "'");
+  }
+  if (device->is_cpu()) {
+    if (device->has_index() && device->index() != 0) {
+      throw Error(ErrorKind::BadOption, "device: expected 'cpu' or 'cpu:0', got '" + text + "'");
+    }
+    return c10::Device(c10::kCPU);
+  }
+  if (!at::hasCUDA()) {
+    throw Error(ErrorKind::BadOption, "device '" + text + "': this LibTorch has no CUDA device available");
+  }
+  const int count = static_cast<int>(at::getNumGPUs());
+  const int index = device->has_index() ? device->index() : 0;
+  if (index >= count) {
+    throw Error(ErrorKind::BadOption, "device '" + text + "': expected an index below " + std::to_string(count) +
+                                          " (CUDA devices present), got " + std::to_string(index));
+  }
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+Options checked_options(const Options& options) {
+  Options checked = options;
+  if (options.threads < 0 || options.threads > max_threads()) {
+    throw Error(ErrorKind::BadOption, "threads: expected 0 (LibTorch's default) to " +
+                                          std::to_string(max_threads()) + ", got " +
+                                          std::to_string(options.threads));
+  }
+  if (options.warmup_runs < 0 || options.warmup_runs > kMaxWarmupRuns) {
+    throw Error(ErrorKind::BadOption, "warmup_runs: expected 0 to " + std::to_string(kMaxWarmupRuns) +
+                                          ", got " + std::to_string(options.warmup_runs));
+  }
+  checked.device = parse_device(options.device).str();
+  return checked;
+}
 
 std::vector<at::Tensor> validate_inputs(const ModelState& state,
                                         const std::vector<at::Tensor>& inputs) {
@@ -168,7 +263,7 @@ std::vector<at::Tensor> validate_inputs(const ModelState& state,
       throw Error(ErrorKind::BadInput,
                   "input '" + specs[i].name + "': holds NaN or Inf values (check_nan is on)");
     }
-    ready.push_back(inputs[i].contiguous());
+    ready.push_back(contiguous(specs[i], inputs[i]));
   }
   check_named_dims(specs, ready);
   return ready;
@@ -176,49 +271,38 @@ std::vector<at::Tensor> validate_inputs(const ModelState& state,
 
 }  // namespace detail
 
+void check_options(const Options& options) { detail::checked_options(options); }
+
+int max_threads() {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(256, 4 * cores);
+}
+
 Model::Model(std::shared_ptr<const detail::ModelState> state) : state_(std::move(state)) {}
 
 Model Model::load(const std::string& path, const Options& options) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) {
-    throw Error(ErrorKind::NotFound, "artifact '" + path + "' does not exist");
-  }
-  if (fs::is_directory(status)) {
-    throw Error(ErrorKind::BadArtifact, "artifact '" + path + "' is a directory, not a file");
-  }
-  if (fs::file_size(path, ec) == 0) {
-    throw Error(ErrorKind::BadArtifact, "artifact '" + path + "' is empty");
-  }
-  if (options.threads < 0) {
-    throw Error(ErrorKind::BadOption,
-                "threads: expected 0 (LibTorch default) or more, got " + std::to_string(options.threads));
-  }
-  if (options.warmup_runs < 0) {
-    throw Error(ErrorKind::BadOption,
-                "warmup_runs: expected 0 or more, got " + std::to_string(options.warmup_runs));
-  }
+  const Options checked = detail::checked_options(options);
+  // The file is read once; everything below parses these bytes.
+  return load_bytes(path, detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact), checked);
+}
 
+Model Model::load_from_memory(std::string bytes, const std::string& name, const Options& options) {
+  const Options checked = detail::checked_options(options);
+  if (bytes.empty()) throw Error(ErrorKind::BadArtifact, "artifact '" + name + "' is empty");
+  return load_bytes(name, std::make_shared<const std::string>(std::move(bytes)), checked);
+}
+
+Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::string> bytes, const Options& options) {
   auto state = std::make_shared<detail::ModelState>();
   state->path = path;
   state->options = options;
-  try {
-    state->device = c10::Device(options.device);
-  } catch (const std::exception& e) {
-    throw Error(ErrorKind::BadOption, "device: expected 'cpu', 'cuda' or 'cuda:N', got '" +
-                                          options.device + "'");
-  }
-  if (state->device.is_cuda() && !at::hasCUDA()) {
-    throw Error(ErrorKind::BadOption,
-                "device '" + options.device + "': this LibTorch has no CUDA device available");
-  }
+  state->device = c10::Device(options.device);
   // Operator libraries before the model, whose code refers to their ops.
   detail::load_libraries(options.libraries);
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
-  detail::ArchiveFiles files = detail::read_archive(path, options.verify_checksum);
-  state->backend = detail::open_backend(path, state->device);
+  detail::ArchiveFiles files = detail::read_archive(path, bytes, options.verify_checksum);
+  state->backend = detail::open_backend(path, bytes, state->device);
   const Manifest signature = state->backend->signature();
   const std::string where = "'" + path + "' torchport/manifest.json";
   if (!files.manifest) {
@@ -272,6 +356,7 @@ std::vector<at::Tensor> Model::run(const std::vector<at::Tensor>& inputs) const 
                                         std::to_string(outputs.size()) + " outputs, manifest lists " +
                                         std::to_string(specs.size()));
   }
+  detail::unshare_outputs(outputs);
   return outputs;
 }
 
@@ -317,14 +402,19 @@ Golden Model::golden() const {
   if (!state_->golden) {
     throw Error(ErrorKind::BadArtifact, "'" + state_->path + "' holds no golden examples");
   }
-  return *state_->golden;
+  // Copies: the caller may edit them, and selfcheck must keep comparing
+  // against what was stored.
+  Golden copy;
+  for (const auto& t : state_->golden->inputs) copy.inputs.push_back(t.clone());
+  for (const auto& t : state_->golden->outputs) copy.outputs.push_back(t.clone());
+  return copy;
 }
 
 std::vector<at::Tensor> Model::example_inputs() const {
   std::vector<at::Tensor> inputs;
   if (state_->golden) {
     // Golden tensors are stored on the CPU; the model may live elsewhere.
-    for (const auto& t : state_->golden->inputs) inputs.push_back(t.to(state_->device));
+    for (const auto& t : state_->golden->inputs) inputs.push_back(t.to(state_->device, /*non_blocking=*/false, /*copy=*/true));
     return inputs;
   }
   for (const auto& spec : state_->manifest.inputs) {

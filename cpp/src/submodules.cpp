@@ -47,8 +47,10 @@ void run_submodule_file(const Model& model, const std::string& name, const std::
   std::map<std::string, c10::IValue> kwargs;
   for (const auto& t : bundle.positional) args.emplace_back(t.to(device));
   for (const auto& [key, t] : bundle.named) kwargs[key] = t.to(device);
+  // Refused before running: the output may not replace what this command reads.
+  check_output_path(output, {model.path(), input});
   const c10::IValue result = model.run_submodule(name, args, kwargs);
-  write_tensor_file(output, flatten_tensors(result, "submodule '" + name + "'"));
+  write_tensor_file(output, flatten_tensors(result, "submodule '" + name + "'"), {model.path(), input});
 }
 
 }  // namespace torchport

@@ -13,6 +13,9 @@
 
 #include <torchport/tools.h>
 
+#include "detail.h"
+#include "reader.h"
+
 namespace torchport {
 namespace {
 
@@ -64,6 +67,12 @@ std::vector<Comparison> compare_outputs(const std::vector<std::string>& names,
                                         const std::vector<at::Tensor>& expected,
                                         const std::vector<at::Tensor>& got, double atol,
                                         double rtol) {
+  for (const auto& [name, value] : {std::pair{"atol", atol}, std::pair{"rtol", rtol}}) {
+    if (!std::isfinite(value) || value < 0) {
+      throw Error(ErrorKind::BadOption,
+                  std::string(name) + ": expected a finite number >= 0, got " + std::to_string(value));
+    }
+  }
   if (expected.size() != got.size()) {
     throw Error(ErrorKind::Runtime, "expected " + std::to_string(expected.size()) +
                                         " outputs, got " + std::to_string(got.size()));
@@ -123,6 +132,38 @@ std::string CheckReport::to_json(int indent) const {
   return out.dump(indent);
 }
 
+ArtifactInfo inspect(const std::string& path) {
+  const auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
+  detail::ArchiveFiles files = detail::read_archive(path, bytes, /*verify_checksum=*/false);
+  ArtifactInfo info;
+  info.format = "torchscript";
+  if (files.manifest) {
+    info.manifest = std::move(*files.manifest);
+    info.checksum = files.checksum;
+    info.checksum_ok = !info.manifest.checksum.empty() && info.checksum == info.manifest.checksum;
+    return info;
+  }
+  // No manifest: the contract as far as forward() tells it, as Model::load derives it.
+  Options options;
+  options.verify_checksum = false;
+  const Model model = Model::load(path, options);
+  info.manifest = model.manifest();
+  return info;
+}
+
+Golden read_golden(const std::string& path) {
+  const auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
+  const detail::ArchiveFiles files = detail::read_archive(path, bytes, /*verify_checksum=*/false);
+  if (files.golden_bytes.empty()) {
+    throw Error(ErrorKind::BadArtifact, "artifact '" + path + "' holds no golden examples (torchport/golden.pt)");
+  }
+  return detail::parse_golden(files.golden_bytes, "'" + path + "' torchport/golden.pt");
+}
+
+std::string payload_checksum(const std::string& archive_bytes) {
+  return detail::payload_checksum(archive_bytes, "archive");
+}
+
 CheckReport selfcheck(const Model& model, double atol, double rtol) {
   const Golden golden = model.golden();
   std::vector<std::string> names;
@@ -142,8 +183,15 @@ std::string BenchResult::to_json(int indent) const {
 
 BenchResult benchmark(const Model& model, const std::vector<at::Tensor>& inputs, int iters,
                       int warmup) {
-  if (iters < 1) throw Error(ErrorKind::BadOption, "iters: expected 1 or more, got " + std::to_string(iters));
-  if (warmup < 0) throw Error(ErrorKind::BadOption, "warmup: expected 0 or more, got " + std::to_string(warmup));
+  constexpr int kMaxIters = 10'000'000;
+  if (iters < 1 || iters > kMaxIters) {
+    throw Error(ErrorKind::BadOption,
+                "iters: expected 1 to " + std::to_string(kMaxIters) + ", got " + std::to_string(iters));
+  }
+  if (warmup < 0 || warmup > kMaxIters) {
+    throw Error(ErrorKind::BadOption,
+                "warmup: expected 0 to " + std::to_string(kMaxIters) + ", got " + std::to_string(warmup));
+  }
   using clock = std::chrono::steady_clock;
   auto ms_since = [](clock::time_point start) {
     return std::chrono::duration<double, std::milli>(clock::now() - start).count();

@@ -1,38 +1,31 @@
-"""The one way torchport replaces a file: written in full beside the destination,
-flushed to disk, then renamed over it. A reader, or a crash at any point, sees
-the old file or the complete new one, never a part."""
+"""The one way torchport writes a file, from Python: the C++ runtime's writer
+(``torchport::write_file``). The bytes go to an unnamed file beside the
+destination, are flushed to disk and then put in place, so a reader or a crash
+sees the old file or the complete new one, and a killed writer leaves nothing
+behind. Without ``overwrite`` an existing file (or link) is never replaced,
+even by two writers racing."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 
-def write_atomically(path: Union[str, Path], write: Callable[[BinaryIO], None]) -> Path:
-    """Calls ``write(f)`` on a temporary file beside ``path``, then renames it to ``path``.
+def write_atomically(path: Union[str, Path], write: Callable[[BinaryIO], None], *, overwrite: bool = True) -> Path:
+    """Calls ``write(f)`` on an in-memory buffer, then writes it to ``path`` atomically.
 
         >>> write_atomically("out.pt", lambda f: torch.save(tensor, f))
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file private (0600); give it the permissions a
-        # plain open() would, so other users can read an artifact as before.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    write(buf)
+    return write_bytes(path, buf.getvalue(), overwrite=overwrite)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def write_bytes(path: Union[str, Path], data: bytes, *, overwrite: bool = False) -> Path:
+    """Writes ``data`` to ``path`` with the runtime's writer; raises BadOptionError
+    if ``path`` exists and ``overwrite`` is false, OutputError if writing fails."""
+    from torchport.native import load_native
+
+    load_native().write_file(str(path), data, overwrite=overwrite)
+    return Path(path)

@@ -20,7 +20,7 @@ import torch
 
 from torchport._files import write_atomically
 from torchport._version import __version__
-from torchport.errors import ArtifactNotFoundError, BadOptionError, CheckpointError
+from torchport.errors import BadOptionError, CheckpointError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "torchport.checkpoint"
@@ -40,8 +40,12 @@ def save_checkpoint(path: Union[str, Path], content: dict[str, Any]) -> Path:
 def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
     """Reads a checkpoint without executing code (``weights_only``) and checks that this torchport can use it."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactNotFoundError(f"checkpoint '{path}' does not exist")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint '{path}' is a directory; expected a checkpoint file such as {path / 'checkpoint.pt'}")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise CheckpointError(f"checkpoint '{path}' is not a regular file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch.load raises many types

@@ -11,8 +11,10 @@
     torchport datasets
     torchport --cmake-prefix-path
 
-Exit codes match torchport-run: 0 ok, 1 parity mismatch, 2 usage or bad option,
-3 artifact missing or unreadable, 4 bad input, 5 the model failed while running.
+Exit codes come from the runtime's one table, shared with torchport-run (docs/runtime.md):
+0 ok, 1 parity mismatch, 2 usage or bad option, 3 artifact missing or unreadable, 4 bad input,
+5 the model failed while running, 6 export failed, 7 bad data, 8 bad checkpoint, 9 an output
+could not be written, 10 the C++ runtime is not installed.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from torchport._files import write_atomically
 from torchport._version import __version__
-from torchport.errors import BadOptionError, TorchportError
-from torchport.manifest import payload_checksum, read_manifest
+from torchport.errors import BadOptionError, TorchportError, exit_code_of
+from torchport.manifest import Manifest
 
 EXIT_MISMATCH = 1
 
 
 def inspect_artifact(path: str, *, as_json: bool = False) -> str:
-    """The manifest as readable text (or JSON)."""
-    m = read_manifest(path)
+    """The manifest as readable text (or JSON), read and checked by the runtime."""
+    from torchport.native import load_native
+
+    info = load_native().inspect(str(path))
+    m = Manifest.from_native(info.manifest)
     if as_json:
         return m.to_json()
     lines = [
@@ -47,7 +51,7 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
         f"  golden examples: {'yes' if m.golden else 'no'}",
     ]
     if m.checksum:
-        ok = payload_checksum(path) == m.checksum
+        ok = info.checksum_ok
         lines.append(f"  payload checksum: {m.checksum[:19]}... {'verified' if ok else 'MISMATCH: modified after export'}")
     if m.metadata:
         lines.append("  metadata:")
@@ -55,30 +59,34 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-def save_tensors(path: str, tensors: Sequence[Any]) -> None:
-    """One tensor as a tensor, several as a tuple; replaced atomically."""
-    import torch
+def save_tensors(path: str, tensors: Sequence[Any], *, protect: Sequence[str] = ()) -> None:
+    """One tensor as a tensor, several as a tuple (torch.load reads it), written by the
+    runtime's writer as torchport-run writes it; ``protect`` lists files it may not replace."""
+    from torchport.native import load_native
 
-    write_atomically(path, lambda f: torch.save(tensors[0] if len(tensors) == 1 else tuple(tensors), f))
+    load_native().write_tensor_file(str(path), list(tensors), protect=[str(p) for p in protect])
 
 
 def run_artifact(path: str, input_file: str, output_file: str, *, device: str = "cpu", threads: Optional[int] = None) -> None:
     """Runs an artifact in the C++ runtime on a tensor file; writes the outputs."""
-    from torchport.native import NativeModel, read_tensor_file
+    from torchport.native import NativeModel, load_native, read_tensor_file
 
     model = NativeModel(path, device=device, threads=threads)
+    # Refused before running: the output may not replace what this command reads.
+    load_native().check_output_path(str(output_file), [str(path), str(input_file)])
     data = read_tensor_file(input_file)  # the runtime's own reader, as torchport-run predict uses
     if isinstance(data, (list, tuple)):
         outputs = model.run(*data)
     else:
         outputs = model.run(data)
-    save_tensors(output_file, outputs)
+    save_tensors(output_file, outputs, protect=[path, input_file])
 
 
 def model_from_checkpoint(checkpoint: str, artifact: str):
     """The eager model an artifact was exported from: the checkpoint rebuilt with
     the postprocess the artifact's manifest records."""
     from torchport.checkpoint import load_checkpoint, pipeline_from_checkpoint
+    from torchport.manifest import read_manifest
 
     postprocess = read_manifest(artifact).metadata.get("postprocess", "none")
     return pipeline_from_checkpoint(load_checkpoint(checkpoint), postprocess)
@@ -316,8 +324,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(describe_datasets())
             return 0
     except TorchportError as e:
-        print(f"torchport: error: {e}", file=sys.stderr)
+        print(f"torchport: error[{e.kind}]: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        print("torchport: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - a bug must still end in one line and a documented code
+        print(f"torchport: internal error: {type(e).__name__}: {e} (please report it)", file=sys.stderr)
+        return exit_code_of("runtime")
     return 2
 
 

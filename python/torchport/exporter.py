@@ -19,10 +19,11 @@ from typing import Any, Optional, Union
 
 import torch
 
-from torchport._files import write_atomically
+from torchport._files import write_bytes
 from torchport._version import __version__
-from torchport.errors import BadOptionError, ExportError
-from torchport.manifest import GOLDEN_FILE, MANIFEST_FILE, SCHEMA, Manifest, TensorSpec, payload_checksum
+from torchport.errors import BadArtifactError, BadOptionError, ExportError
+from torchport.manifest import Manifest, TensorSpec, payload_checksum
+from torchport.native import load_native
 
 METHODS = ("auto", "script", "trace")
 
@@ -269,7 +270,7 @@ def export(
             for n, t in zip(in_names, inputs)
         ],
         outputs=[TensorSpec(n, dtype_name(o.dtype), s) for n, o, s in zip(out_names, outputs, out_shapes)],
-        schema=SCHEMA,
+        schema=load_native().MANIFEST_SCHEMA,
         torchport_version=__version__,
         torch_version=torch.__version__,
         export_method=used,
@@ -277,11 +278,22 @@ def export(
         metadata=meta,
         golden=True,
     )
+    native = load_native()
+    try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)
+        manifest.validated(f"export of '{path}': manifest")
+    except BadArtifactError as e:
+        raise ExportError(f"the runtime would refuse this artifact: {e}") from None
     # The checksum covers every record but the manifest, so it is taken from a
     # first save without it; the records do not change between saves.
-    manifest.checksum = payload_checksum(_archive(module, {GOLDEN_FILE: golden.getvalue()}))
-    data = _archive(module, {MANIFEST_FILE: manifest.to_json().encode(), GOLDEN_FILE: golden.getvalue()})
+    manifest.checksum = payload_checksum(_archive(module, {native.GOLDEN_FILE: golden.getvalue()}))
+    data = _archive(module, {native.MANIFEST_FILE: manifest.to_json().encode(), native.GOLDEN_FILE: golden.getvalue()})
     if payload_checksum(data) != manifest.checksum:
         raise ExportError("torch.jit.save wrote different model records on two saves; cannot checksum the payload")
-    write_atomically(path, lambda f: f.write(data))
+    # Loaded by the runtime's own reader before anything is written: export
+    # never leaves a file that the runtime refuses.
+    try:
+        native.load_from_memory(data, str(path))
+    except (BadArtifactError, BadOptionError) as e:
+        raise ExportError(f"the runtime refuses the exported model, so nothing was written: {e}") from None
+    write_bytes(path, data, overwrite=overwrite)
     return path

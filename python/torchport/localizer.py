@@ -509,7 +509,8 @@ def _runner(runtime: str, path, threads: int, libraries: Sequence[str], device: 
 def _compare(expected: list[torch.Tensor], got: list[torch.Tensor], atol: float, rtol: float, prefix: str):
     """The runtime's own comparison (torchport::compare_outputs), folded to one verdict."""
     names = [f"{prefix}.{i}" if len(expected) > 1 else prefix for i in range(len(expected))]
-    rows = load_native().compare(names, [t.cpu() for t in expected], [t.cpu() for t in got], atol=atol, rtol=rtol)
+    rows = load_native().compare_outputs(names, [t.cpu() for t in expected], [t.cpu() for t in got], atol=atol,
+                                         rtol=rtol)
     return rows
 
 
@@ -639,18 +640,21 @@ def localize(
         raise BadOptionError(f"threads: expected 1 or more, got {threads}")
     start = time.perf_counter()
     manifest = read_manifest(path)
+    libs = [str(p) for p in libraries or ()]
     if inputs is None:
         tensors, _ = read_golden(path)
         reference = "eager on the golden inputs"
     else:
-        from torchport.parity import _ordered
-
-        tensors = _ordered(inputs, manifest)
         reference = "eager"
+        if isinstance(inputs, torch.Tensor):
+            tensors = [inputs]
+        elif isinstance(inputs, Mapping):  # by name: the runtime's ordering rule
+            tensors = NativeModel(path, libraries=libs).order_inputs(inputs)
+        else:
+            tensors = list(inputs)
     tensors = [t.to(device) for t in tensors]
     eager_threads = torch.get_num_threads()
     run_threads = threads or eager_threads
-    libs = [str(p) for p in libraries or ()]
 
     model.eval()
     records = _record(model, tensors)

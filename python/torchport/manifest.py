@@ -1,6 +1,9 @@
 """The artifact's I/O contract: ``torchport/manifest.json`` inside the archive.
 
-Schema 1 (documented in docs/artifact.md)::
+The schema (1, documented in docs/artifact.md) is defined once, in the C++
+runtime: reading, validating and writing manifests all go through it
+(``torchport._native``), so ``inspect``, ``verify``, ``export`` and the runtime
+accept and refuse exactly the same files::
 
     {"schema": 1, "name": "digits_cnn", "torchport_version": "0.1.0",
      "torch_version": "2.13.0+cpu", "export_method": "script",
@@ -20,21 +23,18 @@ sharing a name agree across the inputs of a call).
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from torchport.errors import ArtifactNotFoundError, BadArtifactError
-
-SCHEMA = 1
-MANIFEST_FILE = "torchport/manifest.json"
-GOLDEN_FILE = "torchport/golden.pt"
-
 Shape = tuple[Union[int, str, None], ...]
+
+
+def _native():
+    from torchport.native import load_native
+
+    return load_native()
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,16 @@ class TensorSpec:
 
 @dataclass
 class Manifest:
-    """What an artifact promises: its inputs, outputs and where it came from."""
+    """What an artifact promises: its inputs, outputs and where it came from.
+
+    Built from the runtime's parsed manifest (``from_native``) or validated by
+    it (``validated``); ``to_json`` is the runtime's serialisation.
+    """
 
     name: str
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    schema: int = SCHEMA
+    schema: int = 1
     torchport_version: str = ""
     torch_version: str = ""
     export_method: str = ""
@@ -84,165 +88,86 @@ class Manifest:
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for key in ("inputs", "outputs"):
-            d[key] = [
-                {"name": s["name"], "dtype": s["dtype"], "shape": None if s["shape"] is None else list(s["shape"])}
-                for s in d[key]
-            ]
-        if not self.checksum:
-            del d["checksum"]
-        return d
-
-    def to_json(self, indent: Optional[int] = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
     @classmethod
-    def from_dict(cls, d: Any, where: str = "manifest") -> "Manifest":
-        if not isinstance(d, dict):
-            raise BadArtifactError(f"{where}: must be a JSON object, got {type(d).__name__}")
-        schema = d.get("schema")
-        if not isinstance(schema, int) or isinstance(schema, bool) or schema < 0:
-            raise BadArtifactError(f"{where}: field 'schema' must be a non-negative integer, got {schema!r}")
-        if schema > SCHEMA:
-            raise BadArtifactError(
-                f"{where}: schema {schema} is newer than this torchport reads ({SCHEMA}); upgrade torchport"
-            )
-        for key in ("name", "inputs", "outputs"):
-            if key not in d:
-                raise BadArtifactError(f"{where}: missing field '{key}'")
-
-        def specs(key: str) -> list[TensorSpec]:
-            items = d[key]
-            if not isinstance(items, list):
-                raise BadArtifactError(f"{where}: field '{key}' must be a list")
-            out = []
-            for i, s in enumerate(items):
-                if not isinstance(s, dict) or "name" not in s:
-                    raise BadArtifactError(f"{where}: {key}[{i}] must be an object with a name")
-                shape = s.get("shape")
-                if shape is not None and (
-                    not isinstance(shape, list)
-                    or not all(d is None or (isinstance(d, str) and d) or (type(d) is int and d >= 0) for d in shape)
-                ):
-                    raise BadArtifactError(
-                        f"{where}: {key}[{i}] shape must list non-negative integers, null or names, got {shape!r}"
-                    )
-                out.append(TensorSpec(s["name"], s.get("dtype"), None if shape is None else tuple(shape)))
-            return out
-
-        return cls(
-            name=d["name"],
-            inputs=specs("inputs"),
-            outputs=specs("outputs"),
-            schema=schema,
-            torchport_version=d.get("torchport_version", ""),
-            torch_version=d.get("torch_version", ""),
-            export_method=d.get("export_method", ""),
-            created=d.get("created", ""),
-            metadata=d.get("metadata") or {},
-            golden=bool(d.get("golden", False)),
-            checksum=d.get("checksum", ""),
+    def from_native(cls, m: Any) -> "Manifest":
+        """From a ``torchport._native.Manifest`` (already validated by the runtime)."""
+        out = cls(
+            name=m.name,
+            inputs=[TensorSpec(s.name, s.dtype, s.shape) for s in m.inputs],
+            outputs=[TensorSpec(s.name, s.dtype, s.shape) for s in m.outputs],
+            schema=m.schema,
+            torchport_version=m.torchport_version,
+            torch_version=m.torch_version,
+            export_method=m.export_method,
+            created=m.created,
+            metadata=json.loads(m.metadata_json),
+            golden=m.has_golden,
+            checksum=m.checksum,
         )
+        out._source = m  # a derived contract (schema 0) is written as the runtime derived it
+        return out
 
     @classmethod
     def from_json(cls, text: str, where: str = "manifest") -> "Manifest":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise BadArtifactError(f"{where}: not valid JSON ({e})") from None
-        return cls.from_dict(d, where)
+        """Parses manifest JSON with the runtime's rules; raises BadArtifactError naming ``where``."""
+        return cls.from_native(_native().Manifest.from_json(text, where=where))
 
+    def _draft(self) -> str:
+        # NaN stays NaN here, so that the runtime refuses it by name.
+        return json.dumps(
+            {
+                "schema": self.schema,
+                "name": self.name,
+                "torchport_version": self.torchport_version,
+                "torch_version": self.torch_version,
+                "export_method": self.export_method,
+                "created": self.created,
+                "inputs": [{"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
+                           for s in self.inputs],
+                "outputs": [{"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
+                            for s in self.outputs],
+                "metadata": self.metadata,
+                "golden": self.golden,
+                **({"checksum": self.checksum} if self.checksum else {}),
+            }
+        )
 
-def _archive(path: Union[str, Path]) -> zipfile.ZipFile:
-    p = Path(path)
-    if not p.exists():
-        raise ArtifactNotFoundError(f"artifact '{p}' does not exist")
-    if p.is_dir():
-        raise BadArtifactError(f"artifact '{p}' is a directory, not a file")
-    try:
-        return zipfile.ZipFile(p)
-    except zipfile.BadZipFile:
-        raise BadArtifactError(f"artifact '{p}' is not a TorchScript archive (not a zip file)") from None
+    def validated(self, where: str = "manifest") -> Any:
+        """The runtime's parsed manifest for this one; raises BadArtifactError
+        with the runtime's reason when it would refuse it."""
+        return _native().Manifest.from_json(self._draft(), where=where)
 
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        """The manifest as the runtime writes it."""
+        source = self.validated() if self.schema > 0 else getattr(self, "_source", None)
+        if source is None:
+            raise ValueError("a derived contract (schema 0) is written only as read from its artifact")
+        return source.to_json(indent=-1 if indent is None else indent)
 
-def read_extra_file(path: Union[str, Path], name: str) -> Optional[bytes]:
-    """Bytes of a torchport file stored inside the archive, or None if absent."""
-    with _archive(path) as z:
-        suffix = "/extra/" + name
-        for entry in z.namelist():
-            if entry.endswith(suffix) and entry.count("/") == name.count("/") + 2:
-                return z.read(entry)
-    return None
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.to_json())
 
 
 def read_manifest(path: Union[str, Path]) -> Manifest:
-    """The manifest stored in an artifact.
+    """The manifest stored in an artifact, read and validated by the runtime.
 
     A plain TorchScript file without one gets the contract derived from its
-    ``forward`` schema (``schema == 0``; dtypes and shapes unknown), as the C++
-    runtime derives it.
+    ``forward`` schema (``schema == 0``; dtypes and shapes unknown).
 
         >>> read_manifest("model.pt").input_names
         ['image']
     """
-    raw = read_extra_file(path, MANIFEST_FILE)
-    if raw is not None:
-        return Manifest.from_json(raw.decode("utf-8", errors="replace"), f"'{path}' {MANIFEST_FILE}")
-    return _derive_manifest(path)
+    return Manifest.from_native(_native().inspect(str(path)).manifest)
 
 
-def _derive_manifest(path: Union[str, Path]) -> Manifest:
-    import torch
-
-    from torchport.exporter import _jit
-
-    try:
-        module = _jit(torch.jit.load, str(path), map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad archives
-        raise BadArtifactError(f"artifact '{path}' is not a loadable TorchScript archive: {e}") from None
-    schema = module.forward.schema
-    inputs = [TensorSpec(a.name, None, None) for a in schema.arguments[1:]]
-    ret = schema.returns[0].type if schema.returns else None
-    if ret is not None and isinstance(ret, torch.TupleType):
-        outputs = [TensorSpec(f"output_{i}", None, None) for i in range(len(ret.elements()))]
-    else:
-        outputs = [TensorSpec("output", None, None)]
-    return Manifest(name=module.original_name, inputs=inputs, outputs=outputs, schema=0)
-
-
-_NOT_HASHED = {"extra/" + MANIFEST_FILE, ".data/serialization_id"}
-
-
-def payload_checksum(archive: Union[str, Path, bytes]) -> str:
-    """SHA-256 of the model payload: every record of the archive but the
-    manifest (which stores this digest) and the per-save serialization id, in
-    name order, each as name, a zero byte, its size (8 bytes little-endian) and
-    its bytes. The C++ runtime computes the same at load.
-    """
-    source = io.BytesIO(archive) if isinstance(archive, bytes) else archive
-    sha = hashlib.sha256()
-    with zipfile.ZipFile(source) as z:
-        records = sorted((entry.split("/", 1)[1], entry) for entry in z.namelist() if "/" in entry)
-        for name, entry in records:
-            if name in _NOT_HASHED:
-                continue
-            data = z.read(entry)
-            sha.update(name.encode() + b"\0" + len(data).to_bytes(8, "little"))
-            sha.update(data)
-    return "sha256:" + sha.hexdigest()
+def payload_checksum(archive: bytes) -> str:
+    """The payload checksum of TorchScript archive bytes, computed by the
+    runtime as it verifies it at load (every record but the manifest and the
+    per-save serialization id; see docs/artifact.md)."""
+    return _native().payload_checksum(archive)
 
 
 def read_golden(path: Union[str, Path]) -> tuple[list[Any], list[Any]]:
-    """The golden ``(inputs, outputs)`` stored in an artifact at export."""
-    import torch
-
-    raw = read_extra_file(path, GOLDEN_FILE)
-    if raw is None:
-        raise BadArtifactError(f"artifact '{path}' holds no golden examples ({GOLDEN_FILE})")
-    try:
-        golden = torch.load(io.BytesIO(raw), weights_only=True)
-        return list(golden["inputs"]), list(golden["outputs"])
-    except Exception as e:  # noqa: BLE001
-        raise BadArtifactError(f"artifact '{path}' {GOLDEN_FILE} cannot be read: {e}") from None
+    """The golden ``(inputs, outputs)`` stored in an artifact at export, read by the runtime."""
+    inputs, outputs = _native().read_golden(str(path))
+    return list(inputs), list(outputs)

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 # binds to that same copy rather than resolving one through its rpath alone.
 import torch
 
-from torchport.errors import BadInputError, NativeUnavailableError
+from torchport.errors import NativeUnavailableError
 from torchport.manifest import Manifest
 
 BINARY = "torchport-run"
@@ -53,21 +53,6 @@ def read_tensor_file(path: Union[str, Path]) -> Union[list[torch.Tensor], dict[s
     return load_native().read_tensor_file(str(path))
 
 
-def _tensor(value: Any, where: str) -> Any:
-    if not isinstance(value, torch.Tensor):
-        if hasattr(value, "__dlpack__"):  # a NumPy (or other DLPack) array, shared without a copy
-            return value
-        raise BadInputError(f"{where}: expected a torch.Tensor or an array with __dlpack__, got {type(value).__name__}")
-    if value.device.type not in ("cpu", "cuda"):
-        raise BadInputError(f"{where}: expected a tensor on cpu or cuda, got one on {value.device}")
-    if value.layout != torch.strided:
-        raise BadInputError(f"{where}: expected a dense tensor, got layout {value.layout}")
-    # DLPack refuses tensors that require grad or carry a lazy conjugate bit;
-    # the runtime never differentiates, and resolving the conjugate is a copy
-    # only for the tensors that need it.
-    return value.detach().resolve_conj()
-
-
 class NativeModel:
     """An artifact loaded by the C++ runtime (the same code that embedding
     applications and ``torchport-run`` use).
@@ -96,13 +81,13 @@ class NativeModel:
         self._model = native.Model(
             str(path),
             device=device,
-            threads=threads or 0,
+            threads=0 if threads is None else threads,
             warmup_runs=warmup_runs,
             check_nan=check_nan,
             verify_checksum=verify_checksum,
             libraries=[str(p) for p in libraries],
         )
-        self.manifest: Manifest = Manifest.from_json(self._model.manifest_json, f"'{path}' manifest")
+        self.manifest: Manifest = Manifest.from_native(self._model.manifest)
 
     @property
     def warmup_ms(self) -> float:
@@ -114,12 +99,10 @@ class NativeModel:
         >>> m.run(image)            # positional
         >>> m.run({"image": image})  # by name
         """
+        # Every check (and every layout fix-up) happens in the runtime.
         if len(inputs) == 1 and isinstance(inputs[0], Mapping):
-            named = {str(k): _tensor(v, f"input '{k}'") for k, v in inputs[0].items()}
-            return tuple(self._model.run_named(named))
-        names = self.manifest.input_names
-        tensors = [_tensor(t, f"input '{names[i]}'" if i < len(names) else f"input {i}") for i, t in enumerate(inputs)]
-        return tuple(self._model.run(tensors))
+            return tuple(self._model.run_named(dict(inputs[0])))
+        return tuple(self._model.run(list(inputs)))
 
     __call__ = run
 
@@ -134,7 +117,7 @@ class NativeModel:
 
     def benchmark(self, inputs: Optional[list[torch.Tensor]] = None, *, iters: int = 100, warmup: int = 10) -> dict[str, Any]:
         """Latency in milliseconds (first call, p50, p90, p99) measured in C++."""
-        tensors = None if inputs is None else [_tensor(t, f"input {i}") for i, t in enumerate(inputs)]
+        tensors = None if inputs is None else list(inputs)
         return json.loads(self._model.benchmark(inputs=tensors, iters=iters, warmup=warmup))
 
     def submodules(self) -> list[Any]:
@@ -152,6 +135,11 @@ class NativeModel:
     def submodule_tensors(self, name: str) -> dict[str, torch.Tensor]:
         """Parameters and buffers of a submodule ("" is the model), by name relative to it."""
         return dict(self._model.submodule_tensors(name))
+
+    def order_inputs(self, inputs: Mapping[str, Any]) -> list[torch.Tensor]:
+        """Inputs given by name, in the model's order (the runtime's rule); unknown or
+        missing names are a BadInputError that lists them."""
+        return list(self._model.order_inputs(dict(inputs)))
 
     def __repr__(self) -> str:
         return f"NativeModel({str(self.path)!r}, inputs={self.manifest.input_names}, outputs={self.manifest.output_names})"

@@ -17,10 +17,10 @@ from typing import Any, Optional, Union
 
 import torch
 
-from torchport.errors import BadInputError, BadOptionError, TorchportError
-from torchport.exporter import _jit, _outputs_tuple, dtype_name
+from torchport.errors import BadOptionError, TorchportError
+from torchport.exporter import _jit, _outputs_tuple
 from torchport.manifest import Manifest, read_golden, read_manifest
-from torchport.native import NativeModel, binary_path
+from torchport.native import NativeModel, binary_path, load_native
 
 RUNTIMES = ("eager", "torchscript", "native", "binary")
 
@@ -106,41 +106,19 @@ class ParityReport:
 def compare(
     runtime: str, names: Sequence[str], expected: Sequence[torch.Tensor], got: Sequence[torch.Tensor], atol: float, rtol: float
 ) -> list[ParityRow]:
-    """Rows comparing ``got`` with ``expected`` output by output."""
+    """Rows comparing ``got`` with ``expected`` output by output, judged by the
+    runtime's one comparison (``torchport::compare_outputs``)."""
     if len(got) != len(expected):
         return [ParityRow(runtime, "*", None, None, float("inf"), float("inf"), False, False,
                           f"returned {len(got)} outputs, expected {len(expected)}")]
     rows = []
-    for name, e, g in zip(names, expected, got):
-        row = ParityRow(runtime, name, list(g.shape), dtype_name(g.dtype), float("inf"), float("inf"), False, False)
-        if g.shape != e.shape or g.dtype != e.dtype:
-            row.error = f"{name}: expected {dtype_name(e.dtype)}{list(e.shape)}, got {dtype_name(g.dtype)}{list(g.shape)}"
-        else:
-            e, g = e.detach().cpu().contiguous(), g.detach().cpu().contiguous()
-            row.bit_exact = torch.equal(e.reshape(-1).view(torch.uint8), g.reshape(-1).view(torch.uint8))
-            if e.numel() == 0 or row.bit_exact:
-                row.max_abs_diff = row.max_rel_diff = 0.0
-                row.ok = True
-            else:
-                ed, gd = e.to(torch.float64), g.to(torch.float64)
-                diff = (gd - ed).abs()
-                row.max_abs_diff = diff.max().item()
-                row.max_rel_diff = (diff / ed.abs().clamp_min(torch.finfo(torch.float64).tiny)).max().item()
-                row.ok = bool(torch.allclose(gd, ed, rtol=rtol, atol=atol, equal_nan=True))
+    for c in load_native().compare_outputs(list(names), list(expected), [g.detach() for g in got], atol=atol, rtol=rtol):
+        row = ParityRow(runtime, c.output, list(c.got_shape), c.got_dtype, c.max_abs_diff, c.max_rel_diff,
+                        c.bit_exact, c.ok)
+        if c.got_shape != c.expected_shape or c.got_dtype != c.expected_dtype:
+            row.error = f"{c.output}: expected {c.expected_dtype}{c.expected_shape}, got {c.got_dtype}{c.got_shape}"
         rows.append(row)
     return rows
-
-
-def _ordered(inputs: Any, manifest: Manifest) -> list[torch.Tensor]:
-    if isinstance(inputs, torch.Tensor):
-        return [inputs]
-    if isinstance(inputs, Mapping):
-        missing = [n for n in manifest.input_names if n not in inputs]
-        unknown = [k for k in inputs if k not in manifest.input_names]
-        if missing or unknown:
-            raise BadInputError(f"inputs by name: missing {missing}, unknown {unknown}; expected {manifest.input_names}")
-        return [inputs[n] for n in manifest.input_names]
-    return list(inputs)
 
 
 def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, threads: Optional[int] = None) -> tuple[torch.Tensor, ...]:
@@ -184,6 +162,8 @@ def verify(
     unknown = set(runtimes) - set(RUNTIMES)
     if unknown:
         raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
+    load_native().compare_outputs([], [], [], atol=atol, rtol=rtol)  # the runtime's checks of atol and rtol
+    load_native().check_options(threads=threads or 0)  # the runtime's rule for thread counts
     manifest = read_manifest(path)
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
@@ -202,8 +182,11 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
     if inputs is None:
         tensors, expected = read_golden(path)
         reference = "golden outputs"
+    elif isinstance(inputs, Mapping):  # by name: the runtime's ordering rule
+        tensors = NativeModel(path).order_inputs(inputs)
+        expected = None
     else:
-        tensors = _ordered(inputs, manifest)
+        tensors = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
         expected = None
         reference = ""
 

@@ -24,8 +24,26 @@ struct TensorBundle {
 TensorBundle read_tensor_file(const std::string& path);
 
 /// Writes tensors so that plain torch.load(path) reads them back: one tensor as
-/// a tensor, several as a tuple. The file is replaced atomically.
-void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& tensors);
+/// a tensor, several as a tuple. The file is replaced atomically (write_file);
+/// `protect` lists the files the command reads, which the output may not be.
+void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& tensors,
+                       const std::vector<std::string>& protect = {});
+
+/// The one way torchport writes a file. The bytes go to an unnamed file in the
+/// destination folder (O_TMPFILE; a named temporary where that is missing),
+/// flushed to disk, then put in place: with `overwrite` by rename() over the
+/// old file (a symlink there is replaced, its target is left alone), without
+/// it by link(), which fails if anything exists at `path`, so of two racing
+/// writers one wins and the other gets BadOption. A reader, or a crash at any
+/// point, sees the old file or the whole new one, and a killed writer leaves
+/// no temporary file (O_TMPFILE). Permissions are 0666 less the umask.
+/// Throws BadOption (exists, is protected, folder missing) or Output.
+void write_file(const std::string& path, const std::string& bytes, bool overwrite,
+                const std::vector<std::string>& protect = {});
+
+/// Refuses (BadOption) an output path that is one of `protect` (the same file,
+/// through any name or link) or a directory.
+void check_output_path(const std::string& path, const std::vector<std::string>& protect);
 
 /// The bundle's tensors in the model's input order.
 std::vector<at::Tensor> positional_inputs(const Model& model, const TensorBundle& inputs);

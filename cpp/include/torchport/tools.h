@@ -22,7 +22,10 @@ struct Comparison {
   bool ok = false;  ///< |got - expected| <= atol + rtol * |expected| everywhere
 };
 
-/// Compares outputs element by element; names label the rows.
+/// Compares outputs element by element; names label the rows. The one
+/// definition of "bit-exact" (the same bytes) and "within tolerance"
+/// (|got - expected| <= atol + rtol * |expected| everywhere, NaN equal to NaN)
+/// for every runtime and tool. atol and rtol must be finite and >= 0 (BadOption).
 std::vector<Comparison> compare_outputs(const std::vector<std::string>& names,
                                         const std::vector<at::Tensor>& expected,
                                         const std::vector<at::Tensor>& got,
@@ -34,6 +37,30 @@ struct CheckReport {
   bool ok() const;
   std::string to_json(int indent = 2) const;
 };
+
+/// Where torchport's files live inside a TorchScript archive (as extra files).
+constexpr const char* kManifestFile = "torchport/manifest.json";
+constexpr const char* kGoldenFile = "torchport/golden.pt";
+
+/// What an artifact says about itself, read without running it.
+struct ArtifactInfo {
+  Manifest manifest;         ///< stored, or derived from forward() (schema 0)
+  std::string format;        ///< "torchscript"
+  std::string checksum;      ///< the payload's actual checksum ("" without a manifest)
+  bool checksum_ok = false;  ///< the manifest's checksum matches the payload
+};
+
+/// Reads an artifact's manifest (deriving it from forward() when there is
+/// none) and checks its payload checksum, with the runtime's limits and
+/// errors. Throws NotFound or BadArtifact.
+ArtifactInfo inspect(const std::string& path);
+
+/// The golden examples stored in an artifact, read without loading the model.
+Golden read_golden(const std::string& path);
+
+/// The payload checksum of a TorchScript archive held in memory (what export
+/// records and load verifies).
+std::string payload_checksum(const std::string& archive_bytes);
 
 /// Runs the artifact's golden inputs and compares with its golden outputs.
 CheckReport selfcheck(const Model& model, double atol = 0.0, double rtol = 0.0);

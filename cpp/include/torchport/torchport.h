@@ -30,15 +30,29 @@ constexpr int kManifestSchema = 1;
 
 /// What went wrong, so callers can react without parsing messages.
 enum class ErrorKind {
-  NotFound,     ///< the artifact or an input file does not exist
+  NotFound,     ///< the artifact does not exist
   BadArtifact,  ///< the artifact cannot be read, or its manifest is invalid
-  BadInput,     ///< inputs do not match the model's contract
+  BadInput,     ///< inputs (or an input file) do not match the model's contract
   BadOption,    ///< an option or argument is invalid
   Runtime,      ///< the model itself failed while running
+  Export,       ///< a model could not be exported (Python side)
+  Data,         ///< a data set cannot be read (Python side)
+  Checkpoint,   ///< a checkpoint is missing, unreadable or incompatible (Python side)
+  Output,       ///< an output file could not be written
+  Unavailable,  ///< the runtime (the Python extension or the binary) is not installed
 };
 
+/// Every error kind, in the order of the exit-code table.
+const std::vector<ErrorKind>& error_kinds();
 /// Lower-case name of an error kind: "not_found", "bad_artifact", ...
 const char* to_string(ErrorKind kind);
+/// The exit code of a command that stops on this kind of error: the one table
+/// for torchport-run and the torchport command (docs/runtime.md).
+int exit_code(ErrorKind kind);
+/// Exit code of a command whose outputs did not match (selfcheck, verify).
+constexpr int kExitMismatch = 1;
+/// Exit code for a bad command line (same as ErrorKind::BadOption).
+constexpr int kExitUsage = 2;
 
 /// The one exception type the runtime throws; LibTorch errors are caught at the
 /// library boundary and rethrown as this.
@@ -82,13 +96,24 @@ struct Manifest {
   bool from_artifact() const { return schema > 0; }
   /// The manifest as JSON text (the same schema the file uses).
   std::string to_json(int indent = 2) const;
+  /// Parses and validates manifest JSON (the one definition of the schema);
+  /// `where` names the source in errors. Throws Error(BadArtifact).
+  static Manifest from_json(const std::string& text, const std::string& where = "manifest");
 };
+
+/// The manifest's dtype names, in table order ("float32", "int64", ...).
+std::vector<std::string> supported_dtypes();
+
+/// The most intra-op threads Options::threads accepts: 4 per core, at least 256.
+int max_threads();
+/// The most warm-up runs Options::warmup_runs accepts.
+constexpr int kMaxWarmupRuns = 10'000;
 
 /// How to load a model.
 struct Options {
-  std::string device = "cpu";  ///< "cpu", "cuda", "cuda:1", ...
-  int threads = 0;             ///< intra-op threads (process-wide); 0 keeps LibTorch's default
-  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load
+  std::string device = "cpu";  ///< "cpu" ("cpu:0"), "cuda", "cuda:1", ...
+  int threads = 0;             ///< intra-op threads (process-wide); 0 keeps LibTorch's default; at most max_threads()
+  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load; at most kMaxWarmupRuns
   bool check_nan = false;      ///< reject inputs holding NaN or Inf
   bool verify_checksum = true; ///< check the manifest's payload checksum at load
   /// Shared libraries of custom operators (TORCH_LIBRARY), dlopen'ed with
@@ -106,6 +131,10 @@ struct SubmoduleInfo {
   std::vector<std::string> custom_ops;
 };
 
+/// Checks options as Model::load does (threads, warm-up runs, device); throws
+/// BadOption naming the option.
+void check_options(const Options& options);
+
 /// Example inputs and the eager model's outputs on them, stored at export.
 struct Golden {
   std::vector<at::Tensor> inputs;
@@ -121,6 +150,9 @@ class Model {
  public:
   /// Loads an artifact; throws Error (NotFound, BadArtifact, BadOption).
   static Model load(const std::string& path, const Options& options = {});
+  /// Loads an artifact held in memory (the bytes of a file); `name` stands for
+  /// its path in errors. The same checks as load().
+  static Model load_from_memory(std::string bytes, const std::string& name, const Options& options = {});
 
   const Manifest& manifest() const;
   const Options& options() const;
@@ -131,7 +163,8 @@ class Model {
   double warmup_ms() const;
 
   /// Runs the model on inputs in manifest order. Returns the outputs in
-  /// manifest order. Safe to call from several threads at once.
+  /// manifest order; none shares memory with the model (an output that would
+  /// is copied). Safe to call from several threads at once.
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) const;
   /// Runs the model on inputs given by name; unknown or missing names are a
   /// BadInput error that lists them. (A separate name, so that run({a, b})
@@ -142,7 +175,7 @@ class Model {
   /// are a BadInput error that lists them.
   std::vector<at::Tensor> order_inputs(const std::map<std::string, at::Tensor>& inputs) const;
 
-  /// The golden examples stored at export; throws BadArtifact if there are none.
+  /// Copies of the golden examples stored at export; throws BadArtifact if there are none.
   Golden golden() const;
   /// Inputs to exercise the model with, on its device: the golden ones, else
   /// synthetic ones built from the manifest (dynamic dimensions set to 1).
@@ -163,6 +196,8 @@ class Model {
 
  private:
   explicit Model(std::shared_ptr<const detail::ModelState> state);
+  static Model load_bytes(const std::string& path, std::shared_ptr<const std::string> bytes,
+                          const Options& options);
   std::shared_ptr<const detail::ModelState> state_;
 };
 

@@ -38,6 +38,9 @@ class Backend {
   virtual std::map<std::string, at::Tensor> submodule_tensors(const std::string& name) const;
 };
 
-std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::Device& device);
+/// A TorchScript archive, from the bytes of the file at `path` (already
+/// checked by read_archive).
+std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                          const c10::Device& device);
 
 }  // namespace torchport::detail

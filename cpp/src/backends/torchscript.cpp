@@ -6,6 +6,7 @@
 #include "backends/backend.h"
 #include "backends/torchscript_submodules.h"
 #include "detail.h"
+#include "reader.h"
 
 namespace torchport::detail {
 namespace {
@@ -94,13 +95,16 @@ class TorchScriptBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> open_torchscript(const std::string& path, const c10::Device& device) {
+std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                          const c10::Device& device) {
   torch::jit::Module module;
   try {
-    module = torch::jit::load(path, device);
+    module = torch::jit::load(memory_reader(bytes), device);
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::BadArtifact, "'" + path + "' holds more data than can be allocated");
   } catch (const std::exception& e) {
     // A missing operator library is not a broken artifact; say which.
-    const auto missing = unregistered_operators(path);
+    const auto missing = unregistered_operators(bytes);
     if (!missing.empty()) throw Error(ErrorKind::BadArtifact, missing_operators_message(path, missing));
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' is not a loadable TorchScript archive: " + brief(e));

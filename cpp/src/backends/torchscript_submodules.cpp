@@ -13,6 +13,7 @@
 #include <torch/csrc/jit/runtime/operator.h>
 
 #include "detail.h"
+#include "reader.h"
 
 namespace torchport::detail {
 namespace {
@@ -126,10 +127,10 @@ std::map<std::string, at::Tensor> submodule_tensors(const torch::jit::Module& ro
   return out;
 }
 
-std::vector<std::string> unregistered_operators(const std::string& path) {
+std::vector<std::string> unregistered_operators(std::shared_ptr<const std::string> bytes) {
   std::set<std::string> missing;
   try {
-    caffe2::serialize::PyTorchStreamReader reader(path);
+    caffe2::serialize::PyTorchStreamReader reader(memory_reader(std::move(bytes)));
     // Serialized TorchScript code calls operators outside torch's own
     // namespace as "ops.<namespace>.<name>(...)".
     static const std::regex call(R"(\bops\.([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*))");

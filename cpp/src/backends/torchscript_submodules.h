@@ -5,6 +5,7 @@
 // process has not registered. Used by backends/torchscript.cpp only.
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,9 @@ std::map<std::string, at::Tensor> submodule_tensors(const torch::jit::Module& ro
                                                     const std::string& path);
 
 /// Operators the archive's serialized code calls ("ops.ns.op(...)") that no
-/// library loaded in this process registers, as "ns::op", sorted.
-std::vector<std::string> unregistered_operators(const std::string& path);
+/// library loaded in this process registers, as "ns::op", sorted. `bytes` is
+/// the archive, already checked by the reader.
+std::vector<std::string> unregistered_operators(std::shared_ptr<const std::string> bytes);
 
 /// The load error for an archive whose operators are missing: each op with its
 /// namespace, and the three ways to supply the library.
