@@ -1,6 +1,9 @@
 """Seeded property-based fuzzing: 500 corrupted artifacts and 300 corrupted input
-files, every one a clean torchport error or a correct result; zero crashes,
-zero hangs (see fuzz_worker.py)."""
+files (bytes flipped, zeroed, cut), and 400 structural mutations (the zip
+directory's fields, the model's and the golden file's pickles, the manifest's
+JSON) through the C++ reader and the Python tools; every one a clean torchport
+error or a correct result; zero crashes, zero hangs, zero raw tracebacks (see
+fuzz_worker.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ def test_corrupted_artifacts_and_input_files(tmp_path):
     torch.save([torch.randn(3, 3, 16, 16)], tmp_path / "inputs.pt")
     log = tmp_path / "fuzz.log"
     cmd = [sys.executable, str(HERE / "fuzz_worker.py"), str(path), str(tmp_path / "inputs.pt"), str(log),
-           "--artifacts", "500", "--inputs-cases", "300"]
+           "--artifacts", "500", "--inputs-cases", "300", "--structure", "400"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=HERE)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"fuzzing hung; last case: {log.read_text().splitlines()[-1:]}") from None
     cases = log.read_text().splitlines() if log.exists() else []
@@ -36,3 +39,7 @@ def test_corrupted_artifacts_and_input_files(tmp_path):
     assert sum(tally["artifacts"].values()) == 500
     assert sum(tally["inputs"].values()) == 300
     assert tally["artifacts"].get("BadArtifactError", 0) > 250, tally
+    assert sum(tally["structure (C++ reader)"].values()) == 400
+    assert sum(tally["structure (Python tools)"].values()) == 3 * 400
+    assert tally["structure (C++ reader)"].get("BadArtifactError", 0) > 200, tally
+    print(json.dumps(tally))

@@ -73,7 +73,11 @@ void register_errors(py::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Error& e) {
-      PyErr_SetString(classes->at(e.kind()).ptr(), e.what());
+      // A message may quote bytes from a hostile file: never let them break decoding.
+      const std::string text = e.what();
+      py::object message = py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
+      PyErr_SetObject(classes->at(e.kind()).ptr(), message.ptr());
     }
   });
   py::list table;

@@ -123,7 +123,12 @@ void check_records(caffe2::serialize::PyTorchStreamReader& reader, const std::st
     const std::string where = "artifact '" + path + "' record '" + name + "'";
     const char* bytes = static_cast<const char*>(data.get());
     if (pickle) {
-      check_pickle(bytes, size, where, ErrorKind::BadArtifact);
+      const auto needs = check_pickle(bytes, size, where, ErrorKind::BadArtifact);
+      // The model's tensors: data.pkl's under data/, constants.pkl's under constants/.
+      const auto slash = name.find('/');
+      if (slash == std::string::npos && (name == "data.pkl" || name == "constants.pkl")) {
+        check_storages(reader, needs, name.substr(0, name.size() - 4) + "/", where, ErrorKind::BadArtifact);
+      }
     } else {
       check_code(bytes, size, where, ErrorKind::BadArtifact);
     }

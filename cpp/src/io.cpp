@@ -26,6 +26,7 @@ at::Tensor as_tensor(const c10::IValue& v, const std::string& where, const std::
     throw Error(ErrorKind::BadInput,
                 where + ": " + item + " is a " + v.tagKind() + ", expected a tensor");
   }
+  detail::check_in_bounds(v.toTensor(), where + " " + item, ErrorKind::BadInput);
   return v.toTensor();
 }
 
@@ -56,7 +57,7 @@ TensorBundle read_tensor_file(const std::string& path) {
   const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
   TensorBundle bundle;
   if (value.isTensor()) {
-    bundle.positional.push_back(value.toTensor());
+    bundle.positional.push_back(as_tensor(value, where, "the tensor"));
   } else if (value.isTuple() || value.isList()) {
     bundle.positional = as_tensor_list(value, where);
   } else if (value.isGenericDict()) {

@@ -226,15 +226,21 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     bad(where, "nests more than " + std::to_string(limits::kJsonDepth) + " levels deep (the limit)");
   } catch (const json::parse_error& e) {
     std::string why = e.what();
-    if (why.find("'NaN") != std::string::npos || why.find("'Inf") != std::string::npos ||
-        why.find("'-Inf") != std::string::npos) {
+    // nlohmann stops at the first letter of NaN or Infinity: "last read: '"x": N'".
+    const auto read = why.rfind("last read: '");
+    std::string last = read == std::string::npos ? "" : why.substr(read + 12);
+    if (!last.empty() && last.back() == '\'') last.pop_back();
+    const auto word = last.find_last_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    const std::string token = word == std::string::npos ? last : last.substr(word + 1);
+    if (!token.empty() && (token[0] == 'N' || token[0] == 'I')) {
       why = "it holds NaN or Infinity, which JSON cannot carry (metadata numbers must be finite)";
     }
     bad(where, "not valid JSON: " + why);
   }
   if (!doc.is_object()) bad(where, "must be a JSON object, got " + std::string(doc.type_name()));
   const json& schema = field(doc, "schema", where);
-  if (!schema.is_number_integer() || (!schema.is_number_unsigned() && schema.get<int64_t>() < 1)) {
+  if (!schema.is_number_integer() || (!schema.is_number_unsigned() && schema.get<int64_t>() < 1) ||
+      (schema.is_number_unsigned() && schema.get<uint64_t>() < 1)) {
     bad(where, "field 'schema' must be a positive integer, got " + short_dump(schema));
   }
   if (schema.get<uint64_t>() > static_cast<uint64_t>(kManifestSchema)) {

@@ -52,21 +52,27 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
   return open_torchscript(path, std::move(bytes), device);
 }
 
-// An output that shares storage with anything but the other outputs of the
-// same call (a parameter, a buffer, a constant, an input) is copied, so a
-// caller's in-place edit can never reach the model or a later call.
+// An output that shares its tensor or its storage with anything but the other
+// outputs of the same call (a parameter, a buffer, a constant, an input) is
+// copied, so a caller's in-place edit can never reach the model or a later
+// call. Reference counts tell: a fresh output is held by this call alone.
 void unshare_outputs(std::vector<at::Tensor>& outputs) {
-  std::map<const c10::StorageImpl*, long> refs;  // references held by this call's outputs
+  std::map<const c10::TensorImpl*, long> tensor_refs;
+  std::map<const c10::StorageImpl*, long> storage_refs;
   for (const auto& t : outputs) {
-    if (t.defined() && t.has_storage()) ++refs[t.storage().unsafeGetStorageImpl()];
+    if (!t.defined()) continue;
+    if (tensor_refs[t.unsafeGetTensorImpl()]++ == 0 && t.has_storage()) {
+      ++storage_refs[t.storage().unsafeGetStorageImpl()];
+    }
   }
   for (auto& t : outputs) {
-    if (!t.defined() || !t.has_storage()) continue;
-    const c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
-    if (static_cast<long>(t.storage().use_count()) > refs[storage]) {
-      --refs[storage];
-      t = t.clone();
-    }
+    if (!t.defined()) continue;
+    const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
+    const bool shared_tensor = static_cast<long>(t.use_count()) > tensor_refs[impl];
+    const bool shared_storage =
+        t.has_storage() &&
+        static_cast<long>(t.storage().use_count()) > storage_refs[t.storage().unsafeGetStorageImpl()];
+    if (shared_tensor || shared_storage) t = t.clone();
   }
 }
 

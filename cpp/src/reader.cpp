@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -15,6 +16,8 @@
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/serialize.h>
+
+#include <torchport/tools.h>
 
 #include "detail.h"
 
@@ -203,15 +206,59 @@ std::vector<ZipRecord> check_zip(const std::string& b, const std::string& where,
   return records;
 }
 
-void check_pickle(const char* data, size_t size, const std::string& where, ErrorKind kind) {
+namespace {
+
+// What the walk keeps of an item on the unpickler's stack: its nesting depth,
+// and for the small values a storage reference is made of (strings, ints,
+// globals, short tuples), the value itself.
+struct Item {
+  enum Kind { kOther, kMark, kText, kInt, kGlobal, kTuple } kind = kOther;
+  int depth = 0;
+  std::string text;  // kText, kGlobal ("module name")
+  int64_t number = 0;
+  std::vector<Item> elements;  // kTuple, up to kTupleValues, without their own elements
+};
+constexpr size_t kTupleValues = 8;
+constexpr size_t kTextValue = 256;
+
+Item other(int depth) { return Item{Item::kOther, depth}; }
+
+Item tuple_of(std::vector<Item> items) {
+  int deepest = 0;
+  for (const auto& i : items) deepest = std::max(deepest, i.depth);
+  Item t{Item::kTuple, deepest + 1};
+  if (items.size() <= kTupleValues) {
+    for (auto& i : items) i.elements.clear();
+    t.elements = std::move(items);
+  }
+  return t;
+}
+
+// Bytes per element of "torch FloatStorage" and friends; 0 when unknown.
+size_t storage_element_size(const std::string& global) {
+  if (global.rfind("torch ", 0) != 0 || global.size() < 13 || global.compare(global.size() - 7, 7, "Storage") != 0) {
+    return 0;
+  }
+  const std::string name = global.substr(6, global.size() - 13);
+  if (name == "Untyped") return 1;
+  for (int i = 0; i < static_cast<int>(c10::ScalarType::NumOptions); ++i) {
+    const auto type = static_cast<c10::ScalarType>(i);
+    if (name == c10::toString(type)) return c10::elementSize(type);
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<StorageNeed> check_pickle(const char* data, size_t size, const std::string& where, ErrorKind kind) {
   auto bad = [&](size_t at, const std::string& what) {
     refuse(kind, where, "malformed pickle at byte " + std::to_string(at) + ": " + what);
   };
-  constexpr int kMark = -1;
-  std::vector<int> stack;  // nesting depth of each item on the unpickler's stack
-  std::vector<int> memo;   // depth of each memoised item; -2 when unset
+  std::vector<Item> stack;
+  std::vector<std::optional<Item>> memo;
+  std::vector<StorageNeed> needs;
   size_t p = 0;
-  auto need = [&](size_t n) {
+  auto need = [&](uint64_t n) {
     if (n > size - p) bad(p, "argument runs past the end of the data");
   };
   auto arg = [&](int bytes) {
@@ -229,45 +276,65 @@ void check_pickle(const char* data, size_t size, const std::string& where, Error
     p += len + 1;
     return s;
   };
-  auto pop = [&](size_t at) {
-    if (stack.empty() || stack.back() == kMark) bad(at, "stack underflow");
-    const int d = stack.back();
-    stack.pop_back();
-    return d;
+  auto text = [&](uint64_t n) {
+    need(n);
+    Item item{Item::kText, 0};
+    if (n <= kTextValue) item.text.assign(data + p, n);
+    p += n;
+    return item;
   };
-  auto pop_mark = [&](size_t at) {  // the deepest item above the last mark
-    int deepest = 0;
+  auto pop = [&](size_t at) {
+    if (stack.empty() || stack.back().kind == Item::kMark) bad(at, "stack underflow");
+    Item item = std::move(stack.back());
+    stack.pop_back();
+    return item;
+  };
+  auto pop_mark = [&](size_t at) {  // the items above the last mark, in order
+    std::vector<Item> items;
     while (true) {
       if (stack.empty()) bad(at, "no mark on the stack");
-      const int d = stack.back();
+      Item item = std::move(stack.back());
       stack.pop_back();
-      if (d == kMark) return deepest;
-      deepest = std::max(deepest, d);
+      if (item.kind == Item::kMark) break;
+      if (items.size() <= kTupleValues) {
+        items.push_back(std::move(item));
+      } else {
+        items.back().depth = std::max(items.back().depth, item.depth);
+      }
     }
+    std::reverse(items.begin(), items.end());
+    return items;
   };
-  auto push = [&](size_t at, int depth) {
-    if (depth > limits::kPickleDepth) {
-      refuse(kind, where, "nests containers " + std::to_string(depth) + " deep at byte " + std::to_string(at) +
+  auto deepest = [](const std::vector<Item>& items) {
+    int d = 0;
+    for (const auto& i : items) d = std::max(d, i.depth);
+    return d;
+  };
+  auto push = [&](size_t at, Item item) {
+    if (item.depth > limits::kPickleDepth) {
+      refuse(kind, where, "nests containers " + std::to_string(item.depth) + " deep at byte " + std::to_string(at) +
                               ", more than the limit of " + std::to_string(limits::kPickleDepth));
     }
     if (stack.size() > size) bad(at, "stack grows past the data");
-    stack.push_back(depth);
+    stack.push_back(std::move(item));
   };
   auto nest = [&](size_t at, int inner) {  // put an item of depth `inner` into the container on top
-    if (stack.empty() || stack.back() == kMark) bad(at, "no container to add to");
-    const int d = std::max(stack.back(), inner + 1);
+    if (stack.empty() || stack.back().kind == Item::kMark) bad(at, "no container to add to");
+    const int d = std::max(stack.back().depth, inner + 1);
     stack.pop_back();
-    push(at, d);
+    push(at, other(d));
   };
   auto put = [&](size_t at, uint64_t index) {
-    if (stack.empty() || stack.back() == kMark) bad(at, "nothing to memoise");
+    if (stack.empty() || stack.back().kind == Item::kMark) bad(at, "nothing to memoise");
     if (index >= limits::kPickleMemo || index > size) bad(at, "memo index " + std::to_string(index) + " out of range");
-    if (memo.size() <= index) memo.resize(index + 1, -2);
-    memo[index] = stack.back();
+    if (memo.size() <= index) memo.resize(index + 1);
+    Item copy = stack.back();
+    if (copy.kind == Item::kTuple) copy.elements.clear();
+    memo[index] = std::move(copy);
   };
   auto get = [&](size_t at, uint64_t index) {
-    if (index >= memo.size() || memo[index] == -2) bad(at, "memo index " + std::to_string(index) + " was never set");
-    push(at, memo[index]);
+    if (index >= memo.size() || !memo[index]) bad(at, "memo index " + std::to_string(index) + " was never set");
+    push(at, *memo[index]);
   };
   auto decimal = [&](size_t at, const std::string& s) {
     if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos) {
@@ -275,51 +342,107 @@ void check_pickle(const char* data, size_t size, const std::string& where, Error
     }
     return std::stoull(s);
   };
+  auto integer = [&](int64_t v) { return Item{Item::kInt, 0, {}, v}; };
+  auto long_int = [&](uint64_t n) {  // LONG1/LONG4: little-endian two's complement
+    need(n);
+    Item item = other(0);
+    if (n <= 8) {
+      uint64_t v = 0;
+      for (uint64_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(data[p + i])) << (8 * i);
+      if (n > 0 && n < 8 && (static_cast<uint8_t>(data[p + n - 1]) & 0x80)) v |= ~uint64_t{0} << (8 * n);
+      item = integer(static_cast<int64_t>(v));
+    }
+    p += n;
+    return item;
+  };
+  // ('storage', torch.<Type>Storage, key, location, numel): the record `key`
+  // must hold numel elements; LibTorch's unpickler does not check.
+  auto persistent = [&](size_t at, const Item& id) {
+    if (id.kind != Item::kTuple || id.elements.size() < 5 || id.elements[0].kind != Item::kText ||
+        id.elements[0].text != "storage") {
+      return;
+    }
+    const auto& type = id.elements[1];
+    const auto& key = id.elements[2];
+    const auto& numel = id.elements[4];
+    if (type.kind != Item::kGlobal || key.kind != Item::kText || numel.kind != Item::kInt) {
+      bad(at, "malformed storage reference");
+    }
+    const size_t element = storage_element_size(type.text);
+    if (element == 0) bad(at, "unknown storage type '" + type.text + "'");
+    if (numel.number < 0 || static_cast<uint64_t>(numel.number) > (uint64_t{1} << 62) / element) {
+      bad(at, "storage '" + key.text + "' declares " + std::to_string(numel.number) + " elements");
+    }
+    needs.push_back({key.text, static_cast<uint64_t>(numel.number) * element});
+  };
 
   while (true) {
     if (p >= size) bad(p, "no STOP opcode");
     const size_t at = p;
     const auto op = static_cast<uint8_t>(data[p++]);
     switch (op) {
-      case '(': stack.push_back(kMark); break;                                  // MARK
+      case '(': stack.push_back(Item{Item::kMark}); break;                      // MARK
       case '.':                                                                 // STOP
-        if (stack.size() != 1 || stack.back() == kMark) bad(at, "STOP with " + std::to_string(stack.size()) + " items on the stack");
-        return;
+        if (stack.size() != 1 || stack.back().kind == Item::kMark) {
+          bad(at, "STOP with " + std::to_string(stack.size()) + " items on the stack");
+        }
+        return needs;
       case '0': pop(at); break;                                                 // POP
       case '1': pop_mark(at); break;                                            // POP_MARK
-      case '2': { const int d = pop(at); push(at, d); push(at, d); break; }      // DUP
-      case 'F': case 'I': case 'L': case 'S': case 'V': line(); push(at, 0); break;
-      case 'P': line(); push(at, 0); break;                                     // PERSID
-      case 'J': arg(4); push(at, 0); break;                                     // BININT
-      case 'K': arg(1); push(at, 0); break;                                     // BININT1
-      case 'M': arg(2); push(at, 0); break;                                     // BININT2
-      case 'N': case 0x88: case 0x89: push(at, 0); break;                       // NONE, NEWTRUE, NEWFALSE
-      case 'G': arg(8); push(at, 0); break;                                     // BINFLOAT
-      case 'T': case 'X': case 'B': { const uint64_t n = arg(4); need(n); p += n; push(at, 0); break; }
-      case 'U': case 'C': case 0x8c: { const uint64_t n = arg(1); need(n); p += n; push(at, 0); break; }
-      case 0x8a: { const uint64_t n = arg(1); need(n); p += n; push(at, 0); break; }  // LONG1
-      case 0x8b: { const uint64_t n = arg(4); need(n); p += n; push(at, 0); break; }  // LONG4
-      case 0x8d: case 0x8e: case 0x96: { const uint64_t n = arg(8); need(n); p += n; push(at, 0); break; }
-      case 'Q': { const int d = pop(at); push(at, d); break; }                  // BINPERSID
-      case 'R': { const int a = pop(at); pop(at); push(at, a); break; }         // REDUCE
-      case 0x81: { const int a = pop(at); pop(at); push(at, a); break; }        // NEWOBJ
-      case 0x92: { const int k = pop(at); const int a = pop(at); pop(at); push(at, std::max(a, k)); break; }
-      case 'a': { const int d = pop(at); nest(at, d); break; }                  // APPEND
-      case 'b': { const int d = pop(at); nest(at, d); break; }                  // BUILD
-      case 's': { const int v = pop(at); const int k = pop(at); nest(at, std::max(k, v)); break; }
-      case 'e': case 'u': case 0x90: { const int d = pop_mark(at); nest(at, d); break; }
-      case 'd': case 'l': case 't': case 0x91: { const int d = pop_mark(at); push(at, d + 1); break; }
-      case 'o': { const int d = pop_mark(at); push(at, d + 1); break; }         // OBJ
-      case 'i': line(); line(); { const int d = pop_mark(at); push(at, d + 1); } break;  // INST
-      case '}': case ']': case ')': case 0x8f: push(at, 1); break;              // empty containers
-      case 0x85: { const int a = pop(at); push(at, a + 1); break; }             // TUPLE1
-      case 0x86: { const int a = std::max(pop(at), pop(at)); push(at, a + 1); break; }
-      case 0x87: { int a = pop(at); a = std::max(a, pop(at)); a = std::max(a, pop(at)); push(at, a + 1); break; }
-      case 'c': line(); line(); push(at, 0); break;                             // GLOBAL
-      case 0x93: pop(at); pop(at); push(at, 0); break;                          // STACK_GLOBAL
-      case 0x82: arg(1); push(at, 0); break;                                    // EXT1
-      case 0x83: arg(2); push(at, 0); break;
-      case 0x84: arg(4); push(at, 0); break;
+      case '2': { Item d = pop(at); push(at, d); push(at, d); break; }          // DUP
+      case 'F': case 'L': case 'S': case 'V': case 'P': line(); push(at, other(0)); break;
+      case 'I': {                                                               // INT
+        const std::string s = line();
+        push(at, s.size() < 18 && !s.empty() && s.find_first_not_of("-0123456789") == std::string::npos
+                     ? integer(std::stoll(s)) : other(0));
+        break;
+      }
+      case 'J': push(at, integer(static_cast<int32_t>(arg(4)))); break;         // BININT
+      case 'K': push(at, integer(static_cast<int64_t>(arg(1)))); break;         // BININT1
+      case 'M': push(at, integer(static_cast<int64_t>(arg(2)))); break;         // BININT2
+      case 'N': case 0x88: case 0x89: push(at, other(0)); break;                // NONE, NEWTRUE, NEWFALSE
+      case 'G': arg(8); push(at, other(0)); break;                              // BINFLOAT
+      case 'X': case 'T': case 'B': push(at, text(arg(4))); break;              // BINUNICODE, BINSTRING, BINBYTES
+      case 'U': case 'C': case 0x8c: push(at, text(arg(1))); break;             // short strings and bytes
+      case 0x8d: case 0x8e: case 0x96: push(at, text(arg(8))); break;           // 8-byte lengths
+      case 0x8a: push(at, long_int(arg(1))); break;                             // LONG1
+      case 0x8b: push(at, long_int(arg(4))); break;                             // LONG4
+      case 'Q': { Item id = pop(at); persistent(at, id); push(at, other(id.depth)); break; }  // BINPERSID
+      case 'R': case 0x81: { Item a = pop(at); pop(at); push(at, other(a.depth)); break; }  // REDUCE, NEWOBJ
+      case 0x92: { Item k = pop(at); Item a = pop(at); pop(at); push(at, other(std::max(a.depth, k.depth))); break; }
+      case 'a': case 'b': { Item d = pop(at); nest(at, d.depth); break; }       // APPEND, BUILD
+      case 's': { Item v = pop(at); Item k = pop(at); nest(at, std::max(k.depth, v.depth)); break; }
+      case 'e': case 'u': case 0x90: { const auto items = pop_mark(at); nest(at, deepest(items)); break; }
+      case 't': push(at, tuple_of(pop_mark(at))); break;                        // TUPLE
+      case 'd': case 'l': case 0x91: case 'o': push(at, other(deepest(pop_mark(at)) + 1)); break;
+      case 'i': line(); line(); push(at, other(deepest(pop_mark(at)) + 1)); break;  // INST
+      case '}': case ']': case 0x8f: push(at, other(1)); break;                 // empty containers
+      case ')': push(at, tuple_of({})); break;                                  // EMPTY_TUPLE
+      case 0x85: { Item a = pop(at); push(at, tuple_of({std::move(a)})); break; }  // TUPLE1
+      case 0x86: { Item b = pop(at); Item a = pop(at); push(at, tuple_of({std::move(a), std::move(b)})); break; }
+      case 0x87: {
+        Item c = pop(at); Item b = pop(at); Item a = pop(at);
+        push(at, tuple_of({std::move(a), std::move(b), std::move(c)}));
+        break;
+      }
+      case 'c': {                                                               // GLOBAL
+        std::string module = line();
+        const std::string name = line();
+        Item g{Item::kGlobal, 0};
+        g.text = module + " " + name;
+        push(at, std::move(g));
+        break;
+      }
+      case 0x93: {                                                              // STACK_GLOBAL
+        Item name = pop(at); Item module = pop(at);
+        Item g{Item::kGlobal, 0};
+        g.text = module.text + " " + name.text;
+        push(at, std::move(g));
+        break;
+      }
+      case 0x82: arg(1); push(at, other(0)); break;                             // EXT1
+      case 0x83: arg(2); push(at, other(0)); break;
+      case 0x84: arg(4); push(at, other(0)); break;
       case 'g': get(at, decimal(at, line())); break;                            // GET
       case 'h': get(at, arg(1)); break;                                         // BINGET
       case 'j': get(at, arg(4)); break;                                         // LONG_BINGET
@@ -329,12 +452,25 @@ void check_pickle(const char* data, size_t size, const std::string& where, Error
       case 0x94: put(at, memo.size()); break;                                   // MEMOIZE
       case 0x80: arg(1); break;                                                 // PROTO
       case 0x95: arg(8); break;                                                 // FRAME
-      case 0x97: push(at, 0); break;                                            // NEXT_BUFFER
+      case 0x97: push(at, other(0)); break;                                     // NEXT_BUFFER
       case 0x98: break;                                                         // READONLY_BUFFER
-      default: bad(at, "unknown opcode 0x" + [&] {
-                 static const char* hex = "0123456789abcdef";
-                 return std::string{hex[op >> 4], hex[op & 15]};
-               }());
+      default: {
+        static const char* hex = "0123456789abcdef";
+        bad(at, std::string("unknown opcode 0x") + hex[op >> 4] + hex[op & 15]);
+      }
+    }
+  }
+}
+
+void check_storages(caffe2::serialize::PyTorchStreamReader& reader, const std::vector<StorageNeed>& needs,
+                    const std::string& prefix, const std::string& where, ErrorKind kind) {
+  for (const auto& need : needs) {
+    const std::string name = prefix + need.key;
+    if (!reader.hasRecord(name)) refuse(kind, where, "storage record '" + name + "' is missing");
+    const size_t size = std::get<1>(reader.getRecord(name));
+    if (size < need.bytes) {
+      refuse(kind, where, "storage record '" + name + "' holds " + std::to_string(size) + " bytes, but " +
+                              std::to_string(need.bytes) + " are declared");
     }
   }
 }
@@ -368,6 +504,21 @@ void check_code(const char* data, size_t size, const std::string& where, ErrorKi
   }
 }
 
+void check_in_bounds(const at::Tensor& t, const std::string& where, ErrorKind kind) {
+  if (!t.defined() || !t.has_storage() || t.numel() == 0) return;
+  // The furthest element, in elements from the storage's start; overflow-checked.
+  __int128 last = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) < 0) refuse(kind, where, "holds a tensor with a negative stride");
+    last += static_cast<__int128>(t.size(d) - 1) * t.stride(d);
+  }
+  const __int128 needed = (last + 1) * static_cast<__int128>(t.element_size());
+  if (t.storage_offset() < 0 || needed > static_cast<__int128>(t.storage().nbytes())) {
+    refuse(kind, where, "holds a tensor of shape " + shape_string(t.sizes().vec()) + " that reaches past its " +
+                            std::to_string(t.storage().nbytes()) + "-byte storage");
+  }
+}
+
 std::shared_ptr<caffe2::serialize::ReadAdapterInterface> memory_reader(std::shared_ptr<const std::string> bytes) {
   return std::make_shared<MemoryReader>(std::move(bytes));
 }
@@ -390,8 +541,11 @@ c10::IValue load_tensor_archive(const std::string& bytes, const std::string& whe
     for (const auto& name : reader.getAllRecords()) {
       if (name.size() >= 3 && name.compare(name.size() - 3, 3, "pkl") == 0) {
         auto [data, size] = reader.getRecord(name);
-        check_pickle(static_cast<const char*>(data.get()), size, where + " record '" + name + "'", kind);
-        has_pickle |= name == "data.pkl";
+        const auto needs = check_pickle(static_cast<const char*>(data.get()), size, where + " record '" + name + "'", kind);
+        if (name == "data.pkl") {
+          has_pickle = true;
+          check_storages(reader, needs, "data/", where, kind);
+        }
       }
     }
   } catch (const Error&) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ATen/core/ivalue.h>
+#include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 
 #include <torchport/torchport.h>
@@ -53,12 +54,29 @@ std::vector<ZipRecord> check_zip(const std::string& bytes, const std::string& wh
 /// check_zip, with errors worded "<where> is <what>: <why>" ("not a loadable TorchScript archive").
 void check_zip_as(const std::string& bytes, const std::string& where, const std::string& what, ErrorKind kind);
 
+/// A tensor storage a pickle refers to: the record key and the bytes it must hold.
+struct StorageNeed {
+  std::string key;
+  uint64_t bytes = 0;
+};
+
 /// Walks a pickle without building anything: known opcodes only, arguments
-/// inside the data, nesting depth and memo within the limits.
-void check_pickle(const char* data, size_t size, const std::string& where, ErrorKind kind);
+/// inside the data, nesting depth and memo within the limits. Returns the
+/// storages it refers to.
+std::vector<StorageNeed> check_pickle(const char* data, size_t size, const std::string& where, ErrorKind kind);
+
+/// Refuses storages whose record (`prefix` + key) is missing or smaller than
+/// the pickle declares (LibTorch would read past the record).
+void check_storages(caffe2::serialize::PyTorchStreamReader& reader, const std::vector<StorageNeed>& needs,
+                    const std::string& prefix, const std::string& where, ErrorKind kind);
 
 /// Bracket nesting and indentation of TorchScript source within the limits.
 void check_code(const char* data, size_t size, const std::string& where, ErrorKind kind);
+
+/// Refuses a tensor read from a file whose sizes, strides and offset reach
+/// past its storage (LibTorch's unpickler does not check): reading it would
+/// read outside the buffer.
+void check_in_bounds(const at::Tensor& t, const std::string& where, ErrorKind kind);
 
 /// A LibTorch read adapter over bytes in memory.
 std::shared_ptr<caffe2::serialize::ReadAdapterInterface> memory_reader(

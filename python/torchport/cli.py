@@ -6,7 +6,10 @@
     torchport run model.pt --input in.pt --output out.pt
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
+        [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
     torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax]
+    torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
+    torchport triton --check models/NAME
     torchport models
     torchport datasets
     torchport --cmake-prefix-path
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -123,6 +127,14 @@ def train_model(
     fam = get_family(family)
     dataset = resolve_dataset(data, csv=csv, target=target, images=images, default=fam.default_dataset)
     result = train(family, dataset, out=out, config=TrainConfig(**config), model_options=model_options, resume=resume)
+    # Under torchrun (RANK set) or on a node other than 0, rank 0 elsewhere wrote the run.
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if config.get("node_rank", 0) > 0 or rank > 0:
+        who = f"rank {rank} of {os.environ.get('WORLD_SIZE')}" if rank > 0 else \
+            f"node {config['node_rank']} of {config.get('nnodes')}"
+        print(f"{who}: trained {family} on {dataset.name} for {result.epochs} epochs in {result.seconds:.1f} s; "
+              "rank 0 (on node 0) wrote the checkpoint and the logs")
+        return result
     shown = {k: round(v, 4) for k, v in result.metrics.items() if isinstance(v, float)}
     print(f"trained {family} on {dataset.name} for {result.epochs} epochs in {result.seconds:.1f} s; validation {shown}")
     print(f"checkpoint: {result.checkpoint}")
@@ -141,6 +153,27 @@ def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force:
     from torchport.parity import verify
 
     report = verify(path)
+    print(report)
+    return report
+
+
+def triton_export(artifact: str, repo: str, *, check: bool = True, atol: float = 0.0, rtol: float = 0.0,
+                  **options: Any):
+    """``torchport triton``: the artifact into a Triton model repository (``torchport.triton.export_triton``);
+    with ``check``, the server-less check of the model folder when tritonclient is installed."""
+    from torchport.triton import TritonSchemaUnavailable, check_triton, export_triton
+
+    result = export_triton(artifact, repo, **options)
+    print(f"wrote {result.model} (version {result.version}), "
+          f"{result.config}{'' if result.config_written else ' (unchanged)'}"
+          f"{', ' + str(result.labels) if result.labels else ''}; max_batch_size {result.max_batch_size}")
+    if not check:
+        return None
+    try:
+        report = check_triton(result.model_dir, atol=atol, rtol=rtol)
+    except TritonSchemaUnavailable as e:
+        print(f"not checked: {e}", file=sys.stderr)
+        return None
     print(report)
     return report
 
@@ -230,6 +263,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--nproc", type=int, default=1, help="processes for DistributedDataParallel (gloo on CPU, nccl on CUDA)")
+    s.add_argument("--nnodes", type=int, default=1,
+                   help="machines to train across; run the same command on each with its own --node-rank")
+    s.add_argument("--node-rank", type=int, default=0, help="this machine's rank, 0..nnodes-1 (0 writes the run)")
+    s.add_argument("--master-addr", default="127.0.0.1", metavar="HOST",
+                   help="node 0's address, reachable from every node (default 127.0.0.1)")
+    s.add_argument("--master-port", type=int, default=None, metavar="PORT",
+                   help="a free port on node 0, the same on every node (required with --nnodes > 1)")
+    s.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="how long a node waits for a missing peer, at the rendezvous or in a collective, before "
+                   "the run fails (default 1800)")
     s.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     s.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     s.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
@@ -249,6 +292,42 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--postprocess", default="none", choices=["none", "softmax", "argmax"])
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
+
+    s = sub.add_parser(
+        "triton",
+        help="write an artifact into a Triton model repository, or check one",
+        description="Write ARTIFACT into the Triton Inference Server model repository --repo as "
+        "DIR/NAME/config.pbtxt (from the manifest: names for the PyTorch backend, data types, dims with -1 "
+        "for dynamic ones, a shared batch as max_batch_size), DIR/NAME/labels.txt for a classifier and "
+        "DIR/NAME/N/model.pt, leaving other versions alone; then check the model folder. Options left out keep "
+        "what an existing config.pbtxt says; a version whose contract differs from it is refused. --check "
+        "DIR/NAME checks a model folder without a server: config.pbtxt against Triton's schema (needs "
+        "tritonclient: pip install 'torchport[triton]'), the layout, and every version's golden request "
+        "through the C++ runtime, bit for bit unless --atol/--rtol. Exit 1 on mismatch.",
+    )
+    s.add_argument("artifact", nargs="?", help="the torchport artifact to serve")
+    s.add_argument("--repo", metavar="DIR", help="the model repository (created if missing)")
+    s.add_argument("--name", help="the model's name and folder (default: the artifact's file name without suffix)")
+    s.add_argument("--version", dest="model_version", type=int, metavar="N",
+                   help="version folder (default: one after the highest there, 1 for a new model)")
+    s.add_argument("--max-batch-size", type=int, metavar="B",
+                   help="Triton's max_batch_size (default 8 when every input and output starts with the batch, "
+                   "else 0; 0 serves the model without Triton's batching)")
+    s.add_argument("--dynamic-batching", action=argparse.BooleanOptionalAction, default=None,
+                   help="Triton's dynamic batcher (default: on when max_batch_size > 0)")
+    s.add_argument("--max-queue-delay-us", type=int, metavar="US",
+                   help="how long the dynamic batcher waits to fill a batch (default 100)")
+    s.add_argument("--preferred-batch-size", type=int, action="append", metavar="B",
+                   help="a batch size the dynamic batcher aims for (repeatable)")
+    s.add_argument("--instances", type=int, metavar="K", help="model instances (instance_group count, default 1)")
+    s.add_argument("--instance-kind", choices=["auto", "cpu", "gpu"],
+                   help="where instances run (default auto: a GPU when there is one)")
+    s.add_argument("--force", action="store_true", help="replace the version if it exists")
+    s.add_argument("--no-check", action="store_true", help="skip the check after writing")
+    s.add_argument("--check", metavar="DIR/NAME", help="only check this model folder")
+    s.add_argument("--atol", type=float, default=0.0, help="the check's absolute tolerance (default 0: bit-exact)")
+    s.add_argument("--rtol", type=float, default=0.0, help="the check's relative tolerance (default 0)")
+    s.add_argument("--threads", type=int, default=None, help="intra-op threads for the check")
 
     sub.add_parser("models", help="list the model families", description="List the model families.")
     sub.add_parser("datasets", help="list the datasets", description="List the registered datasets and data sources.")
@@ -307,11 +386,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                 schedule=args.schedule, val_fraction=args.val_fraction, device=args.device, seed=args.seed,
                 nproc=args.nproc, workers=args.workers, amp=args.amp, progress=not args.no_progress,
+                nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+                master_port=args.master_port, dist_timeout=args.dist_timeout,
             )
             return 0
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
                                   check=not args.no_verify)
+            return 0 if report is None or report.ok else EXIT_MISMATCH
+        if args.command == "triton":
+            if args.check:
+                if args.artifact or args.repo:
+                    raise BadOptionError("--check DIR/NAME checks a model folder; give it without ARTIFACT and --repo")
+                from torchport.triton import check_triton
+
+                report = check_triton(args.check, atol=args.atol, rtol=args.rtol, threads=args.threads)
+                print(report)
+                return 0 if report.ok else EXIT_MISMATCH
+            if not args.artifact or not args.repo:
+                raise BadOptionError("triton: expected ARTIFACT --repo DIR (to write) or --check DIR/NAME (to check)")
+            report = triton_export(
+                args.artifact, args.repo, check=not args.no_check, name=args.name, version=args.model_version,
+                max_batch_size=args.max_batch_size, dynamic_batching=args.dynamic_batching,
+                max_queue_delay_us=args.max_queue_delay_us, preferred_batch_sizes=args.preferred_batch_size,
+                instances=args.instances, instance_kind=args.instance_kind, force=args.force,
+                atol=args.atol, rtol=args.rtol,
+            )
             return 0 if report is None or report.ok else EXIT_MISMATCH
         if args.command == "models":
             from torchport.models import describe_models

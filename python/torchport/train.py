@@ -13,7 +13,10 @@ the end ``loss.png``, ``metric.png`` and, for classification, ``confusion.png``.
 Deterministic on CPU for a given seed: the split, the shuffling and dropout are
 re-seeded from ``seed`` at every epoch, so a resumed run ends with the same
 weights as an uninterrupted one. ``nproc > 1`` trains with DistributedDataParallel
-in processes started by torch's elastic launcher (``torch.distributed.run``).
+in processes started by torch's elastic launcher (``torch.distributed.run``);
+``nnodes > 1`` does the same across machines: every node runs the same command with
+its own ``node_rank``, rendezvousing at ``master_addr:master_port`` (node 0). A peer
+that stops ends the others with an error after at most ``dist_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
+from datetime import timedelta
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -67,7 +71,13 @@ class TrainConfig:
     device: Optional[str] = None
     workers: int = 0
     amp: bool = False  # mixed precision, CUDA only
-    nproc: int = 1
+    nproc: int = 1  # processes on this node
+    nnodes: int = 1  # machines, each running the same command with its own node_rank
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"  # node 0's address, reachable from every node
+    master_port: Optional[int] = None  # required when nnodes > 1
+    #: seconds a collective, or the rendezvous, waits for a missing peer before failing
+    dist_timeout: float = 1800.0
     progress: bool = True
     tensorboard: bool = True
     plots: bool = True
@@ -77,11 +87,22 @@ class TrainConfig:
             raise BadOptionError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise BadOptionError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
-        for name in ("epochs", "batch_size", "nproc"):
+        for name in ("epochs", "batch_size", "nproc", "nnodes"):
             if getattr(self, name) < 1:
                 raise BadOptionError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.batch_size % self.nproc:
             raise BadOptionError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
+        if self.batch_size % (self.nproc * self.nnodes):
+            raise BadOptionError(f"batch_size {self.batch_size} must be divisible by nproc x nnodes "
+                                 f"({self.nproc} x {self.nnodes})")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise BadOptionError(f"node_rank: expected 0..{self.nnodes - 1} for {self.nnodes} nodes, got {self.node_rank}")
+        if self.nnodes > 1 and self.master_port is None:
+            raise BadOptionError("master_port: required with nnodes > 1 (every node gives the same --master-port)")
+        if self.master_port is not None and not 1 <= self.master_port <= 65535:
+            raise BadOptionError(f"master_port: expected 1..65535, got {self.master_port}")
+        if self.dist_timeout <= 0:
+            raise BadOptionError(f"dist_timeout: expected > 0 seconds, got {self.dist_timeout}")
         if self.lr <= 0:
             raise BadOptionError(f"lr: expected > 0, got {self.lr}")
 
@@ -322,7 +343,7 @@ def train(
     config_for(family, dataset.input_shape, dataset.n_outputs, dataset.task, **(model_options or {}))  # fail early
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if (cfg.nproc > 1 or cfg.nnodes > 1) and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(family, dataset, out, cfg, model_options, resume, until)
     return _train_process(family, dataset, out, cfg, model_options, resume, until)
 
@@ -338,7 +359,8 @@ def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfi
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # The timeout bounds how long a collective waits for a peer that stopped.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=cfg.dist_timeout))
 
     ckpt = None
     if resume is not None:
@@ -347,7 +369,8 @@ def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfi
             raise CheckpointError(
                 f"checkpoint '{resume}' is {ckpt['family']} on {ckpt['dataset']['name']}, not {family} on {dataset.name}"
             )
-        keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress", "nproc", "tensorboard", "plots")}
+        keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress", "nproc", "tensorboard", "plots",
+                                             "nnodes", "node_rank", "master_addr", "master_port", "dist_timeout")}
         cfg = TrainConfig(**{**ckpt["train_config"], **keep})
 
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -508,31 +531,77 @@ def _free_port() -> int:
 
 
 def _launch_distributed(family, dataset, out: Path, cfg: TrainConfig, model_options, resume, until) -> TrainResult:
-    """Starts ``cfg.nproc`` processes with torch's elastic launcher; rank 0 writes the run."""
+    """Starts ``cfg.nproc`` processes on this node with torch's elastic launcher, which
+    meets the other nodes' launchers at ``master_addr:master_port``; global rank 0 (on
+    node 0) writes the run."""
     start = time.perf_counter()
+    if cfg.nnodes > 1:
+        addr, port = cfg.master_addr, cfg.master_port
+    else:
+        addr, port = "127.0.0.1", cfg.master_port or _free_port()
     fd, job = tempfile.mkstemp(prefix=".job.", suffix=".pt", dir=out)
     os.close(fd)
     try:
         torch.save({"family": family, "dataset": dataset, "out": str(out), "config": asdict(cfg),
                     "model_options": model_options, "resume": str(resume) if resume else None, "until": until}, job)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(cfg.nproc),
-               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "torchport.train", job]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(cfg.nnodes), "--node-rank",
+               str(cfg.node_rank), "--nproc-per-node", str(cfg.nproc), "--master-addr", addr, "--master-port", str(port),
+               # the static rendezvous waits this long for the other nodes; no restarts: a lost node ends the run
+               "--rdzv-conf", f"timeout={max(1, round(cfg.dist_timeout))}", "--max-restarts", "0",
+               "-m", "torchport.train", job]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cfg.nproc)))
         proc = subprocess.run(cmd, env=env, check=False)
         if proc.returncode != 0:
-            raise TorchportError(f"distributed training failed: torch.distributed.run exited {proc.returncode}")
+            raise TorchportError(_failure(out, cfg, proc.returncode))
     finally:
         Path(job).unlink(missing_ok=True)
+    if cfg.node_rank != 0:  # global rank 0, on node 0, wrote the checkpoint and the logs
+        last = min(cfg.epochs, until) if until is not None else cfg.epochs
+        return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, last, time.perf_counter() - start, {}, [])
     ckpt = load_checkpoint(out / CHECKPOINT_FILE)
     return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, ckpt["epoch"], time.perf_counter() - start,
                        ckpt["metrics"], list(ckpt["history"]))
 
 
+def _failure(out: Path, cfg: TrainConfig, code: int) -> str:
+    """What a failed distributed run tells the user: what probably happened and how to go on."""
+    where = f"on node {cfg.node_rank} of {cfg.nnodes}" if cfg.nnodes > 1 else f"in {cfg.nproc} processes"
+    text = (f"distributed training failed {where}: torch.distributed.run exited {code} (a process or a node stopped, "
+            f"or a peer did not answer within {cfg.dist_timeout:g} s; the messages above say which)")
+    ckpt = out / CHECKPOINT_FILE
+    if ckpt.exists():
+        try:
+            epoch = load_checkpoint(ckpt)["epoch"]
+        except TorchportError:
+            epoch = "?"
+        return text + f". The last checkpoint is '{ckpt}' (epoch {epoch}); continue with --resume {ckpt}"
+    if cfg.node_rank != 0:
+        return text + ". Node 0 holds the checkpoint, if an epoch finished; continue from it with --resume"
+    return text + ". No epoch finished, so there is no checkpoint to resume from"
+
+
 def _worker(job: str) -> None:
     spec = torch.load(job, weights_only=False)  # written by _launch_distributed just before
-    _train_process(spec["family"], spec["dataset"], Path(spec["out"]), TrainConfig(**spec["config"]),
-                   spec["model_options"], spec["resume"], spec["until"])
+    cfg = TrainConfig(**spec["config"])
+    try:
+        _train_process(spec["family"], spec["dataset"], Path(spec["out"]), cfg, spec["model_options"],
+                       spec["resume"], spec["until"])
+    except (RuntimeError, torch.distributed.DistError) as e:
+        # Gloo and the store report a lost peer in their own words (a RuntimeError from
+        # backward, a DistError from the store); say it in ours, without a traceback.
+        text = str(e)
+        if not isinstance(e, torch.distributed.DistError) and not any(s in text for s in _LOST_PEER):
+            raise
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+        print(f"torchport: rank {rank} of {world} stopped: lost contact with another process or node ({first})",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+#: how gloo words a peer that went away or did not answer in time
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out", "Timeout")
 
 
 def rebuild(checkpoint: Union[str, Path]) -> Pipeline:

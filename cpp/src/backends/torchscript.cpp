@@ -109,6 +109,13 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
   }
+  // The model's own tensors come from the file too: none may reach past its storage.
+  for (const auto& attribute : module.named_attributes(/*recurse=*/true)) {
+    if (attribute.value.isTensor()) {
+      check_in_bounds(attribute.value.toTensor(), "'" + path + "' tensor '" + attribute.name + "'",
+                      ErrorKind::BadArtifact);
+    }
+  }
   if (!module.find_method("forward")) {
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
