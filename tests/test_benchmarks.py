@@ -22,3 +22,11 @@ def test_soak_script_runs():
                           capture_output=True, text=True)
     assert "resident" in proc.stdout, proc.stdout + proc.stderr
     assert proc.returncode in (0, 1)  # a verdict on 100 calls means little; the script must run
+
+
+def test_localize_cost_script_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "localize_cost.py"), "--rounds", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 5  # header + 4 models, each asserted to agree

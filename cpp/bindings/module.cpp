@@ -12,6 +12,7 @@
 #include <torchport/torchport.h>
 
 #include "dlpack.h"
+#include "localize.h"
 
 namespace py = pybind11;
 
@@ -181,18 +182,21 @@ A loaded artifact, run by the C++ runtime.
     >>> outputs = m.run([torch.rand(4, 1, 8, 8)])
 )doc")
       .def(py::init([](const std::string& path, const std::string& device, const py::object& threads,
-                       const py::object& warmup_runs, bool check_nan, bool verify_checksum) {
+                       const py::object& warmup_runs, bool check_nan, bool verify_checksum,
+                       const std::vector<std::string>& libraries) {
              Options options;
              options.device = device;
              options.threads = int_option(threads, "threads");
              options.warmup_runs = int_option(warmup_runs, "warmup_runs");
              options.check_nan = check_nan;
              options.verify_checksum = verify_checksum;
+             options.libraries = libraries;
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
            py::arg("path"), py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0,
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
+           py::arg("libraries") = std::vector<std::string>{},
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
       .def_property_readonly("manifest", &Model::manifest, "The manifest (or the contract derived from forward()).")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
@@ -391,4 +395,5 @@ PYBIND11_MODULE(_native, m) {
   register_model(m);
   register_io(m);
   register_tools(m);
+  register_localize(m);
 }

@@ -22,6 +22,8 @@ struct Settings {
   std::string artifact, device = "cpu", input, output, check_nan = "no";
   int threads = 0, iters = 100, warmup = 10;
   double atol = 0.0, rtol = 0.0;
+  std::vector<std::string> libraries;                    // --load-library, repeatable
+  std::vector<std::string> names, sub_inputs, sub_outputs;  // submodule: one of each per call
 };
 
 const CLI::Validator kFiniteNonNegative(
@@ -40,6 +42,10 @@ CLI::App* command(CLI::App& app, const std::string& name, const std::string& hel
   sub->add_option("--device", s.device, "cpu (default), cuda, cuda:N");
   sub->add_option("--threads", s.threads, "intra-op threads, 0 = LibTorch's default")
       ->check(CLI::Range(0, torchport::max_threads()));
+  sub->add_option("--load-library", s.libraries,
+                  "a shared library of custom operators to load before the model (repeatable; needed "
+                  "when the model calls operators outside aten::)")
+      ->allow_extra_args(false);
   return sub;
 }
 
@@ -48,6 +54,7 @@ int run(const std::string& name, const Settings& s) {
   options.device = s.device;
   options.threads = s.threads;
   options.check_nan = s.check_nan == "yes";
+  options.libraries = s.libraries;
   const auto model = torchport::Model::load(s.artifact, options);
 
   if (name == "info") {
@@ -59,6 +66,18 @@ int run(const std::string& name, const Settings& s) {
     torchport::check_output_path(s.output, {s.artifact, s.input});
     const auto inputs = torchport::read_tensor_file(s.input);
     torchport::write_tensor_file(s.output, torchport::run(model, inputs), {s.artifact, s.input});
+    return 0;
+  }
+  if (name == "submodule") {
+    if (s.sub_inputs.size() != s.names.size() || s.sub_outputs.size() != s.names.size()) {
+      throw torchport::Error(torchport::ErrorKind::BadOption,
+                             "submodule needs one --input and one --output per --name (got " +
+                                 std::to_string(s.names.size()) + " --name, " + std::to_string(s.sub_inputs.size()) +
+                                 " --input, " + std::to_string(s.sub_outputs.size()) + " --output)");
+    }
+    for (size_t i = 0; i < s.names.size(); ++i) {
+      torchport::run_submodule_file(model, s.names[i], s.sub_inputs[i], s.sub_outputs[i]);
+    }
     return 0;
   }
   if (name == "selfcheck") {
@@ -107,6 +126,19 @@ int main(int argc, char** argv) {
   bench->add_option("--iters", s.iters, "timed runs (default 100)")->check(CLI::Range(1, 10'000'000));
   bench->add_option("--warmup", s.warmup, "untimed runs first (default 10)")->check(CLI::Range(0, 10'000'000));
   bench->add_option("--input", s.input, "input file (default: the golden inputs)");
+
+  CLI::App* submodule = command(
+      app, "submodule",
+      "run a submodule's forward() (\"features.3\"; \"\" is the model) on IN (a list of tensors: its "
+      "arguments; a dict: by keyword), without the model's input contract; write its tensors, flattened "
+      "depth first, to OUT. Repeat the three options for more submodules in one process (used by "
+      "torchport.localize).",
+      s);
+  submodule->add_option("--name", s.names, "qualified submodule name")->required()->allow_extra_args(false);
+  submodule->add_option("--input", s.sub_inputs, "its arguments (torch.save)")->required()->allow_extra_args(false);
+  submodule->add_option("--output", s.sub_outputs, "its tensors, replaced atomically")
+      ->required()
+      ->allow_extra_args(false);
 
   try {
     app.parse(argc, argv);

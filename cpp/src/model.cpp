@@ -17,6 +17,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "libraries.h"
 #include "reader.h"
 
 namespace torchport {
@@ -302,6 +303,8 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
   state->path = path;
   state->options = options;
   state->device = c10::Device(options.device);
+  // Operator libraries before the model, whose code refers to their ops.
+  detail::load_libraries(options.libraries);
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
   detail::ArchiveFiles files = detail::read_archive(path, bytes, options.verify_checksum);

@@ -85,6 +85,33 @@ std::vector<Comparison> compare_outputs(const std::vector<std::string>& names,
   return rows;
 }
 
+namespace {
+
+void flatten_into(const c10::IValue& v, const std::string& what, std::vector<at::Tensor>& out) {
+  if (v.isTensor()) {
+    out.push_back(v.toTensor());
+  } else if (v.isNone()) {
+    return;
+  } else if (v.isTuple()) {
+    for (const auto& item : v.toTupleRef().elements()) flatten_into(item, what, out);
+  } else if (v.isList()) {
+    for (const auto& item : v.toListRef()) flatten_into(item, what, out);
+  } else if (v.isGenericDict()) {
+    for (const auto& item : v.toGenericDict()) flatten_into(item.value(), what, out);
+  } else {
+    throw Error(ErrorKind::Runtime, what + " holds a " + v.tagKind() +
+                                        "; expected tensors in tuples, lists or dicts");
+  }
+}
+
+}  // namespace
+
+std::vector<at::Tensor> flatten_tensors(const c10::IValue& value, const std::string& what) {
+  std::vector<at::Tensor> out;
+  flatten_into(value, what, out);
+  return out;
+}
+
 bool CheckReport::ok() const {
   return !rows.empty() && std::all_of(rows.begin(), rows.end(), [](const Comparison& r) { return r.ok; });
 }

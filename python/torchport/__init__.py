@@ -47,6 +47,10 @@ def __getattr__(name):
         from torchport import parity
 
         return getattr(parity, name)
+    if name in ("localize", "LocalizeReport"):
+        from torchport import localizer as _localizer
+
+        return getattr(_localizer, name)
     raise AttributeError(f"module 'torchport' has no attribute {name!r}")
 
 
@@ -59,6 +63,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "ExportWarning",
+    "LocalizeReport",
     "Manifest",
     "ModelRuntimeError",
     "NativeModel",
@@ -70,6 +75,7 @@ __all__ = [
     "__version__",
     "cmake_prefix_path",
     "export",
+    "localize",
     "read_golden",
     "read_manifest",
     "verify",

@@ -2,6 +2,7 @@
 
     torchport inspect model.pt
     torchport verify model.pt [--inputs FILE] [--atol A] [--rtol R] [--json]
+    torchport verify model.pt --model-from CHECKPOINT --localize [--runtime native|binary|torchscript]
     torchport run model.pt --input in.pt --output out.pt
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
@@ -83,6 +84,16 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
     else:
         outputs = model.run(data)
     save_tensors(output_file, outputs, protect=[path, input_file])
+
+
+def model_from_checkpoint(checkpoint: str, artifact: str):
+    """The eager model an artifact was exported from: the checkpoint rebuilt with
+    the postprocess the artifact's manifest records."""
+    from torchport.checkpoint import load_checkpoint, pipeline_from_checkpoint
+    from torchport.manifest import read_manifest
+
+    postprocess = read_manifest(artifact).metadata.get("postprocess", "none")
+    return pipeline_from_checkpoint(load_checkpoint(checkpoint), postprocess)
 
 
 def _option_value(text: str) -> tuple[str, Any]:
@@ -197,6 +208,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: exact)")
     s.add_argument("--threads", type=int, default=None, help="intra-op threads for every runtime")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.add_argument("--model-from", metavar="CHECKPOINT",
+                   help="the training checkpoint the artifact was exported from: adds eager to the comparison")
+    s.add_argument("--localize", action="store_true",
+                   help="name the first submodule whose output differs from eager, and why (needs --model-from; "
+                   "--threads then sets the runtime's threads, eager keeps torch's)")
+    s.add_argument("--runtime", default="native", choices=["native", "binary", "torchscript"],
+                   help="the runtime --localize checks (default native)")
+    s.add_argument("--load-library", action="append", default=[], metavar="PATH",
+                   help="a custom operator library the artifact needs (repeatable; with --localize)")
 
     s = sub.add_parser(
         "run",
@@ -336,7 +356,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             # The runtime's own reader, as torchport-run and `torchport run` use.
             inputs = read_tensor_file(args.inputs) if args.inputs else None
-            report = verify(args.artifact, inputs=inputs, atol=args.atol, rtol=args.rtol, threads=args.threads)
+            model = model_from_checkpoint(args.model_from, args.artifact) if args.model_from else None
+            if args.localize:
+                if model is None:
+                    raise BadOptionError("--localize compares with the eager model: pass --model-from CHECKPOINT")
+                from torchport.localizer import localize
+
+                found = localize(args.artifact, model=model, inputs=inputs, runtime=args.runtime, atol=args.atol,
+                                 rtol=args.rtol, threads=args.threads, libraries=args.load_library)
+                print(found.to_json() if args.json else found)
+                return 0 if found.ok else EXIT_MISMATCH
+            if args.load_library:
+                raise BadOptionError("--load-library goes with --localize")
+            report = verify(args.artifact, model=model, inputs=inputs, atol=args.atol, rtol=args.rtol,
+                            threads=args.threads)
             print(report.to_json() if args.json else report)
             return 0 if report.ok else EXIT_MISMATCH
         if args.command == "run":

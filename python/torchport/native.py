@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sysconfig
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -60,8 +60,9 @@ class NativeModel:
     ``threads`` sets LibTorch's intra-op threads, which are process-wide.
     ``warmup_runs`` runs the golden inputs at load (cost in ``warmup_ms``);
     ``check_nan`` rejects NaN/Inf inputs; ``verify_checksum`` checks the
-    payload checksum recorded at export. ``run`` releases the GIL and may be
-    called from several threads at once.
+    payload checksum recorded at export. ``libraries`` are shared libraries of
+    custom operators loaded (process-wide) before the model. ``run`` releases
+    the GIL and may be called from several threads at once.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class NativeModel:
         warmup_runs: int = 0,
         check_nan: bool = False,
         verify_checksum: bool = True,
+        libraries: Sequence[Union[str, Path]] = (),
     ) -> None:
         native = load_native()
         self.path = Path(path)
@@ -83,6 +85,7 @@ class NativeModel:
             warmup_runs=warmup_runs,
             check_nan=check_nan,
             verify_checksum=verify_checksum,
+            libraries=[str(p) for p in libraries],
         )
         self.manifest: Manifest = Manifest.from_native(self._model.manifest)
 
@@ -116,6 +119,22 @@ class NativeModel:
         """Latency in milliseconds (first call, p50, p90, p99) measured in C++."""
         tensors = None if inputs is None else list(inputs)
         return json.loads(self._model.benchmark(inputs=tensors, iters=iters, warmup=warmup))
+
+    def submodules(self) -> list[Any]:
+        """The model's submodules (name, type, callable, custom_ops), depth-first."""
+        return list(self._model.submodules())
+
+    def run_submodule(self, name: str, args: Sequence[Any], kwargs: Optional[Mapping[str, Any]] = None) -> Any:
+        """Runs one submodule's ``forward`` ("" is the model) on the arguments as
+        given, without the input contract; for torchport.localize.
+
+        >>> m.run_submodule("features.3", [x])
+        """
+        return self._model.run_submodule(name, list(args), kwargs=None if kwargs is None else dict(kwargs))
+
+    def submodule_tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """Parameters and buffers of a submodule ("" is the model), by name relative to it."""
+        return dict(self._model.submodule_tensors(name))
 
     def order_inputs(self, inputs: Mapping[str, Any]) -> list[torch.Tensor]:
         """Inputs given by name, in the model's order (the runtime's rule); unknown or

@@ -77,6 +77,19 @@ struct BenchResult {
 BenchResult benchmark(const Model& model, const std::vector<at::Tensor>& inputs, int iters,
                       int warmup);
 
+/// The tensors in a value, depth first: a tensor, or tuples, lists and dicts
+/// (values in order) of tensors; None leaves are skipped. Another leaf is a
+/// Runtime error naming `what`. (torchport.localize flattens eager values by
+/// the same rule.)
+std::vector<at::Tensor> flatten_tensors(const c10::IValue& value, const std::string& what);
+
+/// Runs submodule `name` ("" is the model) on the tensors of an input file (a
+/// list: its positional arguments; a dict: its keyword arguments), moved to
+/// the model's device, and writes its tensors, flattened, to `output`
+/// (torchport-run submodule, for torchport.localize's binary runtime).
+void run_submodule_file(const Model& model, const std::string& name, const std::string& input,
+                        const std::string& output);
+
 /// "float32", "int64", ... (the manifest's dtype names).
 std::string dtype_name(c10::ScalarType dtype);
 /// "[1, 3, 8, 8]"; dynamic dimensions (-1) print as "*".

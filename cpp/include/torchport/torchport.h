@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
 
 namespace torchport {
 
@@ -115,6 +116,19 @@ struct Options {
   int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load; at most kMaxWarmupRuns
   bool check_nan = false;      ///< reject inputs holding NaN or Inf
   bool verify_checksum = true; ///< check the manifest's payload checksum at load
+  /// Shared libraries of custom operators (TORCH_LIBRARY), dlopen'ed with
+  /// RTLD_NOW | RTLD_GLOBAL before the model loads. Process-wide; never unloaded.
+  std::vector<std::string> libraries;
+};
+
+/// One submodule of a loaded model, for diagnostics (the divergence localiser).
+struct SubmoduleInfo {
+  std::string name;      ///< qualified name: "features.3"
+  std::string type;      ///< the class name the artifact records: "BatchNorm2d"
+  bool callable = false; ///< has a forward() (a traced model keeps it only for what the trace called)
+  /// Operators outside aten:: and prim:: that its forward() calls, callees
+  /// included: "tp_test::softsign".
+  std::vector<std::string> custom_ops;
 };
 
 /// Checks options as Model::load does (threads, warm-up runs, device); throws
@@ -166,6 +180,19 @@ class Model {
   /// Inputs to exercise the model with, on its device: the golden ones, else
   /// synthetic ones built from the manifest (dynamic dimensions set to 1).
   std::vector<at::Tensor> example_inputs() const;
+
+  /// The model's submodules, depth-first in definition order (the model itself
+  /// is not listed).
+  std::vector<SubmoduleInfo> submodules() const;
+  /// Runs submodule `name`'s forward() ("" is the model itself) on `args` and
+  /// `kwargs` as given, under InferenceMode, without the input contract: a
+  /// diagnostic for the divergence localiser, not a serving path. Throws
+  /// BadOption naming the submodule when it does not exist or has no forward().
+  c10::IValue run_submodule(const std::string& name, const std::vector<c10::IValue>& args,
+                            const std::map<std::string, c10::IValue>& kwargs = {}) const;
+  /// The parameters and buffers of submodule `name` ("" is the model), by name
+  /// relative to it ("weight", "0.bias").
+  std::map<std::string, at::Tensor> submodule_tensors(const std::string& name) const;
 
  private:
   explicit Model(std::shared_ptr<const detail::ModelState> state);

@@ -2,6 +2,7 @@
 // One artifact format per backend; Model talks to them only through this
 // interface, and open_backend() in model.cpp is the single routing point.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +24,18 @@ class Backend {
   virtual std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const = 0;
   /// The contract as far as the model's own signature tells it.
   virtual Manifest signature() const = 0;
+
+  // Submodule access, for the divergence localiser only. A format that cannot
+  // reach its submodules keeps these defaults, which say so.
+
+  /// Every submodule, depth-first in definition order.
+  virtual std::vector<SubmoduleInfo> submodules() const;
+  /// Calls submodule `name`'s forward ("" is the model). Called under
+  /// c10::InferenceMode.
+  virtual c10::IValue run_submodule(const std::string& name, std::vector<c10::IValue> args,
+                                    const std::map<std::string, c10::IValue>& kwargs) const;
+  /// Parameters and buffers of submodule `name` ("" is the model).
+  virtual std::map<std::string, at::Tensor> submodule_tensors(const std::string& name) const;
 };
 
 /// A TorchScript archive, from the bytes of the file at `path` (already

@@ -4,6 +4,7 @@
 #include <torch/script.h>
 
 #include "backends/backend.h"
+#include "backends/torchscript_submodules.h"
 #include "detail.h"
 #include "reader.h"
 
@@ -12,7 +13,8 @@ namespace {
 
 class TorchScriptBackend final : public Backend {
  public:
-  explicit TorchScriptBackend(torch::jit::Module module) : module_(std::move(module)) {}
+  TorchScriptBackend(torch::jit::Module module, std::string path)
+      : module_(std::move(module)), path_(std::move(path)) {}
 
   std::string format() const override { return "torchscript"; }
 
@@ -49,6 +51,17 @@ class TorchScriptBackend final : public Backend {
     return m;
   }
 
+  std::vector<SubmoduleInfo> submodules() const override { return list_submodules(module_); }
+
+  c10::IValue run_submodule(const std::string& name, std::vector<c10::IValue> args,
+                            const std::map<std::string, c10::IValue>& kwargs) const override {
+    return call_submodule(module_, name, std::move(args), kwargs, path_);
+  }
+
+  std::map<std::string, at::Tensor> submodule_tensors(const std::string& name) const override {
+    return detail::submodule_tensors(module_, name, path_);
+  }
+
  private:
   static std::vector<at::Tensor> flatten(const c10::IValue& value) {
     std::vector<at::Tensor> out;
@@ -77,6 +90,7 @@ class TorchScriptBackend final : public Backend {
   // forward() is not declared const but changes nothing in the module;
   // concurrent calls into one method are safe in the TorchScript interpreter.
   mutable torch::jit::Module module_;
+  std::string path_;
 };
 
 }  // namespace
@@ -85,10 +99,13 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
                                           const c10::Device& device) {
   torch::jit::Module module;
   try {
-    module = torch::jit::load(memory_reader(std::move(bytes)), device);
+    module = torch::jit::load(memory_reader(bytes), device);
   } catch (const std::bad_alloc&) {
     throw Error(ErrorKind::BadArtifact, "'" + path + "' holds more data than can be allocated");
   } catch (const std::exception& e) {
+    // A missing operator library is not a broken artifact; say which.
+    const auto missing = unregistered_operators(bytes);
+    if (!missing.empty()) throw Error(ErrorKind::BadArtifact, missing_operators_message(path, missing));
     throw Error(ErrorKind::BadArtifact,
                 "'" + path + "' is not a loadable TorchScript archive: " + brief(e));
   }
@@ -103,7 +120,7 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  return std::make_unique<TorchScriptBackend>(std::move(module));
+  return std::make_unique<TorchScriptBackend>(std::move(module), path);
 }
 
 }  // namespace torchport::detail
