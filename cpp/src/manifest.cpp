@@ -24,10 +24,8 @@ constexpr std::pair<const char*, c10::ScalarType> kDtypes[] = {
     {"uint8", c10::ScalarType::Byte},     {"bool", c10::ScalarType::Bool},
     {"complex64", c10::ScalarType::ComplexFloat},
     {"complex128", c10::ScalarType::ComplexDouble},
-    {"uint16", c10::ScalarType::UInt16},  {"uint32", c10::ScalarType::UInt32},
-    {"uint64", c10::ScalarType::UInt64},
-    {"float8_e4m3fn", c10::ScalarType::Float8_e4m3fn},
-    {"float8_e5m2", c10::ScalarType::Float8_e5m2},
+    // Not uint16/32/64 or float8: torch.save writes them with _rebuild_tensor_v3,
+    // which LibTorch's unpickler cannot read, so no golden file could carry them.
 };
 
 constexpr size_t kMaxNameBytes = 256;    // an input, output or dimension name

@@ -236,6 +236,8 @@ Item tuple_of(std::vector<Item> items) {
 
 // Bytes per element of "torch FloatStorage" and friends; 0 when unknown.
 size_t storage_element_size(const std::string& global) {
+  // Dtypes without a typed storage class are saved untyped, their numel in bytes.
+  if (global == "torch.storage UntypedStorage" || global == "torch UntypedStorage") return 1;
   if (global.rfind("torch ", 0) != 0 || global.size() < 13 || global.compare(global.size() - 7, 7, "Storage") != 0) {
     return 0;
   }

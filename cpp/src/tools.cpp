@@ -44,9 +44,13 @@ Comparison compare_one(const std::string& name, const at::Tensor& expected, cons
     return row;
   }
   const at::Tensor e = expected.cpu().to(at::kDouble), g = got.cpu().to(at::kDouble);
-  const at::Tensor diff = (g - e).abs();
+  // NaN where both hold NaN counts as equal (as in `ok`), not as a NaN difference.
+  const at::Tensor both_nan = at::isnan(g) & at::isnan(e);
+  const at::Tensor raw = (g - e).abs();
+  const at::Tensor diff = at::where(both_nan, at::zeros_like(raw), raw);
   row.max_abs_diff = diff.max().item<double>();
-  row.max_rel_diff = (diff / e.abs().clamp_min(std::numeric_limits<double>::min())).max().item<double>();
+  const at::Tensor rel = diff / e.abs().clamp_min(std::numeric_limits<double>::min());
+  row.max_rel_diff = at::where(both_nan, at::zeros_like(rel), rel).max().item<double>();
   row.ok = at::allclose(g, e, rtol, atol, /*equal_nan=*/true);
   return row;
 }
