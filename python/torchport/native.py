@@ -61,7 +61,8 @@ class NativeModel:
     ``warmup_runs`` runs the golden inputs at load (cost in ``warmup_ms``);
     ``check_nan`` rejects NaN/Inf inputs; ``verify_checksum`` checks the
     payload checksum recorded at export. ``run`` releases the GIL and may be
-    called from several threads at once.
+    called from several threads at once; ``concurrency`` is how many calls run
+    at once without waiting (the runner pool of an AOTInductor ``.pt2``).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class NativeModel:
         warmup_runs: int = 0,
         check_nan: bool = False,
         verify_checksum: bool = True,
+        concurrency: int = 4,
     ) -> None:
         native = load_native()
         self.path = Path(path)
@@ -83,8 +85,14 @@ class NativeModel:
             warmup_runs=warmup_runs,
             check_nan=check_nan,
             verify_checksum=verify_checksum,
+            concurrency=concurrency,
         )
         self.manifest: Manifest = Manifest.from_native(self._model.manifest)
+
+    @property
+    def format(self) -> str:
+        """The backend that loaded the file: ``"torchscript"`` or ``"aoti"``."""
+        return self._model.format
 
     @property
     def warmup_ms(self) -> float:
@@ -108,8 +116,10 @@ class NativeModel:
         inputs, outputs = self._model.golden()
         return list(inputs), list(outputs)
 
-    def selfcheck(self, *, atol: float = 0.0, rtol: float = 0.0) -> dict[str, Any]:
-        """Golden inputs against golden outputs, in C++; ``report["ok"]`` says if they match."""
+    def selfcheck(self, *, atol: Optional[float] = None, rtol: Optional[float] = None) -> dict[str, Any]:
+        """Golden inputs against golden outputs, in C++; ``report["ok"]`` says if they match.
+        Within ``atol``/``rtol``; when neither is given, within the manifest's
+        tolerance (bit-exact unless its format states one)."""
         return json.loads(self._model.selfcheck(atol=atol, rtol=rtol))
 
     def benchmark(self, inputs: Optional[list[torch.Tensor]] = None, *, iters: int = 100, warmup: int = 10) -> dict[str, Any]:
