@@ -354,3 +354,21 @@ def test_cli_exports_a_checkpoint_as_pt2(tmp_path):
     assert proc.returncode == 0 and "format: aoti (atol=" in proc.stdout
     proc = run_cli("export", str(tmp_path / "run" / "checkpoint.pt"), "--out", str(out), "--format", "tflite")
     assert proc.returncode == 2 and "invalid choice: 'tflite'" in proc.stderr
+
+
+def test_selfcheck_defaults_to_the_manifest_tolerance_but_may_be_stricter(mlp_formats, tmp_path):
+    _, paths = mlp_formats
+
+    def nudge_golden(records):
+        golden = torch.load(io.BytesIO(records[GOLDEN_FILE]), weights_only=True)
+        golden["outputs"] = [o + 1e-6 for o in golden["outputs"]]  # well within atol 1e-5
+        buf = io.BytesIO()
+        torch.save(golden, buf)
+        records[GOLDEN_FILE] = buf.getvalue()
+
+    path = _rewrite(paths["aoti"], tmp_path / "nudged.pt2", nudge_golden)
+    native = torchport.NativeModel(path, verify_checksum=False)
+    assert native.selfcheck()["ok"]  # the manifest's tolerance
+    assert not native.selfcheck(atol=0.0, rtol=0.0)["ok"]  # the caller's, stricter
+    proc = run_binary("selfcheck", str(path))
+    assert proc.returncode == 3 and "checksum mismatch" in proc.stderr  # the edit is still caught at load

@@ -9,7 +9,7 @@
 // (whose content could have changed since it was checked: a TOCTOU window, and
 // Model::load_from_memory has no path at all), the checked bytes are written to
 // a fresh file in a private mkdtemp folder (0700, file 0600, O_EXCL) that only
-// this process can write, loaded from there and removed at once: the loader
+// this user can reach, loaded from there and removed at once: the loader
 // unpacks what it needs into its own folder while it is constructed.
 
 #include <algorithm>
