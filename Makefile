@@ -8,7 +8,8 @@ TORCH       := torch==2.13.0
 # Persistent build folder, so a second `make test` rebuilds only what changed.
 BUILD_DIR   := build/make
 DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis \
-               tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel "tritonclient[grpc,http]"
+               tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel "tritonclient[grpc,http]" \
+               onnx onnxscript onnxruntime
 SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 

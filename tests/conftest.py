@@ -3,6 +3,7 @@ and helpers to run the installed binaries as a user would."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ import torchport
 from torchport.native import binary_path
 
 torch.manual_seed(0)
+
+# AOTInductor compiles take tens of seconds per model; Inductor's cache under
+# build/ keeps them from being repeated from one test run to the next.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "build" / "inductor-cache"))
 
 
 class MLP(nn.Module):

@@ -70,11 +70,10 @@ def _artifact_faults(tmp_path, good):
         "text": b"this is not a model",
         "truncated": data[: len(data) // 2],
         "zip_without_model": _zip_bytes({"a/data.txt": b"hello"}),
-        "aoti_package": data,
     }
     out = {}
     for name, content in files.items():
-        p = tmp_path / (f"{name}.pt2" if name == "aoti_package" else f"{name}.pt")
+        p = tmp_path / f"{name}.pt"
         if name == "directory":
             p.mkdir()
         elif content is not None:

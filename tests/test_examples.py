@@ -78,3 +78,24 @@ def test_zoo_benchmark_recovers_the_thermometer_line(tmp_path):
     m = re.search(r"\| linear \| thermometer \| 400 \| .* w = ([\d.]+), b = (-[\d.]+) \|.*\| bit-exact \|", table)
     assert m, table
     assert abs(float(m.group(1)) - 5.37) < 0.01 and abs(float(m.group(2)) + 17.3) < 0.05
+
+
+def test_native_app_runs_a_pt2_unchanged(workdir):
+    # The same program, built by the README commands above, on an AOTInductor
+    # package: the backend is picked from the file, not by the application.
+    app = workdir / "build" / "native_app" / "native_app"
+    if not app.exists():
+        pytest.skip("native_app was not built (test_native_app_readme_commands failed)")
+    import torch
+
+    import torchport
+    from conftest import MLP
+
+    torch.manual_seed(0)
+    pt2 = torchport.export(MLP().eval(), torch.randn(3, 6), workdir / "mlp.pt2", format="aoti")
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    for args, batch in (([str(pt2)], 3), ([str(pt2), "32"], 32)):
+        proc = subprocess.run([str(app), *args], cwd=workdir, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"output output: [{batch}, 3]" in proc.stdout and "selfcheck: ok" in proc.stdout, proc.stdout
+        assert "rejected bad input: input 'x': expected 2 dimensions [batch, 6], got 5" in proc.stdout

@@ -154,6 +154,9 @@ of the schema).
       .def_readonly("metadata_json", &Manifest::metadata_json)
       .def_readonly("has_golden", &Manifest::has_golden)
       .def_readonly("checksum", &Manifest::checksum)
+      .def_readonly("format", &Manifest::format)
+      .def_readonly("atol", &Manifest::atol)
+      .def_readonly("rtol", &Manifest::rtol)
       .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
       .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
                   "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");
@@ -183,7 +186,7 @@ A loaded artifact, run by the C++ runtime.
 )doc")
       .def(py::init([](const std::string& path, const std::string& device, const py::object& threads,
                        const py::object& warmup_runs, bool check_nan, bool verify_checksum,
-                       const std::vector<std::string>& libraries) {
+                       const std::vector<std::string>& libraries, const py::object& concurrency) {
              Options options;
              options.device = device;
              options.threads = int_option(threads, "threads");
@@ -191,16 +194,18 @@ A loaded artifact, run by the C++ runtime.
              options.check_nan = check_nan;
              options.verify_checksum = verify_checksum;
              options.libraries = libraries;
+             options.concurrency = int_option(concurrency, "concurrency");
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
            py::arg("path"), py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0,
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
            py::arg("libraries") = std::vector<std::string>{},
+           py::arg("concurrency") = Options{}.concurrency,
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
       .def_property_readonly("manifest", &Model::manifest, "The manifest (or the contract derived from forward()).")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
-      .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript'.")
+      .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript' or 'aoti'.")
       .def_property_readonly("warmup_ms", &Model::warmup_ms, "Milliseconds spent warming up at load.")
       .def(
           "run",
@@ -232,12 +237,13 @@ A loaded artifact, run by the C++ runtime.
           "Golden inputs, else synthetic ones from the manifest.")
       .def(
           "selfcheck",
-          [](const Model& self, double atol, double rtol) {
+          [](const Model& self, std::optional<double> atol, std::optional<double> rtol) {
             py::gil_scoped_release release;
             return selfcheck(self, atol, rtol).to_json();
           },
-          py::kw_only(), py::arg("atol") = 0.0, py::arg("rtol") = 0.0,
-          "Runs the golden inputs against the golden outputs; returns the report as JSON text.")
+          py::kw_only(), py::arg("atol") = py::none(), py::arg("rtol") = py::none(),
+          "Runs the golden inputs against the golden outputs (within atol/rtol, or the\n"
+          "manifest's tolerance when neither is given); returns the report as JSON text.")
       .def(
           "benchmark",
           [](const Model& self, const py::object& inputs, const py::object& iters, const py::object& warmup) {
@@ -327,6 +333,20 @@ void register_tools(py::module_& m) {
       },
       py::arg("path"), "The golden (inputs, outputs) stored in an artifact.\n\n    >>> read_golden('model.pt')");
   m.def(
+      "read_golden_bytes",
+      [](const py::bytes& data, const std::string& where) {
+        std::string bytes = data;
+        Golden g;
+        {
+          py::gil_scoped_release release;
+          g = read_golden_bytes(bytes, where);
+        }
+        return py::make_tuple(tensors_to(g.inputs), tensors_to(g.outputs));
+      },
+      py::arg("data"), py::arg("where"),
+      "Golden (inputs, outputs) from the bytes of a golden.pt record kept outside a zip (an ONNX\n"
+      "model's metadata), with the same checks as read_golden.\n\n    >>> read_golden_bytes(data, 'm.onnx')");
+  m.def(
       "compare_outputs",
       [](const std::vector<std::string>& names, const py::sequence& expected, const py::sequence& got, double atol,
          double rtol) {
@@ -351,14 +371,17 @@ void register_tools(py::module_& m) {
   m.def("max_threads", &max_threads, "The largest accepted thread count.");
   m.def(
       "check_options",
-      [](const std::string& device, const py::object& threads, const py::object& warmup_runs) {
+      [](const std::string& device, const py::object& threads, const py::object& warmup_runs,
+         const py::object& concurrency) {
         Options options;
         options.device = device;
         options.threads = int_option(threads, "threads");
         options.warmup_runs = int_option(warmup_runs, "warmup_runs");
+        options.concurrency = int_option(concurrency, "concurrency");
         check_options(options);
       },
       py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0, py::arg("warmup_runs") = 0,
+      py::arg("concurrency") = Options{}.concurrency,
       "Checks load options as Model() does; raises BadOptionError naming the option.");
   m.def("exit_code", [](const std::string& kind) {
     for (const ErrorKind k : error_kinds()) {

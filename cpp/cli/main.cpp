@@ -24,6 +24,8 @@ struct Settings {
   double atol = 0.0, rtol = 0.0;
   std::vector<std::string> libraries;                    // --load-library, repeatable
   std::vector<std::string> names, sub_inputs, sub_outputs;  // submodule: one of each per call
+  bool atol_given = false, rtol_given = false;
+  int concurrency = torchport::Options{}.concurrency;
 };
 
 const CLI::Validator kFiniteNonNegative(
@@ -46,6 +48,8 @@ CLI::App* command(CLI::App& app, const std::string& name, const std::string& hel
                   "a shared library of custom operators to load before the model (repeatable; needed "
                   "when the model calls operators outside aten::)")
       ->allow_extra_args(false);
+  sub->add_option("--concurrency", s.concurrency, "concurrent runners of a .pt2 package (default 4)")
+      ->check(CLI::Range(1, torchport::kMaxConcurrency));
   return sub;
 }
 
@@ -53,6 +57,7 @@ int run(const std::string& name, const Settings& s) {
   torchport::Options options;
   options.device = s.device;
   options.threads = s.threads;
+  options.concurrency = s.concurrency;
   options.check_nan = s.check_nan == "yes";
   options.libraries = s.libraries;
   const auto model = torchport::Model::load(s.artifact, options);
@@ -81,7 +86,9 @@ int run(const std::string& name, const Settings& s) {
     return 0;
   }
   if (name == "selfcheck") {
-    const auto report = torchport::selfcheck(model, s.atol, s.rtol);
+    // Without --atol/--rtol, the manifest's tolerance (bit-exact unless it says).
+    const bool given = s.atol_given || s.rtol_given;
+    const auto report = given ? torchport::selfcheck(model, s.atol, s.rtol) : torchport::selfcheck(model);
     std::cout << report.to_json() << "\n";
     return report.ok() ? 0 : torchport::kExitMismatch;
   }
@@ -95,7 +102,8 @@ int run(const std::string& name, const Settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("Runs a torchport (or plain TorchScript) artifact with the C++ runtime.", "torchport-run");
+  CLI::App app("Runs a torchport artifact (a TorchScript archive or an AOTInductor .pt2 package, told apart by "
+               "content; or a plain TorchScript file) with the C++ runtime.", "torchport-run");
   app.footer(kFooter);
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("torchport-run ") + torchport::version() + " (torch " +
@@ -118,8 +126,10 @@ int main(int argc, char** argv) {
   CLI::App* selfcheck = command(
       app, "selfcheck",
       "run the golden inputs, compare with the golden outputs (exact by default); print a JSON report", s);
-  selfcheck->add_option("--atol", s.atol, "absolute tolerance")->check(kFiniteNonNegative);
-  selfcheck->add_option("--rtol", s.rtol, "relative tolerance")->check(kFiniteNonNegative);
+  CLI::Option* atol = selfcheck->add_option("--atol", s.atol, "absolute tolerance (default: the manifest's)")
+                          ->check(kFiniteNonNegative);
+  CLI::Option* rtol = selfcheck->add_option("--rtol", s.rtol, "relative tolerance (default: the manifest's)")
+                          ->check(kFiniteNonNegative);
 
   CLI::App* bench = command(
       app, "bench", "time repeated runs; print JSON with first-call latency and p50/p90/p99 in ms", s);
@@ -152,6 +162,8 @@ int main(int argc, char** argv) {
     std::cerr << "torchport-run: " << e.what() << "\n(see torchport-run --help)\n";
     return torchport::kExitUsage;
   }
+  s.atol_given = atol->count() > 0;
+  s.rtol_given = rtol->count() > 0;
   const std::string name = app.get_subcommands().front()->get_name();
   try {
     return run(name, s);

@@ -98,9 +98,13 @@ class Sha256 {
   uint64_t length_ = 0;
 };
 
+// torchport's files: under extra/ in a TorchScript archive (its extra files),
+// at the top of a .pt2 package (AOTInductor's loaders ignore them there; torch's
+// Python loader reads extra/ as text, and the golden file is binary).
 const std::string kManifestRecord = std::string("extra/") + kManifestFile;
 const std::string kGoldenRecord = std::string("extra/") + kGoldenFile;
-const std::string kSkipped[] = {kManifestRecord, ".data/serialization_id"};
+// The manifest where either format keeps it (it holds the checksum), and the per-save id.
+const std::string kSkipped[] = {kManifestRecord, kManifestFile, ".data/serialization_id"};
 
 std::string record_string(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
   if (!reader.hasRecord(name)) return "";
@@ -116,7 +120,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 // LibTorch's unpickler and compiler see them.
 void check_records(caffe2::serialize::PyTorchStreamReader& reader, const std::string& path) {
   for (const auto& name : reader.getAllRecords()) {
-    const bool pickle = ends_with(name, "pkl") && name != kGoldenRecord;
+    const bool pickle = ends_with(name, "pkl");
     const bool code = name.rfind("code/", 0) == 0 && ends_with(name, ".py");
     if (!pickle && !code) continue;
     auto [data, size] = reader.getRecord(name);
@@ -162,7 +166,9 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
   try {
     caffe2::serialize::PyTorchStreamReader reader(memory_reader(bytes));
     check_records(reader, path);
-    files.manifest_json = record_string(reader, kManifestRecord);
+    files.format = is_aoti_package(reader.getAllRecords()) ? "aoti" : "torchscript";
+    const std::string folder = files.format == "aoti" ? "" : "extra/";
+    files.manifest_json = record_string(reader, folder + kManifestFile);
     if (!files.manifest_json.empty()) {
       files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
       files.checksum = payload_checksum(reader);
@@ -172,7 +178,7 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
                         ", file " + files.checksum + "): the file was corrupted or modified after export");
       }
     }
-    files.golden_bytes = record_string(reader, kGoldenRecord);
+    files.golden_bytes = record_string(reader, folder + kGoldenFile);
   } catch (const Error&) {
     throw;
   } catch (const std::bad_alloc&) {

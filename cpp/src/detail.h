@@ -25,6 +25,7 @@ struct ModelState {
 
 /// torchport's files inside an archive; empty strings when absent.
 struct ArchiveFiles {
+  std::string format;                ///< "torchscript" or "aoti", from the records (not the name)
   std::string manifest_json;
   std::optional<Manifest> manifest;  ///< parsed manifest_json
   std::string checksum;              ///< the payload's actual checksum, when there is a manifest
@@ -32,7 +33,7 @@ struct ArchiveFiles {
 };
 
 /// Checks the archive in `bytes` (the file at `path`) against the limits,
-/// reads the manifest and golden file, and checks the payload checksum the
+/// tells its format from its records, reads the manifest and golden file, and checks the payload checksum the
 /// manifest records (when there is one and `verify_checksum` is set), before
 /// any of the model is deserialized. Throws BadArtifact.
 ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes,

@@ -1,5 +1,6 @@
 // manifest.json: reading, writing, and the names it uses for dtypes.
 
+#include <cmath>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -188,6 +189,8 @@ std::string Manifest::to_json(int indent) const {
       {"golden", has_golden},
   };
   if (!checksum.empty()) out["checksum"] = checksum;
+  if (!format.empty()) out["format"] = format;
+  if (atol != 0.0 || rtol != 0.0) out["tolerance"] = {{"atol", atol}, {"rtol", rtol}};
   return out.dump(indent);
 }
 
@@ -268,6 +271,32 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
       bad(where, "field 'checksum' must be a string \"sha256:<hex>\", got " + checksum->dump());
     }
     m.checksum = checksum->get<std::string>();
+  }
+  auto format = doc.find("format");
+  if (format != doc.end()) {
+    if (!format->is_string()) bad(where, "field 'format' must be a string, got " + short_dump(*format));
+    m.format = format->get<std::string>();
+    if (m.format != "torchscript" && m.format != "aoti" && m.format != "onnx") {
+      bad(where, "field 'format' must be \"torchscript\", \"aoti\" or \"onnx\", got " + short_dump(*format));
+    }
+  }
+  auto tolerance = doc.find("tolerance");
+  if (tolerance != doc.end()) {
+    // {"atol": A, "rtol": R}: finite, non-negative numbers.
+    if (!tolerance->is_object()) {
+      bad(where, "field 'tolerance' must be {\"atol\": A, \"rtol\": R}, got " + short_dump(*tolerance));
+    }
+    auto number = [&](const char* key) {
+      auto it = tolerance->find(key);
+      if (it == tolerance->end() || !it->is_number() || !std::isfinite(it->get<double>()) ||
+          it->get<double>() < 0) {
+        bad(where, std::string("field 'tolerance' must hold finite numbers >= 0; '") + key + "' is " +
+                       (it == tolerance->end() ? std::string("missing") : short_dump(*it)));
+      }
+      return it->get<double>();
+    };
+    m.atol = number("atol");
+    m.rtol = number("rtol");
   }
   auto golden = doc.find("golden");
   if (golden != doc.end() && !golden->is_boolean()) {

@@ -42,13 +42,11 @@ std::string brief(const std::exception& e) {
 namespace {
 
 std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                      const ArchiveFiles& files, const Options& options,
                                       const c10::Device& device) {
-  // The one routing point between artifact formats.
-  if (std::filesystem::path(path).extension() == ".pt2") {
-    throw Error(ErrorKind::BadArtifact,
-                "'" + path + "' looks like an AOTInductor package (.pt2); this runtime reads "
-                "TorchScript archives only");
-  }
+  // The one routing point between artifact formats: the records read_archive
+  // found in the checked bytes decide, not the file's name.
+  if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
   return open_torchscript(path, std::move(bytes), device);
 }
 
@@ -245,6 +243,10 @@ Options checked_options(const Options& options) {
     throw Error(ErrorKind::BadOption, "warmup_runs: expected 0 to " + std::to_string(kMaxWarmupRuns) +
                                           ", got " + std::to_string(options.warmup_runs));
   }
+  if (options.concurrency < 1 || options.concurrency > kMaxConcurrency) {
+    throw Error(ErrorKind::BadOption, "concurrency: expected 1 to " + std::to_string(kMaxConcurrency) +
+                                          ", got " + std::to_string(options.concurrency));
+  }
   checked.device = parse_device(options.device).str();
   return checked;
 }
@@ -308,7 +310,7 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
   detail::ArchiveFiles files = detail::read_archive(path, bytes, options.verify_checksum);
-  state->backend = detail::open_backend(path, bytes, state->device);
+  state->backend = detail::open_backend(path, bytes, files, options, state->device);
   const Manifest signature = state->backend->signature();
   const std::string where = "'" + path + "' torchport/manifest.json";
   if (!files.manifest) {

@@ -204,6 +204,30 @@ TEST(Golden, SelfcheckPassesAndCatchesMismatch) {
   EXPECT_FALSE(bad.ok());
   EXPECT_GT(bad.rows[0].max_abs_diff, 0.0);
   EXPECT_TRUE(tp::selfcheck(tp::Model::load(path), /*atol=*/1e3).ok());
+
+  // A manifest tolerance is the default; explicit figures may be stricter.
+  std::string tolerant = linear_manifest();
+  tolerant.insert(tolerant.rfind('}'), R"(, "format": "torchscript", "tolerance": {"atol": 1000, "rtol": 0})");
+  const auto loose = save(linear_module(), "tolerant_golden.pt",
+                          {{"torchport/manifest.json", tolerant},
+                           {"torchport/golden.pt", golden_bytes({x}, {wrong})}});
+  const auto model_loose = tp::Model::load(loose);
+  EXPECT_EQ(model_loose.manifest().atol, 1000.0);
+  EXPECT_EQ(model_loose.manifest().format, "torchscript");
+  EXPECT_TRUE(tp::selfcheck(model_loose).ok());
+  EXPECT_FALSE(tp::selfcheck(model_loose, 0.0, 0.0).ok());
+  EXPECT_NE(model_loose.manifest().to_json().find("\"tolerance\""), std::string::npos);
+}
+
+TEST(Manifest, ToleranceMustBeFiniteAndNonNegative) {
+  for (const std::string bad : {R"({"atol": -1, "rtol": 0})", R"({"atol": 0})", R"("loose")"}) {
+    std::string text = linear_manifest();
+    text.insert(text.rfind('}'), R"(, "tolerance": )" + bad);
+    expect_error([&] { tp::Manifest::from_json(text); }, tp::ErrorKind::BadArtifact, {"tolerance"});
+  }
+  std::string text = linear_manifest();
+  text.insert(text.rfind('}'), R"(, "format": "tflite")");
+  expect_error([&] { tp::Manifest::from_json(text); }, tp::ErrorKind::BadArtifact, {"format"});
 }
 
 TEST(Warmup, RunsAtLoadAndReportsItsCost) {

@@ -172,6 +172,11 @@ TEST(Options, CheckedAtTheBoundary) {
   o = {};
   o.warmup_runs = tp::kMaxWarmupRuns + 1;
   expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "warmup_runs");
+  for (const int concurrency : {0, -1, tp::kMaxConcurrency + 1}) {
+    o = {};
+    o.concurrency = concurrency;
+    expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "concurrency: expected 1 to");
+  }
   o = {};
   o.device = "cpu:0";  // the same device as "cpu"
   const auto model = tp::Model::load(path, o);

@@ -104,12 +104,14 @@ def export_checkpoint(
     force: bool = False,
     inputs: Optional[torch.Tensor] = None,
     name: Optional[str] = None,
-) -> Path:
+    format: str = "torchscript",
+) -> Union[Path, dict[str, Path]]:
     """Exports a checkpoint as a torchport artifact whose graph holds the normalisation
     (and ``postprocess``: ``softmax`` or ``argmax``), so a C++ caller feeds raw data.
     Labels, normalisation and validation metrics go into the manifest's metadata.
     An existing ``out`` is replaced only with ``force=True``. ``inputs`` become the
-    golden examples (default: noise at the training data's scale).
+    golden examples (default: noise at the training data's scale). ``format`` is
+    export's: ``"torchscript"``, ``"aoti"`` (.pt2), ``"onnx"`` or ``"all"``.
 
         >>> export_checkpoint("runs/wine/checkpoint.pt", "wine.pt", postprocess="argmax")
     """
@@ -121,7 +123,7 @@ def export_checkpoint(
         raise BadOptionError(f"postprocess {postprocess!r} needs classes; this is a regression model")
     pipeline = pipeline_from_checkpoint(ckpt, postprocess)
     out = Path(out)
-    if out.exists() and not force:
+    if out.exists() and not force and format != "all":
         raise BadOptionError(f"'{out}' exists; pass force=True (--force) to replace it")
     if inputs is None:
         inputs = example_inputs(ckpt)
@@ -151,4 +153,5 @@ def export_checkpoint(
         metadata=metadata,
         name=name or f"{ckpt['family']}_{ckpt['dataset']['name']}".replace(":", "_"),
         overwrite=force,  # replaced atomically: the old file stays until the new one is complete
+        format=format,
     )

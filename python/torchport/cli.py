@@ -7,7 +7,7 @@
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
         [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
-    torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax]
+    torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|all]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
     torchport models
@@ -31,7 +31,7 @@ from typing import Any, Optional, Sequence
 
 from torchport._version import __version__
 from torchport.errors import BadOptionError, TorchportError, exit_code_of
-from torchport.manifest import Manifest
+from torchport.manifest import Manifest, read_manifest
 
 EXIT_MISMATCH = 1
 
@@ -40,8 +40,13 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     """The manifest as readable text (or JSON), read and checked by the runtime."""
     from torchport.native import load_native
 
-    info = load_native().inspect(str(path))
-    m = Manifest.from_native(info.manifest)
+    from torchport.formats import is_onnx
+
+    if is_onnx(Path(path)):  # no zip: the manifest from its metadata, with the runtime's rules
+        info, m = None, read_manifest(path)
+    else:
+        info = load_native().inspect(str(path))
+        m = Manifest.from_native(info.manifest)
     if as_json:
         return m.to_json()
     lines = [
@@ -54,7 +59,10 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
         *[f"    {s.name:<16} {s.dtype or '?':<9} {s.shape_str()}" for s in m.outputs],
         f"  golden examples: {'yes' if m.golden else 'no'}",
     ]
-    if m.checksum:
+    if m.format:
+        tol = f"atol={m.tolerance['atol']:g}, rtol={m.tolerance['rtol']:g} against eager" if m.tolerance else "bit-exact"
+        lines.insert(1, f"  format: {m.format} ({tol})")
+    if m.checksum and info is not None:
         ok = info.checksum_ok
         lines.append(f"  payload checksum: {m.checksum[:19]}... {'verified' if ok else 'MISMATCH: modified after export'}")
     if m.metadata:
@@ -141,19 +149,29 @@ def train_model(
     return result
 
 
-def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force: bool = False, check: bool = True):
+def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force: bool = False, check: bool = True,
+                 format: str = "torchscript"):
     """``torchport export``: checkpoint -> artifact with normalisation (and postprocess) inside;
-    with ``check``, the parity report through every runtime on its golden examples."""
+    with ``check``, the parity report through every runtime on its golden examples (one
+    report per format; the first that fails is returned, else the last)."""
     from torchport.checkpoint import export_checkpoint
 
-    path = export_checkpoint(checkpoint, out, postprocess=postprocess, force=force)
-    print(f"exported {path}")
+    written = export_checkpoint(checkpoint, out, postprocess=postprocess, force=force, format=format)
+    paths = list(written.values()) if isinstance(written, dict) else [written]
+    for path in paths:
+        compile_info = read_manifest(path).metadata.get("torchport.compile")
+        took = f" (AOTInductor compile {compile_info['seconds']} s)" if compile_info else ""
+        print(f"exported {path}{took}")
     if not check:
         return None
     from torchport.parity import verify
 
-    report = verify(path)
-    print(report)
+    report = None
+    for path in paths:
+        report = verify(path)
+        print(report)
+        if not report.ok:
+            break
     return report
 
 
@@ -197,15 +215,18 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "verify",
-        help="compare eager/TorchScript/C++ outputs",
-        description="Run the same inputs through Python TorchScript, the C++ runtime (binding) and the "
-        "torchport-run binary, and compare with the golden outputs (or, with --inputs, with Python "
-        "TorchScript). Exit 1 on mismatch.",
+        help="compare outputs across runtimes",
+        description="Run the same inputs through every runtime that reads the artifact's format (TorchScript: "
+        "Python TorchScript, the C++ runtime's binding and the torchport-run binary; .pt2: AOTInductor's Python "
+        "loader, the binding and the binary; ONNX: ONNX Runtime) and compare with the golden outputs (or, with "
+        "--inputs, with the format's Python runtime), within the manifest's tolerance. Exit 1 on mismatch.",
     )
     s.add_argument("artifact")
     s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name)")
-    s.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0: exact)")
-    s.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: exact)")
+    s.add_argument("--atol", type=float, default=None,
+                   help="absolute tolerance (default: the manifest's for its format; 0, exact, for TorchScript)")
+    s.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance (default: the manifest's for its format; 0, exact, for TorchScript)")
     s.add_argument("--threads", type=int, default=None, help="intra-op threads for every runtime")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.add_argument("--model-from", metavar="CHECKPOINT",
@@ -290,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--out", required=True, metavar="FILE")
     s.add_argument("--postprocess", default="none", choices=["none", "softmax", "argmax"])
+    s.add_argument("--format", default="torchscript", choices=["torchscript", "aoti", "onnx", "all"],
+                   help="torchscript (default); aoti: a torch.export + AOTInductor .pt2 package; onnx; all: each "
+                   "beside --out with suffixes .pt, .pt2, .onnx")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
 
@@ -392,7 +416,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
-                                  check=not args.no_verify)
+                                  check=not args.no_verify, format=args.format)
             return 0 if report is None or report.ok else EXIT_MISMATCH
         if args.command == "triton":
             if args.check:

@@ -1,9 +1,12 @@
-"""Export a model to a torchport artifact: TorchScript plus contract plus golden examples.
+"""Export a model to a torchport artifact: the model (TorchScript, an AOTInductor
+``.pt2`` package or ONNX) plus contract plus golden examples.
 
     >>> import torch, torchport
     >>> model = torch.nn.Linear(4, 2)
     >>> torchport.export(model, torch.rand(3, 4), "linear.pt")
     PosixPath('linear.pt')
+    >>> torchport.export(model, torch.rand(3, 4), "linear.pt2", format="aoti")
+    PosixPath('linear.pt2')
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from torchport.manifest import Manifest, TensorSpec, payload_checksum
 from torchport.native import load_native
 
 METHODS = ("auto", "script", "trace")
+#: what ``export(format=...)`` accepts; "all" writes every format side by side
+EXPORT_FORMATS = ("torchscript", "aoti", "onnx", "all")
 
 
 class ExportWarning(UserWarning):
@@ -212,8 +217,16 @@ def export(
     metadata: Optional[Mapping[str, Any]] = None,
     name: Optional[str] = None,
     overwrite: bool = False,
-) -> Path:
-    """Export ``model`` to a TorchScript artifact at ``path`` with its contract and golden examples.
+    format: str = "torchscript",
+) -> Union[Path, dict[str, Path]]:
+    """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
+
+    ``format`` picks the container (docs/artifact.md): ``"torchscript"`` (the
+    default), ``"aoti"`` (torch.export + AOTInductor, a ``.pt2`` package the C++
+    runtime runs as well), ``"onnx"`` (torch.onnx's dynamo exporter; ONNX Runtime
+    runs it from Python), or ``"all"``: each of them beside ``path`` with the
+    suffixes .pt, .pt2 and .onnx, verified against eager and against each other
+    before returning ``{format: path}``. ``method`` applies to TorchScript.
 
     ``method="auto"`` scripts and falls back to tracing with an ``ExportWarning``
     saying why. The model is put in eval mode. Input names default to the names
@@ -222,7 +235,10 @@ def export(
     or ``{dim: name}`` (dims with one name must agree across inputs); the
     default makes dim 0 of every input the shared ``"batch"``. The file is
     written atomically, with a checksum of the model payload that the runtime
-    verifies at load; an existing file is replaced only with ``overwrite=True``.
+    verifies at load, and only once the runtime that will run it has loaded
+    the bytes (a .pt2 or ONNX model must also reproduce the golden outputs
+    within its format's tolerance); an existing file is replaced only with
+    ``overwrite=True``.
 
         >>> export(model, (tokens, mask), "m.pt",
         ...        dynamic_dims={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
@@ -230,6 +246,8 @@ def export(
     """
     if method not in METHODS:
         raise BadOptionError(f"method: expected one of {METHODS}, got {method!r}")
+    if format not in EXPORT_FORMATS:
+        raise BadOptionError(f"format: expected one of {EXPORT_FORMATS}, got {format!r}")
     if not isinstance(model, torch.nn.Module):
         raise BadOptionError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     meta = dict(metadata or {})
@@ -240,6 +258,20 @@ def export(
     path = Path(path)
     if not path.parent.is_dir():
         raise BadOptionError(f"path: folder '{path.parent}' does not exist")
+    if format == "all":
+        from torchport.formats import FORMATS, SUFFIXES, cross_check
+
+        targets = {f: path.with_suffix(SUFFIXES[f]) for f in FORMATS}
+        existing = [str(p) for p in targets.values() if p.exists()]
+        if existing and not overwrite:
+            raise BadOptionError(f"path: {existing} already exist; pass overwrite=True to replace them")
+        written = {
+            f: export(model, example_inputs, p, method=method, input_names=input_names, output_names=output_names,
+                      dynamic_dims=dynamic_dims, metadata=metadata, name=name, overwrite=overwrite, format=f)
+            for f, p in targets.items()
+        }
+        cross_check(written)
+        return written
     if path.exists() and not overwrite:
         raise BadOptionError(f"path: '{path}' already exists; pass overwrite=True to replace it")
 
@@ -252,8 +284,14 @@ def export(
     out_names = _names(output_names, out_default, "output_names")
     dynamic = _dynamic(dynamic_dims, in_names, inputs)
 
-    module, used = _compile(model, inputs, method)
-    out_shapes = _output_shapes(module, inputs, outputs, dynamic, in_names)
+    if format == "torchscript":
+        module, used = _compile(model, inputs, method)
+        out_shapes = _output_shapes(module, inputs, outputs, dynamic, in_names)
+    else:
+        from torchport import formats
+
+        used = formats.EXPORT_METHODS[format]
+        out_shapes = _output_shapes(model, inputs, outputs, dynamic, in_names)
 
     golden = io.BytesIO()
     torch.save(
@@ -277,12 +315,16 @@ def export(
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         metadata=meta,
         golden=True,
+        format=format,
     )
     native = load_native()
     try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)
         manifest.validated(f"export of '{path}': manifest")
     except BadArtifactError as e:
         raise ExportError(f"the runtime would refuse this artifact: {e}") from None
+    if format != "torchscript":
+        return _export_other(format, model, inputs, dynamic, in_names, out_names, manifest, golden.getvalue(), path,
+                             overwrite)
     # The checksum covers every record but the manifest, so it is taken from a
     # first save without it; the records do not change between saves.
     manifest.checksum = payload_checksum(_archive(module, {native.GOLDEN_FILE: golden.getvalue()}))
@@ -295,5 +337,24 @@ def export(
         native.load_from_memory(data, str(path))
     except (BadArtifactError, BadOptionError) as e:
         raise ExportError(f"the runtime refuses the exported model, so nothing was written: {e}") from None
+    write_bytes(path, data, overwrite=overwrite)
+    return path
+
+
+def _export_other(fmt: str, model, inputs, dynamic, in_names, out_names, manifest: Manifest, golden: bytes,
+                  path: Path, overwrite: bool) -> Path:
+    """The .pt2 or ONNX artifact, checked by the runtime that will run it before it is written."""
+    from torchport import formats
+
+    manifest.tolerance = formats.tolerance(fmt)
+    if fmt == "aoti":
+        package, seconds = formats.compile_aoti(model, inputs, dynamic, in_names)
+        manifest.metadata[formats.COMPILE_KEY] = {
+            "seconds": round(seconds, 2), "torch": torch.__version__, "inductor_configs": formats.INDUCTOR_CONFIGS,
+        }
+        data = formats.package_aoti(package, manifest, golden)
+    else:
+        data = formats.export_onnx(model, inputs, dynamic, in_names, out_names, manifest, golden)
+    formats.runtime_check(fmt, data, str(path), manifest.tolerance)
     write_bytes(path, data, overwrite=overwrite)
     return path

@@ -11,7 +11,11 @@ accept and refuse exactly the same files::
      "inputs":  [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8]}],
      "outputs": [{"name": "logits", "dtype": "float32", "shape": [null, 10]}],
      "metadata": {"labels": ["0", "1", ...]}, "golden": true,
-     "checksum": "sha256:..."}
+     "checksum": "sha256:...",
+     "format": "aoti", "tolerance": {"atol": 1e-05, "rtol": 0.0001}}
+
+``format`` and ``tolerance`` are optional: a manifest without them (every one
+written before formats) is TorchScript and bit-exact.
 
 A ``null`` dimension is dynamic; a string one is dynamic and named (dimensions
 sharing a name agree across the inputs of a call).
@@ -79,6 +83,10 @@ class Manifest:
     metadata: dict[str, Any] = field(default_factory=dict)
     golden: bool = False
     checksum: str = ""
+    #: "torchscript", "aoti" or "onnx"; "" in manifests written before formats
+    format: str = ""
+    #: {"atol": A, "rtol": R}: how far this format's outputs may be from eager's; None: bit-exact
+    tolerance: Optional[dict[str, float]] = None
 
     @property
     def input_names(self) -> list[str]:
@@ -103,6 +111,8 @@ class Manifest:
             metadata=json.loads(m.metadata_json),
             golden=m.has_golden,
             checksum=m.checksum,
+            format=m.format,
+            tolerance={"atol": m.atol, "rtol": m.rtol} if (m.atol or m.rtol) else None,
         )
         out._source = m  # a derived contract (schema 0) is written as the runtime derived it
         return out
@@ -129,6 +139,8 @@ class Manifest:
                 "metadata": self.metadata,
                 "golden": self.golden,
                 **({"checksum": self.checksum} if self.checksum else {}),
+                **({"format": self.format} if self.format else {}),
+                **({"tolerance": self.tolerance} if self.tolerance is not None else {}),
             }
         )
 
@@ -157,7 +169,21 @@ def read_manifest(path: Union[str, Path]) -> Manifest:
         >>> read_manifest("model.pt").input_names
         ['image']
     """
+    text = _onnx_record(path, "manifest")
+    if text is not None:  # an ONNX model: the same schema, from its metadata
+        return Manifest.from_json(text.decode(), f"'{path}' torchport/manifest.json")
     return Manifest.from_native(_native().inspect(str(path)).manifest)
+
+
+def _onnx_record(path: Union[str, Path], which: str) -> Optional[bytes]:
+    """torchport's manifest or golden record of an ONNX model (not a zip), or None
+    for any other file (the runtime's reader then decides what it is)."""
+    from torchport.formats import is_onnx, read_onnx_record
+
+    p = Path(path)
+    if not is_onnx(p):
+        return None
+    return read_onnx_record(p, which)
 
 
 def payload_checksum(archive: bytes) -> str:
@@ -169,5 +195,9 @@ def payload_checksum(archive: bytes) -> str:
 
 def read_golden(path: Union[str, Path]) -> tuple[list[Any], list[Any]]:
     """The golden ``(inputs, outputs)`` stored in an artifact at export, read by the runtime."""
-    inputs, outputs = _native().read_golden(str(path))
+    data = _onnx_record(path, "golden")
+    if data is not None:
+        inputs, outputs = _native().read_golden_bytes(data, f"'{path}' torchport/golden.pt")
+    else:
+        inputs, outputs = _native().read_golden(str(path))
     return list(inputs), list(outputs)

@@ -62,7 +62,9 @@ class NativeModel:
     ``check_nan`` rejects NaN/Inf inputs; ``verify_checksum`` checks the
     payload checksum recorded at export. ``libraries`` are shared libraries of
     custom operators loaded (process-wide) before the model. ``run`` releases
-    the GIL and may be called from several threads at once.
+    the GIL and may be called from several threads at once; ``concurrency`` is
+    how many calls run at once without waiting (the runner pool of an
+    AOTInductor ``.pt2``).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class NativeModel:
         check_nan: bool = False,
         verify_checksum: bool = True,
         libraries: Sequence[Union[str, Path]] = (),
+        concurrency: int = 4,
     ) -> None:
         native = load_native()
         self.path = Path(path)
@@ -86,8 +89,14 @@ class NativeModel:
             check_nan=check_nan,
             verify_checksum=verify_checksum,
             libraries=[str(p) for p in libraries],
+            concurrency=concurrency,
         )
         self.manifest: Manifest = Manifest.from_native(self._model.manifest)
+
+    @property
+    def format(self) -> str:
+        """The backend that loaded the file: ``"torchscript"`` or ``"aoti"``."""
+        return self._model.format
 
     @property
     def warmup_ms(self) -> float:
@@ -111,8 +120,10 @@ class NativeModel:
         inputs, outputs = self._model.golden()
         return list(inputs), list(outputs)
 
-    def selfcheck(self, *, atol: float = 0.0, rtol: float = 0.0) -> dict[str, Any]:
-        """Golden inputs against golden outputs, in C++; ``report["ok"]`` says if they match."""
+    def selfcheck(self, *, atol: Optional[float] = None, rtol: Optional[float] = None) -> dict[str, Any]:
+        """Golden inputs against golden outputs, in C++; ``report["ok"]`` says if they match.
+        Within ``atol``/``rtol``; when neither is given, within the manifest's
+        tolerance (bit-exact unless its format states one)."""
         return json.loads(self._model.selfcheck(atol=atol, rtol=rtol))
 
     def benchmark(self, inputs: Optional[list[torch.Tensor]] = None, *, iters: int = 100, warmup: int = 10) -> dict[str, Any]:

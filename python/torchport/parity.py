@@ -22,7 +22,15 @@ from torchport.exporter import _jit, _outputs_tuple
 from torchport.manifest import Manifest, read_golden, read_manifest
 from torchport.native import NativeModel, binary_path, load_native
 
-RUNTIMES = ("eager", "torchscript", "native", "binary")
+RUNTIMES = ("eager", "torchscript", "aoti", "onnxruntime", "native", "binary")
+#: which runtimes read which artifact format ("eager" runs the model itself)
+FORMAT_RUNTIMES = {
+    "torchscript": ("torchscript", "native", "binary"),  # torch.jit.load in Python, the C++ runtime
+    "aoti": ("aoti", "native", "binary"),  # torch._inductor.aoti_load_package in Python, the C++ runtime
+    "onnx": ("onnxruntime",),  # ONNX Runtime in Python (torchport[onnx])
+}
+#: each format's Python runtime: the reference for custom inputs without the eager model
+PYTHON_RUNTIME = {"torchscript": "torchscript", "aoti": "aoti", "onnx": "onnxruntime"}
 
 
 @dataclass
@@ -50,6 +58,7 @@ class ParityReport:
     rtol: float
     threads: int
     rows: list[ParityRow] = field(default_factory=list)
+    format: str = "torchscript"
 
     @property
     def ok(self) -> bool:
@@ -91,7 +100,7 @@ class ParityReport:
         widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
         line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         out = [
-            f"parity of {self.artifact} against {self.reference} (atol={self.atol:g}, rtol={self.rtol:g}, "
+            f"parity of {self.artifact} ({self.format}) against {self.reference} (atol={self.atol:g}, rtol={self.rtol:g}, "
             f"threads={self.threads})",
             line(head),
             line(["-" * w for w in widths]),
@@ -141,30 +150,48 @@ def verify(
     *,
     model: Optional[torch.nn.Module] = None,
     inputs: Any = None,
-    atol: float = 0.0,
-    rtol: float = 0.0,
+    atol: Optional[float] = None,
+    rtol: Optional[float] = None,
     threads: Optional[int] = None,
-    runtimes: Sequence[str] = RUNTIMES,
+    runtimes: Optional[Sequence[str]] = None,
 ) -> ParityReport:
-    """Runs the same inputs through the eager ``model`` (when given), ``torch.jit.load``
-    in Python, the C++ runtime through the binding, and the ``torchport-run``
-    binary; compares each with the reference.
+    """Runs the same inputs through the eager ``model`` (when given) and every
+    runtime that reads the artifact's format; compares each with the reference.
+
+    TorchScript: ``torch.jit.load`` in Python, the C++ runtime through the
+    binding, and the ``torchport-run`` binary. AOTInductor ``.pt2``:
+    ``torch._inductor.aoti_load_package`` in Python, the binding and the binary.
+    ONNX: ONNX Runtime. ``runtimes`` narrows the choice.
 
     The reference is the golden outputs when ``inputs`` is None (the default:
-    the golden inputs), else the eager model when given, else Python TorchScript.
-    All runtimes use the same intra-op thread count (``threads``, default
-    torch's current one).
+    the golden inputs), else the eager model when given, else the format's
+    Python runtime. ``atol``/``rtol`` default to the tolerance the manifest
+    states for its format (bit-exact for TorchScript); explicit ones may be
+    stricter. All runtimes use the same intra-op thread count (``threads``,
+    default torch's current one).
 
         >>> report = verify("model.pt", model=model)
         >>> report.ok, report.bit_exact
         (True, True)
     """
-    unknown = set(runtimes) - set(RUNTIMES)
-    if unknown:
-        raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
-    load_native().compare_outputs([], [], [], atol=atol, rtol=rtol)  # the runtime's checks of atol and rtol
+    if runtimes is not None:
+        unknown = set(runtimes) - set(RUNTIMES)
+        if unknown:
+            raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
+    # The runtime's checks of atol and rtol (None: the manifest's, checked when it was read).
+    load_native().compare_outputs([], [], [], atol=0.0 if atol is None else atol, rtol=0.0 if rtol is None else rtol)
     load_native().check_options(threads=threads or 0)  # the runtime's rule for thread counts
     manifest = read_manifest(path)
+    fmt = manifest.format or "torchscript"
+    readers = FORMAT_RUNTIMES[fmt]  # the runtime's manifest rules admit only these formats
+    if runtimes is None:
+        runtimes = ("eager", *readers)
+    foreign = set(runtimes) - {"eager", *readers}
+    if foreign:
+        raise BadOptionError(f"runtimes: {sorted(foreign)} do not read {fmt} artifacts; {fmt} is read by {readers}")
+    tol = manifest.tolerance or {"atol": 0.0, "rtol": 0.0}
+    atol = tol["atol"] if atol is None else atol
+    rtol = tol["rtol"] if rtol is None else rtol
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
     # One intra-op pool for the whole process (Python torch and the binding
@@ -214,20 +241,33 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
                 return _outputs_tuple(module(*tensors))
 
         attempt("torchscript", scripted)
+    if "aoti" in runtimes:
+
+        def compiled():
+            package = torch._inductor.aoti_load_package(str(path))
+            with torch.inference_mode():
+                return _outputs_tuple(package(*tensors))
+
+        attempt("aoti", compiled)
+    if "onnxruntime" in runtimes:
+        from torchport.formats import onnxruntime_session, run_onnxruntime
+
+        attempt("onnxruntime", lambda: run_onnxruntime(onnxruntime_session(path, threads), tensors))
     if "native" in runtimes:
         attempt("native", lambda: NativeModel(path, threads=threads).run(*tensors))
     if "binary" in runtimes:
         attempt("binary", lambda: run_binary(path, tensors, threads=threads))
 
     if expected is None:
-        reference = "eager" if "eager" in results else "torchscript"
+        python_runtime = PYTHON_RUNTIME[manifest.format or "torchscript"]
+        reference = "eager" if "eager" in results else python_runtime
         if reference not in results:
-            raise BadOptionError("verify with custom inputs needs the eager model or the torchscript runtime")
+            raise BadOptionError(f"verify with custom inputs needs the eager model or the {python_runtime} runtime")
         if isinstance(results[reference], Exception):
             raise results[reference]
         expected = results.pop(reference)
 
-    report = ParityReport(str(path), reference, atol, rtol, threads)
+    report = ParityReport(str(path), reference, atol, rtol, threads, format=manifest.format or "torchscript")
     for runtime, got in results.items():
         if isinstance(got, Exception):
             report.rows.append(

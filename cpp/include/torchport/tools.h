@@ -3,6 +3,7 @@
 /// outputs and latency figures. The torchport-run binary and the Python module
 /// both call these.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,7 @@ constexpr const char* kGoldenFile = "torchport/golden.pt";
 /// What an artifact says about itself, read without running it.
 struct ArtifactInfo {
   Manifest manifest;         ///< stored, or derived from forward() (schema 0)
-  std::string format;        ///< "torchscript"
+  std::string format;        ///< "torchscript" or "aoti", told from the records
   std::string checksum;      ///< the payload's actual checksum ("" without a manifest)
   bool checksum_ok = false;  ///< the manifest's checksum matches the payload
 };
@@ -57,13 +58,20 @@ ArtifactInfo inspect(const std::string& path);
 
 /// The golden examples stored in an artifact, read without loading the model.
 Golden read_golden(const std::string& path);
+/// Golden examples from the bytes of a golden.pt record held elsewhere (an
+/// ONNX model's metadata); `where` names them in errors.
+Golden read_golden_bytes(const std::string& bytes, const std::string& where);
 
 /// The payload checksum of a TorchScript archive held in memory (what export
 /// records and load verifies).
 std::string payload_checksum(const std::string& archive_bytes);
 
-/// Runs the artifact's golden inputs and compares with its golden outputs.
-CheckReport selfcheck(const Model& model, double atol = 0.0, double rtol = 0.0);
+/// Runs the artifact's golden inputs and compares with its golden outputs,
+/// within atol/rtol; when neither is given, within the manifest's stated
+/// tolerance (bit-exact unless the format says otherwise). A caller may pass
+/// tolerances stricter than the manifest's.
+CheckReport selfcheck(const Model& model, std::optional<double> atol = std::nullopt,
+                      std::optional<double> rtol = std::nullopt);
 
 /// Latency of repeated runs on the same inputs.
 struct BenchResult {

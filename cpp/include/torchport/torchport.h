@@ -1,5 +1,6 @@
 #pragma once
-/// torchport: load a torchport (or plain TorchScript) artifact and run it.
+/// torchport: load a torchport artifact (TorchScript archive or AOTInductor
+/// .pt2 package, told apart by content) and run it.
 ///
 ///   auto model = torchport::Model::load("model.pt");
 ///   std::vector<at::Tensor> out = model.run({at::rand({4, 1, 8, 8})});
@@ -84,13 +85,17 @@ struct Manifest {
   std::string name;
   std::string torchport_version;
   std::string torch_version;
-  std::string export_method;  ///< "script" or "trace"
+  std::string export_method;  ///< "script" or "trace" (TorchScript), "torch.export" (.pt2)
   std::string created;        ///< ISO 8601, UTC
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   std::string metadata_json = "{}";  ///< free user metadata, as JSON text
   bool has_golden = false;
   std::string checksum;  ///< "sha256:..." of the model payload, verified at load; "" if none
+  std::string format;    ///< "torchscript", "aoti" or "onnx"; "" in manifests older than formats
+  /// How far this format's outputs may be from the eager (golden) outputs, as
+  /// allclose's atol and rtol (finite, >= 0); 0 and 0 (bit-exact) unless the manifest says.
+  double atol = 0.0, rtol = 0.0;
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }
@@ -108,6 +113,8 @@ std::vector<std::string> supported_dtypes();
 int max_threads();
 /// The most warm-up runs Options::warmup_runs accepts.
 constexpr int kMaxWarmupRuns = 10'000;
+/// The most concurrent runners Options::concurrency accepts.
+constexpr int kMaxConcurrency = 256;
 
 /// How to load a model.
 struct Options {
@@ -116,6 +123,11 @@ struct Options {
   int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load; at most kMaxWarmupRuns
   bool check_nan = false;      ///< reject inputs holding NaN or Inf
   bool verify_checksum = true; ///< check the manifest's payload checksum at load
+  /// Calls that may run at once without waiting for each other, 1 to
+  /// kMaxConcurrency. An AOTInductor package (.pt2) gets this many runners
+  /// (each with its own activation buffers; weights are shared); a further
+  /// concurrent call waits for a free one. TorchScript needs no pool and ignores it.
+  int concurrency = 4;
   /// Shared libraries of custom operators (TORCH_LIBRARY), dlopen'ed with
   /// RTLD_NOW | RTLD_GLOBAL before the model loads. Process-wide; never unloaded.
   std::vector<std::string> libraries;
@@ -131,7 +143,7 @@ struct SubmoduleInfo {
   std::vector<std::string> custom_ops;
 };
 
-/// Checks options as Model::load does (threads, warm-up runs, device); throws
+/// Checks options as Model::load does (threads, warm-up runs, concurrency, device); throws
 /// BadOption naming the option.
 void check_options(const Options& options);
 
@@ -157,7 +169,7 @@ class Model {
   const Manifest& manifest() const;
   const Options& options() const;
   const std::string& path() const;
-  /// The artifact format that loaded it: "torchscript".
+  /// The artifact format that loaded it: "torchscript" or "aoti".
   std::string format() const;
   /// Milliseconds spent in the warm-up runs at load (0 without warm-up).
   double warmup_ms() const;

@@ -17,7 +17,7 @@ namespace torchport::detail {
 class Backend {
  public:
   virtual ~Backend() = default;
-  /// "torchscript", later "aoti".
+  /// "torchscript" or "aoti".
   virtual std::string format() const = 0;
   /// Runs the model; inputs are validated, contiguous and on the model's
   /// device. Called under c10::InferenceMode, possibly from many threads.
@@ -42,5 +42,17 @@ class Backend {
 /// checked by read_archive).
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
                                           const c10::Device& device);
+
+struct ArchiveFiles;
+
+/// True when the records are those of a torch.export / AOTInductor package.
+bool is_aoti_package(const std::vector<std::string>& records);
+
+/// An AOTInductor package (.pt2, torch._inductor.aoti_compile_and_package),
+/// from the bytes of the file at `path` (already checked by read_archive,
+/// whose manifest `files` holds); backends/aoti.cpp.
+std::unique_ptr<Backend> open_aoti(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                   const ArchiveFiles& files, const Options& options,
+                                   const c10::Device& device);
 
 }  // namespace torchport::detail

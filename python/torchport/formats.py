@@ -1,0 +1,351 @@
+"""The artifact formats besides TorchScript: AOTInductor ``.pt2`` packages and ONNX models.
+
+``torchport.export(..., format=...)`` calls these; each writes the same manifest
+and golden examples as a TorchScript artifact, in its own container:
+
+* ``aoti``: ``torch.export.export`` with the manifest's dynamic dimensions as
+  ``torch.export.Dim``s, then ``torch._inductor.aoti_compile_and_package`` with
+  CPU freezing on. torchport's records go under the package's ``torchport/``
+  (which AOTInductor's loaders ignore; torch's Python loader would read
+  ``extra/`` as text), with a payload checksum like the TorchScript one. The C++
+  runtime loads it like any artifact; it tells the two apart by content.
+* ``onnx``: ``torch.onnx.export(dynamo=True)``; the manifest and golden
+  examples go into the model's ``metadata_props`` (``torchport/manifest.json``,
+  and ``torchport/golden.pt`` base64-encoded). ONNX Runtime runs it from Python
+  (``pip install torchport[onnx]``); the C++ runtime does not read ONNX.
+
+The tolerance each format promises against eager (golden) outputs is stated
+here, once, and written into each manifest; docs/artifact.md gives the
+measurements behind it.
+
+    >>> torchport.export(model, x, "m.pt2", format="aoti")
+    >>> torchport.export(model, x, "m.pt", format="all")   # m.pt, m.pt2, m.onnx
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import re
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from torchport.errors import BadArtifactError, BadOptionError, ExportError, NativeUnavailableError
+from torchport.manifest import Manifest, payload_checksum
+from torchport.native import load_native
+
+# torchport's record names ("torchport/manifest.json", "torchport/golden.pt"),
+# as the runtime defines them.
+MANIFEST_FILE: str = load_native().MANIFEST_FILE
+GOLDEN_FILE: str = load_native().GOLDEN_FILE
+
+#: the formats ``export`` writes; "all" writes each of them side by side
+FORMATS = ("torchscript", "aoti", "onnx")
+SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx"}
+EXPORT_METHODS = {"aoti": "torch.export", "onnx": "torch.onnx.export"}
+
+#: How far each format's outputs may be from eager's (the golden outputs), as
+#: torch.allclose's atol and rtol. TorchScript is bit-exact (no entry). Measured
+#: on the zoo's families and a ResNet-18 (benchmarks/formats.py, figures in
+#: docs/artifact.md), the largest absolute difference from eager was 3.0e-7
+#: (.pt2) and 3.6e-7 (ONNX Runtime), both on the transformer; atol is about 30x
+#: that, and rtol 1e-4 leaves room for trained weights whose outputs are
+#: larger than these randomly initialised ones.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "aoti": {"atol": 1e-5, "rtol": 1e-4},
+    "onnx": {"atol": 1e-5, "rtol": 1e-4},
+}
+
+#: Inductor settings for the package: weights frozen into the compiled graph (CPU).
+INDUCTOR_CONFIGS = {"freezing": True}
+#: Where the manifest's metadata records the compile: seconds, torch, configs.
+COMPILE_KEY = "torchport.compile"
+
+
+def tolerance(fmt: str) -> Optional[dict[str, float]]:
+    """The tolerance ``fmt`` states in its manifests; None for bit-exact formats."""
+    tol = TOLERANCES.get(fmt)
+    return dict(tol) if tol else None
+
+
+# ----------------------------------------------------------------- torch.export
+
+
+def _identifier(text: str) -> str:
+    name = re.sub(r"\W", "_", text)
+    return name if name and not name[0].isdigit() else f"d_{name}"
+
+
+def dynamic_shapes(dynamic: dict[str, dict[int, Optional[str]]], names: list[str]) -> tuple:
+    """The manifest's dynamic dims as ``torch.export`` ``dynamic_shapes``: one
+    ``Dim`` per name, shared by every dim with that name (so export knows they
+    are equal), and one per unnamed dim."""
+    shared: dict[str, Any] = {}
+    spec = []
+    for n in names:
+        dims = {}
+        for d, label in sorted(dynamic.get(n, {}).items()):
+            if label is None:
+                dims[d] = torch.export.Dim(_identifier(f"{n}_dim{d}"))
+            else:
+                dims[d] = shared.setdefault(label, torch.export.Dim(_identifier(label)))
+        spec.append(dims or None)
+    return tuple(spec)
+
+
+_CALL = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.+)')
+
+
+def _where(e: BaseException) -> str:
+    """'file:line in fn: code' of the user's construct that torch.export refused."""
+    text = str(e)
+    marker = text.find("The following call raised this error")
+    m = _CALL.search(text, marker if marker >= 0 else 0)
+    if m:
+        return f"{m.group(1)}:{m.group(2)} in {m.group(3)}: {m.group(4).strip()}"
+    torch_dir = os.path.dirname(torch.__file__)
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith(torch_dir)]
+    if frames and frames[-1].filename != __file__:
+        f = frames[-1]
+        return f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}"
+    return "unknown location"
+
+
+def capture(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str]):
+    """``torch.export.export`` of ``model``; an ExportError naming the construct
+    and line it could not capture, and suggesting TorchScript, otherwise."""
+    try:
+        return torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes(dynamic, names), strict=False)
+    except Exception as e:  # noqa: BLE001 - torch.export raises many error types
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # The first line, plus torch's own explanation of a violated shape
+        # constraint ("- You marked x_dim1 as dynamic but your code specialized it...").
+        reason = " ".join([lines[0] if lines else type(e).__name__]
+                          + [line[2:].split(". If you")[0] for line in lines[1:] if line.startswith("- ")])
+        raise ExportError(
+            f"torch.export could not capture {type(model).__name__}: {reason} "
+            f"({type(e).__name__} at {_where(e)}). Data-dependent control flow and constructs torch.export "
+            "does not support need rewriting (torch.cond, torch._check); or export with format='torchscript', "
+            "which scripts such code"
+        ) from e
+
+
+# ------------------------------------------------------------------- AOTInductor
+
+
+def _repack(package: bytes, extra: dict[str, bytes]) -> bytes:
+    """The package's records plus ``extra`` (by record name), in a new PT2 archive."""
+    from torch.export.pt2_archive._package import PT2ArchiveWriter
+
+    reader = torch._C.PyTorchFileReader(io.BytesIO(package))
+    out = io.BytesIO()
+    with PT2ArchiveWriter(out) as writer:
+        for name in sorted(reader.get_all_records()):
+            # The writer adds its own version, byte order and serialization id.
+            if name.startswith(".data/") or writer.has_record(name):
+                continue
+            writer.write_bytes(name, reader.get_record(name))
+        for name, data in extra.items():
+            writer.write_bytes(name, data)
+    return out.getvalue()
+
+
+def compile_aoti(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str]) -> tuple[bytes, float]:
+    """(package bytes, compile seconds): torch.export, then AOTInductor with freezing."""
+    program = capture(model, inputs, dynamic, names)
+    with tempfile.TemporaryDirectory(prefix="torchport-aoti-") as tmp:
+        start = time.perf_counter()
+        try:
+            package = torch._inductor.aoti_compile_and_package(
+                program, package_path=os.path.join(tmp, "model.pt2"), inductor_configs=dict(INDUCTOR_CONFIGS)
+            )
+        except Exception as e:  # noqa: BLE001 - Inductor raises many error types
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise ExportError(f"AOTInductor could not compile {type(model).__name__}: {first}") from e
+        seconds = time.perf_counter() - start
+        return Path(package).read_bytes(), seconds
+
+
+def package_aoti(package: bytes, manifest: Manifest, golden: bytes) -> bytes:
+    """The package with torchport's records inside and the payload checksum in the manifest."""
+    # The checksum covers every record but the manifest, so it is taken from a
+    # first packing without it; the records do not change between packings.
+    manifest.checksum = payload_checksum(_repack(package, {GOLDEN_FILE: golden}))
+    data = _repack(package, {MANIFEST_FILE: manifest.to_json().encode(), GOLDEN_FILE: golden})
+    if payload_checksum(data) != manifest.checksum:
+        raise ExportError("the .pt2 package's records changed between two packings; cannot checksum the payload")
+    return data
+
+
+# -------------------------------------------------------------------------- ONNX
+
+ONNX_MANIFEST_KEY = MANIFEST_FILE
+ONNX_GOLDEN_KEY = GOLDEN_FILE
+#: an ONNX model larger than protobuf's own limit is not read as one
+_ONNX_MAX_BYTES = 2 << 30
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise BadOptionError(f"format 'onnx' needs the onnx package ({e}): pip install torchport[onnx]") from None
+    return onnx
+
+
+def export_onnx(
+    model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str], out_names: list[str],
+    manifest: Manifest, golden: bytes,
+) -> bytes:
+    """The ONNX model (dynamo exporter) with the manifest and golden examples in its metadata_props."""
+    onnx = _onnx()
+    with tempfile.TemporaryDirectory(prefix="torchport-onnx-") as tmp:
+        try:
+            # The exporter prints its progress; export's caller asked for a file, not a log.
+            with contextlib.redirect_stdout(io.StringIO()):
+                program = torch.onnx.export(
+                    model, inputs, dynamo=True, dynamic_shapes=dynamic_shapes(dynamic, names),
+                    input_names=names, output_names=out_names, verbose=False,
+                )
+            program.save(os.path.join(tmp, "model.onnx"))
+        except Exception as e:  # noqa: BLE001 - the exporter raises many error types
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise ExportError(f"torch.onnx.export could not export {type(model).__name__}: {first}") from e
+        proto = onnx.load(os.path.join(tmp, "model.onnx"))
+    for key in (ONNX_MANIFEST_KEY, ONNX_GOLDEN_KEY):
+        for i in reversed(range(len(proto.metadata_props))):
+            if proto.metadata_props[i].key == key:
+                del proto.metadata_props[i]
+    proto.metadata_props.add(key=ONNX_MANIFEST_KEY, value=manifest.to_json())
+    proto.metadata_props.add(key=ONNX_GOLDEN_KEY, value=base64.b64encode(golden).decode("ascii"))
+    return proto.SerializeToString()
+
+
+def is_onnx(path: Path) -> bool:
+    """A regular file, not a zip, that starts like a ModelProto (field 1,
+    ir_version) and parses as an ONNX model (needs the onnx package). Anything
+    else is left to the runtime's reader, which names what is wrong with it."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    # Never opened: a FIFO or device could block, and the runtime refuses them by name.
+    if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= _ONNX_MAX_BYTES:
+        return False
+    with open(path, "rb") as f:
+        if f.read(1) != b"\x08":
+            return False
+    try:
+        onnx = _onnx()
+    except BadOptionError:
+        return False
+    try:
+        onnx.load(str(path), load_external_data=False)
+        return True
+    except Exception:  # noqa: BLE001 - protobuf raises several types
+        return False
+
+
+def read_onnx_record(path: Path, which: str) -> Optional[bytes]:
+    """torchport's ``"manifest"`` or ``"golden"`` record stored in an ONNX
+    model's metadata_props, or None."""
+    key = {"manifest": ONNX_MANIFEST_KEY, "golden": ONNX_GOLDEN_KEY}[which]
+    proto = _onnx().load(str(path), load_external_data=False)
+    for prop in proto.metadata_props:
+        if prop.key == key:
+            if which == "manifest":
+                return prop.value.encode()
+            try:
+                return base64.b64decode(prop.value, validate=True)
+            except ValueError:
+                raise BadArtifactError(f"'{path}' {key}: not base64 text") from None
+    return None
+
+
+def onnxruntime_session(path: Any, threads: int = 1):
+    """An ONNX Runtime CPU session on ``path`` (a file or bytes), ``threads`` intra-op threads."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise NativeUnavailableError(f"onnxruntime is not installed ({e}): pip install torchport[onnx]") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def run_onnxruntime(session, inputs) -> tuple[torch.Tensor, ...]:
+    """Runs a session on tensors in input order; outputs as tensors."""
+    feed = {i.name: t.detach().cpu().contiguous().numpy() for i, t in zip(session.get_inputs(), inputs)}
+    return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+
+
+# ------------------------------------------------------------ checks at export
+
+
+def check_outputs(what: str, expected, got, tol: Optional[dict[str, float]]) -> None:
+    """ExportError unless ``got`` matches ``expected`` within ``tol`` (exactly without one)."""
+    from torchport.parity import compare
+
+    atol, rtol = (tol["atol"], tol["rtol"]) if tol else (0.0, 0.0)
+    names = [f"output {i}" for i in range(len(expected))]
+    bad = [r for r in compare(what, names, expected, got, atol, rtol) if not r.ok]
+    if bad:
+        r = bad[0]
+        raise ExportError(
+            f"{what} does not reproduce the eager outputs: {r.output} max abs diff {r.max_abs_diff:.3g}, "
+            f"max rel diff {r.max_rel_diff:.3g} (tolerance atol={atol:g}, rtol={rtol:g}){': ' + r.error if r.error else ''}"
+        )
+
+
+def runtime_check(fmt: str, data: bytes, where: str, tol: Optional[dict[str, float]]) -> None:
+    """The check an exported file's bytes pass before anything is written: loaded
+    by the runtime that will run it, and its golden examples reproduced within
+    ``tol``. Export never writes a file its runtime refuses."""
+    if fmt == "onnx":
+        from torchport.manifest import Manifest
+
+        proto = _onnx().load_from_string(data)
+        props = {p.key: p.value for p in proto.metadata_props}
+        Manifest.from_json(props[ONNX_MANIFEST_KEY], f"{where} torchport/manifest.json")
+        inputs, outputs = load_native().read_golden_bytes(base64.b64decode(props[ONNX_GOLDEN_KEY]), where)
+        check_outputs("ONNX Runtime", outputs, run_onnxruntime(onnxruntime_session(data), inputs), tol)
+        return
+    try:
+        native = load_native().load_from_memory(data, where)
+    except (BadArtifactError, BadOptionError) as e:
+        raise ExportError(f"the runtime refuses the exported {fmt} model, so nothing was written: {e}") from None
+    inputs, outputs = native.golden()
+    check_outputs(f"the torchport runtime ({fmt})", outputs, native.run(inputs), tol)
+
+
+def cross_check(paths: dict[str, Path]) -> None:
+    """Every format's outputs on the golden inputs against every other's, within
+    the looser of the two tolerances (both add up from eager)."""
+    from torchport.manifest import read_golden
+    from torchport.native import NativeModel
+
+    inputs, _ = read_golden(next(iter(paths.values())))
+    results = {}
+    for fmt, path in paths.items():
+        if fmt == "onnx":
+            results[fmt] = run_onnxruntime(onnxruntime_session(path), inputs)
+        else:
+            results[fmt] = NativeModel(path, concurrency=1).run(*inputs)
+    done = list(results)
+    for i, a in enumerate(done):
+        for b in done[i + 1:]:
+            ta, tb = tolerance(a) or {"atol": 0.0, "rtol": 0.0}, tolerance(b) or {"atol": 0.0, "rtol": 0.0}
+            tol = {k: ta[k] + tb[k] for k in ("atol", "rtol")}
+            check_outputs(f"{b} against {a}", results[a], results[b], tol if any(tol.values()) else None)
