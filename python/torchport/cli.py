@@ -386,8 +386,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     raise BadOptionError("--localize compares with the eager model: pass --model-from CHECKPOINT")
                 from torchport.localizer import localize
 
-                found = localize(args.artifact, model=model, inputs=inputs, runtime=args.runtime, atol=args.atol,
-                                 rtol=args.rtol, threads=args.threads, libraries=args.load_library)
+                # The localiser looks for the first difference: exact unless a tolerance is given.
+                found = localize(args.artifact, model=model, inputs=inputs, runtime=args.runtime,
+                                 atol=args.atol or 0.0, rtol=args.rtol or 0.0, threads=args.threads,
+                                 libraries=args.load_library)
                 print(found.to_json() if args.json else found)
                 return 0 if found.ok else EXIT_MISMATCH
             if args.load_library:
