@@ -315,11 +315,12 @@ void register_tools(py::module_& m) {
       "Loads artifact bytes with every check Model() applies to a file (export uses it before writing).");
   m.def(
       "inspect",
-      [](const std::string& path) {
+      [](const std::string& path, bool checksum) {
         py::gil_scoped_release release;
-        return inspect(path);
+        return inspect(path, checksum);
       },
-      py::arg("path"), "Reads an artifact's manifest and checks its checksum, without running it.\n\n"
+      py::arg("path"), py::kw_only(), py::arg("checksum") = true,
+      "Reads an artifact's manifest and, with `checksum`, hashes its payload against it, without running it.\n\n"
       "    >>> inspect('model.pt').manifest.inputs[0].name");
   m.def(
       "read_golden",

@@ -158,8 +158,7 @@ std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader) {
   return "sha256:" + sha.hex();
 }
 
-ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes,
-                          bool verify_checksum) {
+ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum) {
   ArchiveFiles files;
   const std::string where = "artifact '" + path + "'";
   check_zip_as(*bytes, where, "not a loadable TorchScript archive", ErrorKind::BadArtifact);
@@ -171,8 +170,9 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
     files.manifest_json = record_string(reader, folder + kManifestFile);
     if (!files.manifest_json.empty()) {
       files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
-      files.checksum = payload_checksum(reader);
-      if (verify_checksum && !files.manifest->checksum.empty() && files.checksum != files.manifest->checksum) {
+      if (checksum != Checksum::Skip) files.checksum = payload_checksum(reader);
+      if (checksum == Checksum::Verify && !files.manifest->checksum.empty() &&
+          files.checksum != files.manifest->checksum) {
         throw Error(ErrorKind::BadArtifact,
                     "'" + path + "': model payload checksum mismatch (manifest " + files.manifest->checksum +
                         ", file " + files.checksum + "): the file was corrupted or modified after export");

@@ -36,8 +36,9 @@ struct ArchiveFiles {
 /// tells its format from its records, reads the manifest and golden file, and checks the payload checksum the
 /// manifest records (when there is one and `verify_checksum` is set), before
 /// any of the model is deserialized. Throws BadArtifact.
-ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes,
-                          bool verify_checksum);
+/// What read_archive does with the payload checksum: hashing reads every record again.
+enum class Checksum { Skip, Compute, Verify };
+ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum);
 
 /// The payload checksum of a TorchScript archive held in memory.
 std::string payload_checksum(const std::string& bytes, const std::string& where);

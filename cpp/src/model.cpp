@@ -309,7 +309,7 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
   detail::load_libraries(options.libraries);
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
-  detail::ArchiveFiles files = detail::read_archive(path, bytes, options.verify_checksum);
+  detail::ArchiveFiles files = detail::read_archive(path, bytes, options.verify_checksum ? detail::Checksum::Verify : detail::Checksum::Skip);
   state->backend = detail::open_backend(path, bytes, files, options, state->device);
   const Manifest signature = state->backend->signature();
   const std::string where = "'" + path + "' torchport/manifest.json";

@@ -136,9 +136,10 @@ std::string CheckReport::to_json(int indent) const {
   return out.dump(indent);
 }
 
-ArtifactInfo inspect(const std::string& path) {
+ArtifactInfo inspect(const std::string& path, bool checksum) {
   const auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
-  detail::ArchiveFiles files = detail::read_archive(path, bytes, /*verify_checksum=*/false);
+  detail::ArchiveFiles files =
+      detail::read_archive(path, bytes, checksum ? detail::Checksum::Compute : detail::Checksum::Skip);
   ArtifactInfo info;
   info.format = files.format;
   if (files.manifest) {
@@ -161,7 +162,7 @@ Golden read_golden_bytes(const std::string& bytes, const std::string& where) {
 
 Golden read_golden(const std::string& path) {
   const auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
-  const detail::ArchiveFiles files = detail::read_archive(path, bytes, /*verify_checksum=*/false);
+  const detail::ArchiveFiles files = detail::read_archive(path, bytes, detail::Checksum::Skip);
   if (files.golden_bytes.empty()) {
     throw Error(ErrorKind::BadArtifact, "artifact '" + path + "' holds no golden examples (torchport/golden.pt)");
   }

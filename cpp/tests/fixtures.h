@@ -8,10 +8,29 @@
 
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+#include <torchport/torchport.h>
+
 #include <torch/script.h>
 #include <torch/serialize.h>
 
 namespace torchport::testing {
+
+// Runs `fn`, expects a torchport::Error of `kind` whose message contains every
+// string of `parts`.
+template <typename Fn>
+void expect_error(Fn&& fn, torchport::ErrorKind kind, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected torchport::Error(" << torchport::to_string(kind) << ")";
+  } catch (const torchport::Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    for (const auto& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "message lacks '" << part << "': " << e.what();
+    }
+  }
+}
 
 inline std::filesystem::path temp_dir() {
   static const std::filesystem::path dir = [] {

@@ -20,22 +20,6 @@ using namespace torchport::testing;
 
 namespace {
 
-// Runs `fn`, expects a torchport::Error of `kind` whose message contains every
-// string of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, tp::ErrorKind kind, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected torchport::Error(" << tp::to_string(kind) << ")";
-  } catch (const tp::Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message lacks '" << part << "': " << e.what();
-    }
-  }
-}
-
 }  // namespace
 
 TEST(Model, LoadsManifest) {

@@ -24,26 +24,6 @@ using namespace torchport::testing;
 
 namespace {
 
-// The error a call throws: its kind and message.
-std::pair<tp::ErrorKind, std::string> error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const tp::Error& e) {
-    return {e.kind(), e.what()};
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "escaped as " << typeid(e).name() << ": " << e.what();
-    return {tp::ErrorKind::Runtime, e.what()};
-  }
-  ADD_FAILURE() << "no error thrown";
-  return {tp::ErrorKind::Runtime, ""};
-}
-
-void expect_refused(const std::function<void()>& fn, tp::ErrorKind kind, const std::string& phrase) {
-  const auto [got, message] = error_of(fn);
-  EXPECT_EQ(got, kind) << message;
-  EXPECT_NE(message.find(phrase), std::string::npos) << "'" << phrase << "' not in: " << message;
-}
-
 std::string pickled(const c10::IValue& value) {
   const auto bytes = torch::pickle_save(value);
   return std::string(bytes.begin(), bytes.end());
@@ -72,43 +52,40 @@ TEST(ZipLimits, DirectoryIsCheckedBeforeAnythingInflates) {
   std::string many = good;
   poke(many, end_record(many) + 10, 2, 0xFFFE);
   poke(many, end_record(many) + 8, 2, 0xFFFE);
-  expect_refused([&] { tp::detail::check_zip(many, "file", tp::ErrorKind::BadInput); }, tp::ErrorKind::BadInput,
-                 "file: not a valid zip archive");
+  expect_error([&] { tp::detail::check_zip(many, "file", tp::ErrorKind::BadInput); }, tp::ErrorKind::BadInput, {"file: not a valid zip archive"});
 
   std::string bomb = good;  // first record: deflated, 2 GiB when inflated
   poke(bomb, first_entry(bomb) + 10, 2, 8);
   poke(bomb, first_entry(bomb) + 24, 4, 1ull << 31);
-  expect_refused([&] { tp::detail::check_zip(bomb, "file", tp::ErrorKind::BadInput); }, tp::ErrorKind::BadInput,
-                 "inflates to 2147483648 bytes, more than the limit");
+  expect_error([&] { tp::detail::check_zip(bomb, "file", tp::ErrorKind::BadInput); }, tp::ErrorKind::BadInput, {"inflates to 2147483648 bytes, more than the limit"});
 
   std::string outside = good;
   poke(outside, first_entry(outside) + 20, 4, 1ull << 30);
   poke(outside, first_entry(outside) + 24, 4, 1ull << 30);
-  expect_refused([&] { tp::detail::check_zip(outside, "file", tp::ErrorKind::BadArtifact); },
-                 tp::ErrorKind::BadArtifact, "lies outside the file");
+  expect_error([&] { tp::detail::check_zip(outside, "file", tp::ErrorKind::BadArtifact); },
+                 tp::ErrorKind::BadArtifact, {"lies outside the file"});
 
   std::string encrypted = good;
   poke(encrypted, first_entry(encrypted) + 8, 2, 1);
-  expect_refused([&] { tp::detail::check_zip(encrypted, "file", tp::ErrorKind::BadInput); },
-                 tp::ErrorKind::BadInput, "is encrypted");
+  expect_error([&] { tp::detail::check_zip(encrypted, "file", tp::ErrorKind::BadInput); },
+                 tp::ErrorKind::BadInput, {"is encrypted"});
 
-  expect_refused([&] { tp::detail::check_zip("PK", "file", tp::ErrorKind::BadInput); }, tp::ErrorKind::BadInput,
-                 "too short");
+  expect_error([&] { tp::detail::check_zip("PK", "file", tp::ErrorKind::BadInput); }, tp::ErrorKind::BadInput, {"too short"});
 }
 
 TEST(PickleLimits, StructureIsWalkedBeforeUnpickling) {
   auto check = [](const std::string& p) { tp::detail::check_pickle(p.data(), p.size(), "p", tp::ErrorKind::BadInput); };
   // [[[...]]] 100,000 deep: LibTorch would build it and overflow the stack freeing it.
   std::string deep = "\x80\x02" + std::string(100000, ']') + std::string(99999, 'a') + ".";
-  expect_refused([&] { check(deep); }, tp::ErrorKind::BadInput, "nests containers 1001 deep");
+  expect_error([&] { check(deep); }, tp::ErrorKind::BadInput, {"nests containers 1001 deep"});
   std::string shallow = "\x80\x02" + std::string(500, ']') + std::string(499, 'a') + ".";
   EXPECT_NO_THROW(check(shallow));
-  expect_refused([&] { check(std::string("\x80\x02]r\xff\xff\xff\xff.", 9)); }, tp::ErrorKind::BadInput, "memo index");
-  expect_refused([&] { check(std::string("\x80\x02h\x05.", 5)); }, tp::ErrorKind::BadInput, "never set");
-  expect_refused([&] { check(std::string("\x80\x02\xff.", 4)); }, tp::ErrorKind::BadInput, "unknown opcode 0xff");
-  expect_refused([&] { check(std::string("\x80\x02X\xff\xff\xff\x7f", 7)); }, tp::ErrorKind::BadInput, "past the end");
-  expect_refused([&] { check(std::string("\x80\x02]", 3)); }, tp::ErrorKind::BadInput, "no STOP");
-  expect_refused([&] { check(std::string("\x80\x02""0.", 4)); }, tp::ErrorKind::BadInput, "underflow");
+  expect_error([&] { check(std::string("\x80\x02]r\xff\xff\xff\xff.", 9)); }, tp::ErrorKind::BadInput, {"memo index"});
+  expect_error([&] { check(std::string("\x80\x02h\x05.", 5)); }, tp::ErrorKind::BadInput, {"never set"});
+  expect_error([&] { check(std::string("\x80\x02\xff.", 4)); }, tp::ErrorKind::BadInput, {"unknown opcode 0xff"});
+  expect_error([&] { check(std::string("\x80\x02X\xff\xff\xff\x7f", 7)); }, tp::ErrorKind::BadInput, {"past the end"});
+  expect_error([&] { check(std::string("\x80\x02]", 3)); }, tp::ErrorKind::BadInput, {"no STOP"});
+  expect_error([&] { check(std::string("\x80\x02""0.", 4)); }, tp::ErrorKind::BadInput, {"underflow"});
 }
 
 TEST(PickleLimits, StorageReferencesAreRecorded) {
@@ -124,8 +101,8 @@ TEST(PickleLimits, StorageReferencesAreRecorded) {
   EXPECT_NO_THROW(tp::detail::check_storages(reader, needs, "data/", "p", tp::ErrorKind::BadInput));
   auto shrunk = needs;
   shrunk[0].bytes = 1u << 20;
-  expect_refused([&] { tp::detail::check_storages(reader, shrunk, "data/", "p", tp::ErrorKind::BadInput); },
-                 tp::ErrorKind::BadInput, "holds 32 bytes, but 1048576 are declared");
+  expect_error([&] { tp::detail::check_storages(reader, shrunk, "data/", "p", tp::ErrorKind::BadInput); },
+                 tp::ErrorKind::BadInput, {"holds 32 bytes, but 1048576 are declared"});
 }
 
 TEST(FileLimits, OnlyRegularFilesAreRead) {
@@ -133,10 +110,10 @@ TEST(FileLimits, OnlyRegularFilesAreRead) {
   ::unlink(fifo.c_str());
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   // Opening a FIFO for reading would wait for a writer forever.
-  expect_refused([&] { tp::Model::load(fifo); }, tp::ErrorKind::BadArtifact, "is a FIFO");
-  expect_refused([&] { tp::read_tensor_file(fifo); }, tp::ErrorKind::BadInput, "is a FIFO");
-  expect_refused([&] { tp::Model::load("/dev/zero"); }, tp::ErrorKind::BadArtifact, "character device");
-  expect_refused([&] { tp::Model::load(temp_dir().string()); }, tp::ErrorKind::BadArtifact, "is a directory");
+  expect_error([&] { tp::Model::load(fifo); }, tp::ErrorKind::BadArtifact, {"is a FIFO"});
+  expect_error([&] { tp::read_tensor_file(fifo); }, tp::ErrorKind::BadInput, {"is a FIFO"});
+  expect_error([&] { tp::Model::load("/dev/zero"); }, tp::ErrorKind::BadArtifact, {"character device"});
+  expect_error([&] { tp::Model::load(temp_dir().string()); }, tp::ErrorKind::BadArtifact, {"is a directory"});
 }
 
 TEST(ManifestLimits, NumbersNamesAndDepth) {
@@ -148,45 +125,40 @@ TEST(ManifestLimits, NumbersNamesAndDepth) {
   };
   auto parse = [](const std::string& text) { return tp::Manifest::from_json(text, "m"); };
   EXPECT_NO_THROW(parse(base));
-  expect_refused([&] { parse(with(R"("schema": 1)", R"("schema": 4294967297)")); }, tp::ErrorKind::BadArtifact,
-                 "newer than");
-  expect_refused([&] { parse(with(R"("schema": 1)", R"("schema": 0)")); }, tp::ErrorKind::BadArtifact,
-                 "positive integer");
-  expect_refused([&] { parse(with("[null, 4]", "[null, 18446744073709551615]")); }, tp::ErrorKind::BadArtifact,
-                 "shape entries");
-  expect_refused([&] { parse(with(R"("float32", "shape": [null, 4])", R"("uint1", "shape": [null, 4])")); },
-                 tp::ErrorKind::BadArtifact, "supported: float32");
-  expect_refused([&] { parse(with(R"("labels": ["a", "b"])", R"("labels": )" + std::string(200, '[') + std::string(200, ']'))); },
-                 tp::ErrorKind::BadArtifact, "levels deep");
-  expect_refused([&] { parse(with(R"("labels": ["a", "b"])", R"("x": NaN)")); }, tp::ErrorKind::BadArtifact,
-                 "NaN or Infinity");
-  expect_refused([&] { parse(with(R"("name": "x")", R"("name": "a\nb")")); }, tp::ErrorKind::BadArtifact,
-                 "control character");
+  expect_error([&] { parse(with(R"("schema": 1)", R"("schema": 4294967297)")); }, tp::ErrorKind::BadArtifact, {"newer than"});
+  expect_error([&] { parse(with(R"("schema": 1)", R"("schema": 0)")); }, tp::ErrorKind::BadArtifact, {"positive integer"});
+  expect_error([&] { parse(with("[null, 4]", "[null, 18446744073709551615]")); }, tp::ErrorKind::BadArtifact, {"shape entries"});
+  expect_error([&] { parse(with(R"("float32", "shape": [null, 4])", R"("uint1", "shape": [null, 4])")); },
+                 tp::ErrorKind::BadArtifact, {"supported: float32"});
+  expect_error([&] { parse(with(R"("labels": ["a", "b"])", R"("labels": )" + std::string(200, '[') + std::string(200, ']'))); },
+                 tp::ErrorKind::BadArtifact, {"levels deep"});
+  expect_error([&] { parse(with(R"("labels": ["a", "b"])", R"("x": NaN)")); }, tp::ErrorKind::BadArtifact, {"NaN or Infinity"});
+  expect_error([&] { parse(with(R"("name": "x")", R"("name": "a\nb")")); }, tp::ErrorKind::BadArtifact, {"control character"});
 }
 
 TEST(Options, CheckedAtTheBoundary) {
   const auto path = linear_artifact("options.pt");
   tp::Options o;
   o.threads = tp::max_threads() + 1;
-  expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "threads: expected 0");
+  expect_error([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, {"threads: expected 0"});
   o = {};
   o.warmup_runs = tp::kMaxWarmupRuns + 1;
-  expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "warmup_runs");
+  expect_error([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, {"warmup_runs"});
   for (const int concurrency : {0, -1, tp::kMaxConcurrency + 1}) {
     o = {};
     o.concurrency = concurrency;
-    expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "concurrency: expected 1 to");
+    expect_error([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, {"concurrency: expected 1 to"});
   }
   o = {};
   o.device = "cpu:0";  // the same device as "cpu"
   const auto model = tp::Model::load(path, o);
   EXPECT_NO_THROW(model.run({torch::rand({3, 4})}));
   o.device = "cpu:1";
-  expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "cpu:1");
+  expect_error([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, {"cpu:1"});
   o.device = "vulkan";
-  expect_refused([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, "device");
-  expect_refused([&] { tp::selfcheck(model, std::nan(""), 0.0); }, tp::ErrorKind::BadOption, "atol");
-  expect_refused([&] { tp::selfcheck(model, 0.0, -1.0); }, tp::ErrorKind::BadOption, "rtol");
+  expect_error([&] { tp::Model::load(path, o); }, tp::ErrorKind::BadOption, {"device"});
+  expect_error([&] { tp::selfcheck(model, std::nan(""), 0.0); }, tp::ErrorKind::BadOption, {"atol"});
+  expect_error([&] { tp::selfcheck(model, 0.0, -1.0); }, tp::ErrorKind::BadOption, {"rtol"});
 }
 
 TEST(Aliasing, OutputsAndGoldenNeverShareTheModelsMemory) {
@@ -254,7 +226,7 @@ TEST(Writer, LinksLongNamesAndLeftovers) {
   // A dangling symlink is "something there": no-replace refuses it and leaves it.
   const auto link = folder / "link.pt";
   std::filesystem::create_symlink(folder / "nowhere", link);
-  expect_refused([&] { tp::write_file(link.string(), "x", false); }, tp::ErrorKind::BadOption, "already exists");
+  expect_error([&] { tp::write_file(link.string(), "x", false); }, tp::ErrorKind::BadOption, {"already exists"});
   EXPECT_TRUE(std::filesystem::is_symlink(link));
   EXPECT_FALSE(std::filesystem::exists(folder / "nowhere"));
   // Replacing replaces the link itself; its target is left alone.
@@ -276,8 +248,7 @@ TEST(Writer, LinksLongNamesAndLeftovers) {
   const auto artifact = linear_artifact("protected.pt");
   const auto hard = (folder / "hard.pt").string();
   ASSERT_EQ(::link(artifact.c_str(), hard.c_str()), 0);
-  expect_refused([&] { tp::write_tensor_file(hard, {torch::ones({1})}, {artifact}); }, tp::ErrorKind::BadOption,
-                 "which this command reads");
+  expect_error([&] { tp::write_tensor_file(hard, {torch::ones({1})}, {artifact}); }, tp::ErrorKind::BadOption, {"which this command reads"});
   EXPECT_NO_THROW(tp::Model::load(artifact));
 }
 

@@ -35,6 +35,8 @@ from typing import Any, Optional, Union
 
 import torch
 
+from torchport._report import text_table
+
 from torchport.errors import BadOptionError, TorchportError
 from torchport.exporter import _jit
 from torchport.manifest import Manifest, read_golden, read_manifest
@@ -169,16 +171,12 @@ class LocalizeReport:
                     result,
                 )
             )
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-        line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         out = [
             f"localize {self.artifact} in the {self.runtime} runtime against {self.reference} "
             f"(atol={self.atol:g}, rtol={self.rtol:g}, threads: runtime {self.threads}, eager {self.eager_threads}; "
             f"{self.runs} submodule runs in {self.passes} passes, {self.seconds:.2f} s)",
-            line(head),
-            line(["-" * w for w in widths]),
+            *text_table(head, body),
         ]
-        out += [line(b) for b in body]
         out += [f"  {r.name or '(model)'}: {r.note}" for r in self.rows if r.note]
         for c in self.causes:
             out.append(f"cause ({c.kind}, {'confirmed' if c.confirmed else 'suspected'}): {c.message}")

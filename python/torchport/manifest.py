@@ -172,7 +172,7 @@ def read_manifest(path: Union[str, Path]) -> Manifest:
     text = _onnx_record(path, "manifest")
     if text is not None:  # an ONNX model: the same schema, from its metadata
         return Manifest.from_json(text.decode(), f"'{path}' torchport/manifest.json")
-    return Manifest.from_native(_native().inspect(str(path)).manifest)
+    return Manifest.from_native(_native().inspect(str(path), checksum=False).manifest)
 
 
 def _onnx_record(path: Union[str, Path], which: str) -> Optional[bytes]:

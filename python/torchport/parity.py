@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from torchport._report import RowVerdict, text_table
 from torchport.errors import BadOptionError, TorchportError
 from torchport.exporter import _jit, _outputs_tuple
 from torchport.manifest import Manifest, read_golden, read_manifest
@@ -49,7 +50,7 @@ class ParityRow:
 
 
 @dataclass
-class ParityReport:
+class ParityReport(RowVerdict):
     """Rows per runtime and output; ``ok`` when every row is within tolerance."""
 
     artifact: str
@@ -59,14 +60,6 @@ class ParityReport:
     threads: int
     rows: list[ParityRow] = field(default_factory=list)
     format: str = "torchscript"
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.rows) and all(r.ok for r in self.rows)
-
-    @property
-    def bit_exact(self) -> bool:
-        return bool(self.rows) and all(r.bit_exact for r in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -97,15 +90,11 @@ class ParityReport:
                     "ok" if r.ok else "FAIL",
                 )
             )
-        widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-        line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         out = [
             f"parity of {self.artifact} ({self.format}) against {self.reference} (atol={self.atol:g}, rtol={self.rtol:g}, "
             f"threads={self.threads})",
-            line(head),
-            line(["-" * w for w in widths]),
+            *text_table(head, body),
         ]
-        out += [line(b) for b in body]
         out += [f"  {r.runtime}: {r.error}" for r in self.rows if r.error]
         verdict = "bit-exact" if self.bit_exact else ("within tolerance" if self.ok else "MISMATCH")
         out.append(f"result: {verdict}")

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+from torchport._report import RowVerdict, text_table
 from torchport._files import write_atomically
 from torchport._version import __version__
 from torchport.errors import BadArtifactError, BadOptionError, TorchportError
@@ -632,7 +633,7 @@ class TritonCheckRow:
 
 
 @dataclass
-class TritonCheck:
+class TritonCheck(RowVerdict):
     """``check_triton``'s findings: the layout and the config were valid (or it raised),
     and each version's outputs for the golden request."""
 
@@ -646,14 +647,6 @@ class TritonCheck:
     atol: float = 0.0
     rtol: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return bool(self.rows) and all(r.ok for r in self.rows)
-
-    @property
-    def bit_exact(self) -> bool:
-        return bool(self.rows) and all(r.bit_exact for r in self.rows)
-
     def __str__(self) -> str:
         lines = [
             f"{self.model_dir}: config.pbtxt parses against Triton's ModelConfig; layout ok; "
@@ -662,16 +655,11 @@ class TritonCheck:
         ]
         lines += [f"  note: {n}" for n in self.notes]
         header = ("version", "output", "shape", "dtype", "requests", "max abs diff", "bit-exact", "ok")
-        table = [header] + [
+        lines += text_table(header, [
             (str(r.version), r.output, str(r.shape), r.dtype, str(r.requests), f"{r.max_abs_diff:.3g}",
              "yes" if r.bit_exact else "no", "ok" if r.ok else "MISMATCH")
             for r in self.rows
-        ]
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        for j, row in enumerate(table):
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-            if j == 0:
-                lines.append("  " + "  ".join("-" * w for w in widths))
+        ], indent="  ")
         if self.bit_exact:
             lines.append("result: golden outputs reproduced bit for bit")
         elif self.ok:

@@ -54,7 +54,8 @@ struct ArtifactInfo {
 /// Reads an artifact's manifest (deriving it from forward() when there is
 /// none) and checks its payload checksum, with the runtime's limits and
 /// errors. Throws NotFound or BadArtifact.
-ArtifactInfo inspect(const std::string& path);
+/// Without `checksum` the payload is not hashed (checksum stays "", checksum_ok false).
+ArtifactInfo inspect(const std::string& path, bool checksum = true);
 
 /// The golden examples stored in an artifact, read without loading the model.
 Golden read_golden(const std::string& path);
