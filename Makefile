@@ -9,7 +9,7 @@ TORCH       := torch==2.13.0
 BUILD_DIR   := build/make
 DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis \
                tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel "tritonclient[grpc,http]" \
-               onnx onnxscript onnxruntime
+               onnx onnxscript onnxruntime transformers==5.23.0
 SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 

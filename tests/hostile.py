@@ -303,7 +303,19 @@ def _cases() -> list[Case]:
     art("manifest schema 2^32 + 1", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 2**32 + 1}), "newer than")
     art("manifest schema 2^64", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 2**64}), "schema")
     art("manifest schema as text", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": "1"}), "positive integer")
-    art("manifest schema 2", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 2}), "newer than")
+    art("manifest schema 3", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 3}), "newer than")
+    art("manifest structure leaf out of range", lambda b, f: edit_manifest(b, lambda m: {**m, "structure": 7}),
+        "not an output index")
+    art("manifest structure repeats an output", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "structure": {"type": "tuple", "items": [0, 0]}}), "appears twice")
+    art("manifest structure of an unknown type", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "structure": {"type": "set", "items": [0]}}), "'type' must be")
+    art("manifest dims bound of an unknown dim", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "dims": {"nope": {"min": 1, "max": 2}}}), "names no dynamic dimension")
+    art("manifest dims min above max", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "dims": {"batch": {"min": 5, "max": 2}}}), "above max")
+    art("manifest constant that is a list", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "constants": {"k": [1]}}), "must be an int, float, bool, str or null")
     art("manifest dtype qint8", lambda b, f: edit_manifest(b, lambda m: _spec(m, "dtype", "qint8")), "not supported")
     art("manifest dtype float128", lambda b, f: edit_manifest(b, lambda m: _spec(m, "dtype", "float128")), "supported:")
     art("manifest dtype null", lambda b, f: edit_manifest(b, lambda m: _spec(m, "dtype", None)), "must be a string")

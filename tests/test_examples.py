@@ -99,3 +99,39 @@ def test_native_app_runs_a_pt2_unchanged(workdir):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"output output: [{batch}, 3]" in proc.stdout and "selfcheck: ok" in proc.stdout, proc.stdout
         assert "rejected bad input: input 'x': expected 2 dimensions [batch, 6], got 5" in proc.stdout
+
+
+def test_native_app_runs_real_world_models(workdir):
+    # The issue-8 models (tests/real_world.py) through the same embedding
+    # program: structured outputs by name, keyword and optional inputs, a
+    # custom operator library, at a batch other than the export example.
+    app = workdir / "build" / "native_app" / "native_app"
+    if not app.exists():
+        pytest.skip("native_app was not built (test_native_app_readme_commands failed)")
+    import warnings
+
+    import torch
+
+    import torchport
+    from real_world import IMAGE_DIMS, OPS_LIBRARY, SEQ_DIMS, Detector, OptionalMask, Segmenter, bert, bert_inputs
+
+    torch.ops.load_library(str(OPS_LIBRARY))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BERT falls back to tracing, with a warning
+        cases = [
+            (torchport.export(Segmenter().eval(), torch.rand(2, 3, 16, 16), workdir / "seg.pt",
+                              dynamic_dims=IMAGE_DIMS, overwrite=True), ["3"], "output aux: [3, 3, 16, 16]"),
+            (torchport.export(bert(), None, workdir / "bert.pt", example_kwargs=bert_inputs(2, 8),
+                              dynamic_dims=SEQ_DIMS, overwrite=True), ["3"], "output pooler_output: [3, 16]"),
+            (torchport.export(OptionalMask().eval(), torch.rand(2, 4, 6), workdir / "opt.pt",
+                              example_kwargs={"mask": torch.ones(2, 4), "scale": 0.5}, overwrite=True),
+             ["5"], "output gate: [5, 4]"),
+            (torchport.export(Detector().eval(), torch.rand(2, 3, 8, 8), workdir / "det.pt", dynamic_dims={},
+                              overwrite=True), ["0", str(OPS_LIBRARY)], "output output_1.labels: ["),
+        ]
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    for path, args, line in cases:
+        proc = subprocess.run([str(app), str(path), *args], cwd=workdir, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert line in proc.stdout and "selfcheck: ok" in proc.stdout, proc.stdout

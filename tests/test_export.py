@@ -28,7 +28,7 @@ def test_manifest_holds_the_contract(tmp_path):
     )
     assert not model.training, "export puts the model in eval mode"
     m = torchport.read_manifest(path)
-    assert m.schema == 1
+    assert m.schema == 2
     assert m.name == "TwoInTwoOut"
     assert m.export_method == "script"
     assert m.torch_version == torch.__version__
@@ -50,7 +50,7 @@ def test_artifact_is_a_plain_torchscript_archive(tmp_path):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         module = torch.jit.load(str(path), _extra_files=extra)
-    assert json.loads(extra["torchport/manifest.json"])["schema"] == 1
+    assert json.loads(extra["torchport/manifest.json"])["schema"] == 2
     assert module(torch.randn(4, 6)).shape == (4, 3)
 
 

@@ -13,6 +13,7 @@
 
 #include "dlpack.h"
 #include "localize.h"
+#include "outputs.h"
 
 namespace py = pybind11;
 
@@ -27,7 +28,8 @@ std::vector<at::Tensor> tensors_from(const Model& model, const py::sequence& ite
   for (size_t i = 0; i < static_cast<size_t>(py::len(items)); ++i) {
     const std::string where =
         i < specs.size() ? "input '" + specs[i].name + "'" : "input " + std::to_string(i);
-    out.push_back(from_python(items[i], where));
+    // None leaves an optional input out (the runtime checks that it is optional).
+    out.push_back(items[i].is_none() ? at::Tensor() : from_python(items[i], where));
   }
   return out;
 }
@@ -37,7 +39,7 @@ std::map<std::string, at::Tensor> named_from(const py::dict& inputs) {
   std::map<std::string, at::Tensor> named;
   for (const auto& [key, value] : inputs) {
     const std::string name = py::str(key);
-    named[name] = from_python(value, "input '" + name + "'");
+    named[name] = value.is_none() ? at::Tensor() : from_python(value, "input '" + name + "'");
   }
   return named;
 }
@@ -136,7 +138,10 @@ void register_types(py::module_& m) {
             return s.dtype ? py::object(py::str(dtype_name(*s.dtype))) : py::none();
           })
       .def_property_readonly("shape", &shape_to_python,
-                             "A tuple of int (fixed), str (named dynamic) or None (dynamic); None when unknown.");
+                             "A tuple of int (fixed), str (named dynamic) or None (dynamic); None when unknown.")
+      .def_readonly("optional", &TensorSpec::optional, "An input that may be left out (None).")
+      .def_readonly("data_dependent_dims", &TensorSpec::data_dependent_dims,
+                    "Output dims whose size depends on the input values.");
   py::class_<Manifest>(m, "Manifest", R"doc(
 An artifact's manifest, parsed and validated by the runtime (the one definition
 of the schema).
@@ -157,6 +162,16 @@ of the schema).
       .def_readonly("format", &Manifest::format)
       .def_readonly("atol", &Manifest::atol)
       .def_readonly("rtol", &Manifest::rtol)
+      .def_property_readonly(
+          "dim_bounds",
+          [](const Manifest& m) {
+            std::map<std::string, std::pair<int64_t, int64_t>> out;
+            for (const auto& [name, b] : m.dim_bounds) out[name] = {b.min, b.max};
+            return out;
+          },
+          "Bounds of named dynamic dims: {name: (min, max)}.")
+      .def_readonly("constants_json", &Manifest::constants_json, "forward()'s non-tensor arguments, as JSON text.")
+      .def_readonly("structure_json", &Manifest::structure_json, "How the outputs nest, as JSON text ('' if flat).")
       .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
       .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
                   "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");
@@ -420,4 +435,5 @@ PYBIND11_MODULE(_native, m) {
   register_io(m);
   register_tools(m);
   register_localize(m);
+  register_outputs(m, &tensors_from, [](const torchport::Model&, const py::dict& d) { return named_from(d); });
 }

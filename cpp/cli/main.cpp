@@ -70,7 +70,8 @@ int run(const std::string& name, const Settings& s) {
     // Refused before running: the output may not replace what this command reads.
     torchport::check_output_path(s.output, {s.artifact, s.input});
     const auto inputs = torchport::read_tensor_file(s.input);
-    torchport::write_tensor_file(s.output, torchport::run(model, inputs), {s.artifact, s.input});
+    torchport::write_outputs_file(s.output, model.structure_outputs(torchport::run(model, inputs)),
+                                  {s.artifact, s.input});
     return 0;
   }
   if (name == "submodule") {
@@ -115,8 +116,9 @@ int main(int argc, char** argv) {
   CLI::App* predict = command(
       app, "predict",
       "run the model on IN (a torch.save file holding a tensor, a list of tensors or a dict by input "
-      "name); write OUT, readable by torch.load: a tensor for one output, else a tuple in manifest "
-      "output order. OUT may not be the artifact or IN.",
+      "name, where an optional input may be left out); write OUT, readable by plain torch.load: the outputs "
+      "nested as the exported model returned them (a tensor, a tuple in manifest output order, or the "
+      "model's dicts and lists). OUT may not be the artifact or IN.",
       s);
   predict->add_option("--input", s.input, "input file (torch.save)")->required();
   predict->add_option("--output", s.output, "output file, replaced atomically")->required();

@@ -1,6 +1,7 @@
 #pragma once
 // Internals shared by the runtime's sources; not installed.
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,6 +61,17 @@ c10::Device parse_device(const std::string& device);
 /// Checks inputs against the contract; returns them contiguous and validated.
 std::vector<at::Tensor> validate_inputs(const ModelState& state,
                                         const std::vector<at::Tensor>& inputs);
+
+/// Checks a manifest's "structure" (JSON text) against its `outputs` count:
+/// every output used exactly once; throws BadArtifact naming `where`.
+void check_structure(const std::string& text, size_t outputs, const std::string& where);
+/// The flat outputs nested as `text` says ("" : the one tensor, or a tuple).
+c10::IValue build_structure(const std::string& text, const std::vector<at::Tensor>& outputs);
+/// A model's output flattened depth first (tuples and lists in order, dicts in
+/// insertion order): the manifest's output order.
+std::vector<at::Tensor> flatten_output(const c10::IValue& value);
+/// The manifest's constants as IValues, by argument name.
+std::map<std::string, c10::IValue> parse_constants(const std::string& text);
 
 /// The first line of a LibTorch error, without its C++ backtrace.
 std::string brief(const std::exception& e);

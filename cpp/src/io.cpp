@@ -7,6 +7,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/serialize.h>
 #include <unistd.h>
 
@@ -211,6 +213,53 @@ void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& t
   }
   const std::vector<char> bytes = torch::pickle_save(value);
   write_file(path, std::string(bytes.begin(), bytes.end()), /*overwrite=*/true, protect);
+}
+
+namespace {
+
+// The outputs' structure with every tensor on the CPU and named tuples made
+// plain: torch.load(weights_only=True) rebuilds tuples, lists and dicts, and
+// no class of the model's.
+c10::IValue loadable(const c10::IValue& v) {
+  if (v.isTensor()) return v.toTensor().cpu();
+  if (v.isTuple()) {
+    std::vector<c10::IValue> items;
+    for (const auto& e : v.toTupleRef().elements()) items.push_back(loadable(e));
+    return c10::ivalue::Tuple::create(std::move(items));
+  }
+  if (v.isList()) {
+    c10::impl::GenericList list(c10::AnyType::get());
+    for (const auto& e : v.toListRef()) list.push_back(loadable(e));
+    return list;
+  }
+  if (v.isGenericDict()) {
+    c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+    for (const auto& e : v.toGenericDict()) dict.insert(e.key(), loadable(e.value()));
+    return dict;
+  }
+  return v;
+}
+
+}  // namespace
+
+void write_outputs_file(const std::string& path, const Outputs& outputs, const std::vector<std::string>& protect) {
+  // torch::pickle_save tags dicts and lists with TorchScript types
+  // (torch.jit._pickle.restore_type_tag), which weights_only refuses; the
+  // same archive without the tags is what torch.save writes.
+  std::vector<char> pickled;
+  torch::jit::Pickler pickler([&](const char* buf, size_t n) { pickled.insert(pickled.end(), buf, buf + n); },
+                              nullptr, nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(loadable(outputs.structure));
+  pickler.stop();
+  std::string bytes;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t n) {
+    bytes.append(static_cast<const char*>(data), n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickled.data(), pickled.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  write_file(path, bytes, /*overwrite=*/true, protect);
 }
 
 std::vector<at::Tensor> positional_inputs(const Model& model, const TensorBundle& inputs) {

@@ -119,6 +119,20 @@ std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std:
     }
     spec.shape = std::move(dims);
     if (named) spec.dim_names = std::move(names);
+    if (auto opt = item.find("optional"); opt != item.end()) {
+      if (!opt->is_boolean()) bad(at, "field 'optional' must be true or false, got " + short_dump(*opt));
+      spec.optional = opt->get<bool>();
+    }
+    if (auto dd = item.find("data_dependent"); dd != item.end()) {
+      if (!dd->is_array()) bad(at, "field 'data_dependent' must be a list of dims, got " + short_dump(*dd));
+      for (const json& d : *dd) {
+        if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() >= static_cast<int64_t>(spec.shape->size()) ||
+            (*spec.shape)[d.get<int64_t>()] >= 0) {
+          bad(at, "field 'data_dependent' must list dynamic dims of shape " + short_dump(shape) + ", got " + short_dump(d));
+        }
+        spec.data_dependent_dims.push_back(d.get<int64_t>());
+      }
+    }
     specs.push_back(std::move(spec));
   }
   return specs;
@@ -136,9 +150,12 @@ json specs_to_json(const std::vector<TensorSpec>& specs) {
         shape.push_back(d >= 0 ? json(d) : named ? json(spec.dim_names[i]) : json(nullptr));
       }
     }
-    list.push_back({{"name", spec.name},
-                    {"dtype", spec.dtype ? json(dtype_name(*spec.dtype)) : json(nullptr)},
-                    {"shape", shape}});
+    json item = {{"name", spec.name},
+                 {"dtype", spec.dtype ? json(dtype_name(*spec.dtype)) : json(nullptr)},
+                 {"shape", shape}};
+    if (spec.optional) item["optional"] = true;
+    if (!spec.data_dependent_dims.empty()) item["data_dependent"] = spec.data_dependent_dims;
+    list.push_back(std::move(item));
   }
   return list;
 }
@@ -191,6 +208,17 @@ std::string Manifest::to_json(int indent) const {
   if (!checksum.empty()) out["checksum"] = checksum;
   if (!format.empty()) out["format"] = format;
   if (atol != 0.0 || rtol != 0.0) out["tolerance"] = {{"atol", atol}, {"rtol", rtol}};
+  if (!dim_bounds.empty()) {
+    json dims = json::object();
+    for (const auto& [dim, b] : dim_bounds) dims[dim] = {{"min", b.min}, {"max", b.max}};
+    out["dims"] = dims;
+  }
+  json constants = json::parse(constants_json, nullptr, /*allow_exceptions=*/false);
+  if (constants.is_object() && !constants.empty()) out["constants"] = constants;
+  if (!structure_json.empty()) {
+    json structure = json::parse(structure_json, nullptr, /*allow_exceptions=*/false);
+    if (!structure.is_discarded()) out["structure"] = structure;
+  }
   return out.dump(indent);
 }
 
@@ -297,6 +325,45 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     };
     m.atol = number("atol");
     m.rtol = number("rtol");
+  }
+  if (auto dims = doc.find("dims"); dims != doc.end()) {
+    // {"seq": {"min": 1, "max": 512}}: bounds of named dynamic dims.
+    if (!dims->is_object()) bad(where, "field 'dims' must be {name: {\"min\": N, \"max\": M}}, got " + short_dump(*dims));
+    std::set<std::string> named;
+    for (const auto& spec : m.inputs) named.insert(spec.dim_names.begin(), spec.dim_names.end());
+    for (const auto& [dim, b] : dims->items()) {
+      const std::string at = where + " dims['" + dim + "']";
+      if (!named.count(dim)) bad(at, "names no dynamic dimension of the inputs");
+      auto bound = [&](const char* key) {
+        auto it = b.find(key);
+        if (!b.is_object() || it == b.end() || !it->is_number_integer() || it->get<int64_t>() < 0 ||
+            it->get<int64_t>() > kMaxDim) {
+          bad(at, std::string("'") + key + "' must be an integer from 0 to 2^48, got " +
+                      (b.is_object() && it != b.end() ? short_dump(*it) : std::string("nothing")));
+        }
+        return it->get<int64_t>();
+      };
+      DimBounds bounds{bound("min"), bound("max")};
+      if (bounds.min > bounds.max) {
+        bad(at, "min " + std::to_string(bounds.min) + " is above max " + std::to_string(bounds.max));
+      }
+      m.dim_bounds[dim] = bounds;
+    }
+  }
+  if (auto constants = doc.find("constants"); constants != doc.end()) {
+    if (!constants->is_object()) bad(where, "field 'constants' must be an object, got " + short_dump(*constants));
+    for (const auto& [arg, value] : constants->items()) {
+      check_name(arg, where + " constants", "argument name");
+      if (!(value.is_null() || value.is_boolean() || value.is_number_integer() || value.is_number_float() ||
+            value.is_string())) {
+        bad(where, "constants['" + arg + "'] must be an int, float, bool, str or null, got " + short_dump(value));
+      }
+    }
+    m.constants_json = constants->dump();
+  }
+  if (auto structure = doc.find("structure"); structure != doc.end()) {
+    m.structure_json = structure->dump();
+    detail::check_structure(m.structure_json, m.outputs.size(), where + " structure");
   }
   auto golden = doc.find("golden");
   if (golden != doc.end() && !golden->is_boolean()) {

@@ -47,7 +47,7 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
   // The one routing point between artifact formats: the records read_archive
   // found in the checked bytes decide, not the file's name.
   if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
-  return open_torchscript(path, std::move(bytes), device);
+  return open_torchscript(path, std::move(bytes), device, files.manifest ? &*files.manifest : nullptr);
 }
 
 // An output that shares its tensor or its storage with anything but the other
@@ -120,7 +120,7 @@ void check_named_dims(const std::vector<TensorSpec>& specs, const std::vector<at
   std::map<std::string, std::pair<int64_t, std::string>> seen;  // name -> (size, input)
   for (size_t i = 0; i < specs.size(); ++i) {
     const auto& names = specs[i].dim_names;
-    for (size_t d = 0; d < names.size() && d < static_cast<size_t>(inputs[i].dim()); ++d) {
+    for (size_t d = 0; inputs[i].defined() && d < names.size() && d < static_cast<size_t>(inputs[i].dim()); ++d) {
       if (names[d].empty()) continue;
       const int64_t size = inputs[i].size(static_cast<int64_t>(d));
       auto [it, inserted] = seen.emplace(names[d], std::make_pair(size, specs[i].name));
@@ -130,6 +130,23 @@ void check_named_dims(const std::vector<TensorSpec>& specs, const std::vector<at
                         ") is " + std::to_string(size) + ", but input '" + it->second.second +
                         "' has " + names[d] + " = " + std::to_string(it->second.first));
       }
+    }
+  }
+}
+
+// A bounded dimension ("seq" in 1..512, the model's position embeddings) is
+// checked before the model runs, where it would fail deep inside.
+void check_bounds(const TensorSpec& spec, const at::Tensor& t, const std::map<std::string, DimBounds>& bounds) {
+  if (bounds.empty()) return;
+  for (size_t d = 0; d < spec.dim_names.size() && d < static_cast<size_t>(t.dim()); ++d) {
+    auto it = bounds.find(spec.dim_names[d]);
+    if (it == bounds.end()) continue;
+    const int64_t size = t.size(static_cast<int64_t>(d));
+    if (size < it->second.min || size > it->second.max) {
+      throw Error(ErrorKind::BadInput, "input '" + spec.name + "': dim " + std::to_string(d) + " (" + it->first +
+                                           ") is " + std::to_string(size) + ", expected " +
+                                           std::to_string(it->second.min) + " to " + std::to_string(it->second.max) +
+                                           " (the bounds the model was exported with)");
     }
   }
 }
@@ -147,7 +164,7 @@ bool looks_channels_last(const std::vector<int64_t>& expected, c10::IntArrayRef 
 
 void check_one(const TensorSpec& spec, const at::Tensor& t, const ModelState& state) {
   const std::string who = "input '" + spec.name + "'";
-  if (!t.defined()) throw Error(ErrorKind::BadInput, who + ": tensor is undefined");
+  if (!t.defined()) throw Error(ErrorKind::BadInput, who + ": tensor is undefined (only optional inputs may be left out)");
   if (t.layout() != c10::kStrided) {
     std::ostringstream got;
     got << t.layout();
@@ -265,7 +282,12 @@ std::vector<at::Tensor> validate_inputs(const ModelState& state,
   std::vector<at::Tensor> ready;
   ready.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
+    if (specs[i].optional && !inputs[i].defined()) {  // left out: forward() gets None
+      ready.push_back(inputs[i]);
+      continue;
+    }
     check_one(specs[i], inputs[i], state);
+    check_bounds(specs[i], inputs[i], state.manifest.dim_bounds);
     if (state.options.check_nan && at::isFloatingType(inputs[i].scalar_type()) &&
         !at::isfinite(inputs[i]).all().item<bool>()) {
       throw Error(ErrorKind::BadInput,
@@ -368,6 +390,21 @@ std::vector<at::Tensor> Model::run(const std::vector<at::Tensor>& inputs) const 
   return outputs;
 }
 
+Outputs Model::run_structured(const std::vector<at::Tensor>& inputs) const {
+  return structure_outputs(run(inputs));
+}
+
+Outputs Model::structure_outputs(std::vector<at::Tensor> outputs) const {
+  Outputs out;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    out.names.push_back(i < state_->manifest.outputs.size() ? state_->manifest.outputs[i].name
+                                                            : "output_" + std::to_string(i));
+  }
+  out.structure = detail::build_structure(state_->manifest.structure_json, outputs);
+  out.tensors = std::move(outputs);
+  return out;
+}
+
 std::vector<at::Tensor> Model::run_named(const std::map<std::string, at::Tensor>& inputs) const {
   return run(order_inputs(inputs));
 }
@@ -380,7 +417,9 @@ std::vector<at::Tensor> Model::order_inputs(const std::map<std::string, at::Tens
   for (const auto& spec : specs) {
     known.insert(spec.name);
     auto it = inputs.find(spec.name);
-    if (it == inputs.end()) {
+    if (it == inputs.end() && spec.optional) {
+      ordered.emplace_back();  // left out: undefined
+    } else if (it == inputs.end()) {
       missing.push_back(spec.name);
     } else {
       ordered.push_back(it->second);

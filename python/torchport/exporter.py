@@ -11,14 +11,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import inspect
 import io
 import json
+import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -31,6 +34,10 @@ from torchport.native import load_native
 METHODS = ("auto", "script", "trace")
 #: what ``export(format=...)`` accepts; "all" writes every format side by side
 EXPORT_FORMATS = ("torchscript", "aoti", "onnx", "all")
+
+
+#: metadata key of the operators outside aten::/prim:: the exported graph calls
+CUSTOM_OPS_KEY = "torchport.custom_ops"
 
 
 class ExportWarning(UserWarning):
@@ -61,13 +68,63 @@ def _as_tuple(example_inputs: Any) -> tuple[torch.Tensor, ...]:
 
 
 def _outputs_tuple(out: Any) -> tuple[torch.Tensor, ...]:
-    items = (out,) if isinstance(out, torch.Tensor) else out
-    if not isinstance(items, (tuple, list)) or not all(isinstance(t, torch.Tensor) for t in items):
+    """The model's output tensors, flattened depth first (the manifest's output order)."""
+    return tuple(_flatten_outputs(out)[0])
+
+
+def _flatten_outputs(out: Any) -> tuple[list[torch.Tensor], list[str], Optional[Any]]:
+    """(tensors, names, structure): a model's output flattened depth first, the
+    stable name of each tensor ("logits", "hidden_states.0", "output_1") and the
+    manifest's "structure" tree (None for a tensor or a flat tuple, the layouts
+    every runtime has always returned). Tuples, named tuples, lists, dicts with
+    string keys, and dataclasses such as Hugging Face's ``ModelOutput`` nest;
+    anything else is refused, naming where it sits."""
+    tensors: list[torch.Tensor] = []
+    names: list[str] = []
+
+    def join(prefix: str, key: str) -> str:
+        return f"{prefix}.{key}" if prefix else key
+
+    def walk(v: Any, path: str, depth: int) -> Any:
+        where = f"output '{path}'" if path else "the output"
+        if depth > 32:
+            raise BadOptionError(f"{where}: nests more than 32 levels deep")
+        if isinstance(v, torch.Tensor):
+            tensors.append(v)
+            names.append(path or "output")
+            return len(tensors) - 1
+        if isinstance(v, Mapping) or (dataclasses.is_dataclass(v) and not isinstance(v, type)):
+            # A ModelOutput is both; it lists its non-None fields as its items.
+            items = list(v.items()) if isinstance(v, Mapping) else [
+                (f.name, getattr(v, f.name)) for f in dataclasses.fields(v) if getattr(v, f.name) is not None
+            ]
+            bad = [k for k, _ in items if not isinstance(k, str) or not k]
+            if bad:
+                raise BadOptionError(f"{where}: dict keys must be non-empty strings, got {bad!r}")
+            node: dict[str, Any] = {"type": "dict", "keys": [k for k, _ in items],
+                                    "items": [walk(x, join(path, k), depth + 1) for k, x in items]}
+            if type(v) not in (dict, OrderedDict):
+                node["class"] = type(v).__name__
+            return node
+        if isinstance(v, tuple) and hasattr(type(v), "_fields"):  # a named tuple
+            return {"type": "tuple", "class": type(v).__name__, "keys": list(v._fields),
+                    "items": [walk(x, join(path, k), depth + 1) for k, x in zip(v._fields, v)]}
+        if isinstance(v, (tuple, list)):
+            if not v:
+                raise BadOptionError(f"{where}: is an empty {type(v).__name__}, which holds no tensor to carry")
+            prefix = path or "output"
+            sep = "." if path else "_"
+            return {"type": "tuple" if isinstance(v, tuple) else "list",
+                    "items": [walk(x, f"{prefix}{sep}{i}", depth + 1) for i, x in enumerate(v)]}
         raise BadOptionError(
-            f"the model returned {type(out).__name__}; torchport exports models that return a tensor "
-            "or a tuple of tensors"
+            f"{where} is {'None' if v is None else 'a ' + type(v).__name__}; torchport exports tensors, "
+            "alone or nested in tuples, named tuples, lists, dicts and dataclasses (ModelOutput)"
         )
-    return tuple(items)
+
+    structure = walk(out, "", 0)
+    flat_tuple = isinstance(structure, dict) and structure["type"] == "tuple" and "keys" not in structure and all(
+        isinstance(i, int) for i in structure["items"])
+    return tensors, names, (None if isinstance(structure, int) or flat_tuple else structure)
 
 
 def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
@@ -82,6 +139,94 @@ def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
     if len(params) >= count:
         return params[:count]
     return ["input" if count == 1 else f"input_{i}" for i in range(count)]
+
+
+#: the non-tensor argument types a manifest can carry (its "constants")
+_CONSTANT_TYPES = (bool, int, float, str, type(None))
+
+
+@dataclasses.dataclass
+class _Call:
+    """How export calls ``forward``: the tensor inputs by parameter name, the
+    non-tensor arguments (export's value or the default) and how the example was given."""
+
+    names: list[str]                 # the parameters that take the tensors, in forward's order
+    tensors: tuple[torch.Tensor, ...]
+    constants: dict[str, Any]        # every other parameter, by name
+    changed: dict[str, Any]          # constants given a value other than their default
+    args: tuple[Any, ...]            # the example as the user gave it
+    kwargs: dict[str, Any]
+    by_keyword: bool                 # given as keywords (or a dict), or with non-tensor arguments
+
+
+def _bind(model: torch.nn.Module, example_inputs: Any, example_kwargs: Optional[Mapping[str, Any]]) -> _Call:
+    """Matches the example to ``forward``'s parameters, as Python would call it.
+    Positional tensors only, with no other parameters: the inputs as before
+    (named after the parameters, else ``input``/``input_N``)."""
+    if isinstance(example_inputs, Mapping):
+        if example_kwargs is not None:
+            raise BadOptionError("example_kwargs: give the inputs either as a dict or as example_kwargs, not both")
+        example_kwargs, example_inputs = example_inputs, ()
+    if example_inputs is None:
+        example_inputs = ()
+    args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+    kwargs = dict(example_kwargs or {})
+    if not args and not kwargs:
+        raise BadOptionError("example_inputs: expected at least one tensor, got none")
+    for i, t in enumerate(args):
+        if not isinstance(t, torch.Tensor):
+            raise BadOptionError(
+                f"example_inputs[{i}]: expected a tensor, got {type(t).__name__}"
+                + ("; pass non-tensor arguments by name in example_kwargs" if isinstance(t, _CONSTANT_TYPES) else "")
+            )
+    bad_keys = [k for k in kwargs if not isinstance(k, str)]
+    if bad_keys:
+        raise BadOptionError(f"example_kwargs: keys must be forward()'s parameter names, got {bad_keys!r}")
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        sig = None
+    params = [] if sig is None else [p for p in sig.parameters.values()
+                                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if sig is not None and params:
+        try:
+            bound = sig.bind_partial(*args, **kwargs).arguments
+        except TypeError as e:
+            raise BadOptionError(f"example inputs do not fit {type(model).__name__}.forward{sig}: {e}") from None
+    else:
+        bound = {}
+    if not kwargs and len(args) >= len(params) and all(p.kind != p.KEYWORD_ONLY for p in params):
+        # The original form: positional tensors, one per parameter (or *args).
+        tensors = tuple(t.detach() for t in args)
+        return _Call(_forward_arg_names(model, len(tensors)), tensors, {}, {}, args, kwargs, False)
+    names, tensors, constants, changed = [], [], {}, {}
+    for p in params:
+        given = p.name in bound
+        value = bound[p.name] if given else p.default
+        if value is inspect.Parameter.empty:
+            raise BadOptionError(f"example inputs: forward() argument '{p.name}' has no example value and no default")
+        if isinstance(value, torch.Tensor):
+            names.append(p.name)
+            tensors.append(value.detach())
+        elif isinstance(value, _CONSTANT_TYPES) and not (isinstance(value, float) and not math.isfinite(value)):
+            constants[p.name] = value
+            if given and (p.default is inspect.Parameter.empty or value != p.default):
+                changed[p.name] = value
+        else:
+            raise BadOptionError(
+                f"forward() argument '{p.name}' is {'given' if given else 'defaulted to'} a {type(value).__name__}; "
+                "an artifact carries tensors (the inputs) and int, float, bool, str or None values (recorded in "
+                "the manifest): pass it as one of those, or leave it out if it has a default"
+            )
+    extra = [n for n in bound if n not in {p.name for p in params}]
+    if extra:
+        raise BadOptionError(
+            f"example inputs: {extra} go to forward()'s *args/**kwargs, which an artifact cannot name; "
+            "pass tensors to named parameters"
+        )
+    if not tensors:
+        raise BadOptionError("example inputs: no argument is a tensor; an artifact needs at least one tensor input")
+    return _Call(names, tuple(tensors), constants, changed, args, kwargs, True)
 
 
 def _names(given: Optional[Sequence[str]], default: list[str], what: str) -> list[str]:
@@ -122,16 +267,21 @@ def _dynamic(
 
 
 def _output_shapes(
-    module: torch.jit.ScriptModule,
+    run: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]],
     inputs: tuple[torch.Tensor, ...],
     outputs: tuple[torch.Tensor, ...],
     dynamic: dict[str, DimNames],
     names: list[str],
-) -> list[tuple[Union[int, str, None], ...]]:
+) -> tuple[list[tuple[Union[int, str, None], ...]], list[tuple[int, ...]]]:
     """Which output dims follow which dynamic input dims, found by running the
     exported module again with each group of input dims (one name, or all the
     unnamed ones) doubled. An output dim moved by exactly one named group
-    carries its name; by several, or by unnamed dims, it is dynamic and unnamed."""
+    carries its name; by several, or by unnamed dims, it is dynamic and unnamed.
+
+    Then which depend on the values rather than the shapes: the same shapes
+    with the values moved (every input flipped) and changed (float inputs
+    negated). A dim that moves then is data-dependent (detections kept): dynamic,
+    unnamed, never "batch", and listed in the second result."""
     movers: list[list[set]] = [[set() for _ in o.shape] for o in outputs]
     groups = {v for dims in dynamic.values() for v in dims.values()}
     for group in sorted(groups, key=lambda g: (g is None, g or "")):
@@ -143,7 +293,7 @@ def _output_shapes(
             probe.append(t)
         try:
             with torch.inference_mode():
-                grown = _outputs_tuple(module(*probe))
+                grown = run(tuple(probe))
         except Exception:  # noqa: BLE001 - a model may refuse other sizes
             # Fall back to the one safe guess: a batch shared by every input.
             if group == "batch" and all(dynamic[n].get(0) == "batch" for n in names):
@@ -155,31 +305,61 @@ def _output_shapes(
             for i in range(len(m)):
                 if g.dim() != o.dim() or g.shape[i] != o.shape[i]:
                     m[i].add(group)
+    data_dependent: list[set[int]] = [set() for _ in outputs]
+    probes = [tuple(t.flip(list(range(t.dim()))) for t in inputs),
+              tuple(-t if t.is_floating_point() else t for t in inputs)]
+    for probe in probes:
+        try:
+            with torch.inference_mode():
+                moved = run(probe)
+        except Exception:  # noqa: BLE001 - a model may refuse other values
+            continue
+        for dd, o, g in zip(data_dependent, outputs, moved):
+            for i in range(o.dim()):
+                if g.dim() != o.dim() or g.shape[i] != o.shape[i]:
+                    dd.add(i)
     shapes = []
-    for m, o in zip(movers, outputs):
+    for m, o, dd in zip(movers, outputs, data_dependent):
         dims: list[Union[int, str, None]] = []
-        for size, groups_moving in zip(o.shape, m):
-            if not groups_moving:
+        for i, (size, groups_moving) in enumerate(zip(o.shape, m)):
+            if i in dd:
+                dims.append(None)
+            elif not groups_moving:
                 dims.append(int(size))
             elif len(groups_moving) == 1 and isinstance(next(iter(groups_moving)), str):
                 dims.append(next(iter(groups_moving)))
             else:
                 dims.append(None)
         shapes.append(tuple(dims))
-    return shapes
+    return shapes, [tuple(sorted(dd)) for dd in data_dependent]
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def _reason(e: BaseException) -> str:
+    """The whole message of a failure (TorchScript puts the failing construct
+    and its file and line after the first line), without blank lines."""
+    text = "\n".join(line for line in str(e).strip().splitlines() if line.strip())
+    return text or type(e).__name__
 
 
-def _compile(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], method: str):
-    def trace():
+def _compile(model: torch.nn.Module, call: _Call, method: str, strict: bool):
+    def trace(script_failure: Optional[str] = None):
+        if call.changed:
+            why = (f"forward() arguments {call.changed} differ from their defaults, and a traced model cannot "
+                   "carry non-tensor arguments (scripting can)")
+            raise ExportError(why if script_failure is None else f"torch.jit.script failed:\n{script_failure}\n"
+                              f"and tracing cannot take over: {why}")
         try:
-            return _jit(torch.jit.trace, model, inputs), "trace"
+            if call.by_keyword:
+                return _jit(torch.jit.trace, model, example_kwarg_inputs=dict(zip(call.names, call.tensors)),
+                            strict=strict), "trace"
+            return _jit(torch.jit.trace, model, call.tensors, strict=strict), "trace"
         except Exception as e:  # noqa: BLE001 - tracing fails with many error types
-            raise ExportError(f"torch.jit.trace failed: {_first_line(e)}") from e
+            if script_failure is None:
+                raise ExportError(f"torch.jit.trace failed: {_reason(e)}") from e
+            raise ExportError(
+                f"both compilers failed.\ntorch.jit.script failed:\n{script_failure}\n"
+                f"torch.jit.trace failed:\n{_reason(e)}"
+            ) from e
 
     if method == "trace":
         return trace()
@@ -188,15 +368,63 @@ def _compile(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], method: s
     except Exception as e:  # noqa: BLE001 - scripting fails with many error types
         if method == "script":
             raise ExportError(
-                f"torch.jit.script failed: {_first_line(e)} (method='auto' would fall back to tracing)"
+                f"torch.jit.script failed (method='auto' would fall back to tracing):\n{_reason(e)}"
             ) from e
         warnings.warn(
-            f"torch.jit.script failed ({_first_line(e)}); exporting with torch.jit.trace instead, which records "
-            "the path taken on the example inputs: data-dependent control flow is frozen",
+            f"torch.jit.script failed; exporting with torch.jit.trace instead, which records the path taken on "
+            f"the example inputs: data-dependent control flow is frozen. The reason:\n{_reason(e)}",
             ExportWarning,
             stacklevel=3,
         )
-        return trace()
+        return trace(_reason(e))
+
+
+def _custom_ops(module) -> list[str]:
+    """Operators outside aten:: and prim:: that the compiled graph calls ("tp_test::keep_above")."""
+    ops: set[str] = set()
+
+    def visit(block) -> None:
+        for node in block.nodes():
+            kind = node.kind()
+            if "::" in kind and kind.split("::")[0] not in ("aten", "prim"):
+                ops.add(kind)
+            for b in node.blocks():
+                visit(b)
+
+    try:
+        visit(module.inlined_graph)
+    except Exception:  # noqa: BLE001 - a graph we cannot walk records nothing
+        return []
+    return sorted(ops)
+
+
+def _bounds(model: torch.nn.Module, given: Optional[Mapping[str, Any]], dynamic: dict[str, DimNames],
+            names: list[str], inputs: tuple[torch.Tensor, ...]) -> dict[str, dict[str, int]]:
+    """{dim name: {"min", "max"}}: the user's bounds, else the model's position
+    embeddings (``config.max_position_embeddings``) for dim 1 of integer inputs."""
+    named = {label: (n, d) for n, dims in dynamic.items() for d, label in dims.items() if label}
+    out: dict[str, dict[str, int]] = {}
+    for label, b in dict(given or {}).items():
+        if label not in named:
+            raise BadOptionError(f"dim_bounds: '{label}' names no dynamic dim; named dims are {sorted(named)}")
+        try:
+            lo, hi = (int(x) for x in b)
+        except (TypeError, ValueError):
+            raise BadOptionError(f"dim_bounds['{label}']: expected (min, max), got {b!r}") from None
+        if not 0 <= lo <= hi:
+            raise BadOptionError(f"dim_bounds['{label}']: expected 0 <= min <= max, got ({lo}, {hi})")
+        n, d = named[label]
+        size = inputs[names.index(n)].shape[d]
+        if not lo <= size <= hi:
+            raise BadOptionError(f"dim_bounds['{label}']: ({lo}, {hi}) excludes the example's {n} dim {d} = {size}")
+        out[label] = {"min": lo, "max": hi}
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        for n, t in zip(names, inputs):
+            label = dynamic[n].get(1)
+            if label and label != "batch" and label not in out and not t.is_floating_point():
+                out[label] = {"min": 1, "max": positions}
+    return out
 
 
 def _archive(module, extra_files: dict[str, bytes]) -> bytes:
@@ -207,9 +435,11 @@ def _archive(module, extra_files: dict[str, bytes]) -> bytes:
 
 def export(
     model: torch.nn.Module,
-    example_inputs: Union[torch.Tensor, Sequence[torch.Tensor]],
+    example_inputs: Union[torch.Tensor, Sequence[torch.Tensor], Mapping[str, Any], None],
     path: Union[str, Path],
     *,
+    example_kwargs: Optional[Mapping[str, Any]] = None,
+    dim_bounds: Optional[Mapping[str, tuple[int, int]]] = None,
     method: str = "auto",
     input_names: Optional[Sequence[str]] = None,
     output_names: Optional[Sequence[str]] = None,
@@ -240,6 +470,22 @@ def export(
     within its format's tolerance); an existing file is replaced only with
     ``overwrite=True``.
 
+    Inputs as the model takes them: ``example_kwargs`` (or a dict as
+    ``example_inputs``) gives arguments by ``forward``'s parameter names. Tensor
+    arguments become the inputs; an ``Optional[Tensor]`` one of a scripted model
+    is recorded as optional (it may be left out at run time). Parameters given
+    no tensor keep the int, float, bool, str or None value export used (or
+    their default), recorded in the manifest's ``constants``; any other value
+    is refused here, naming the argument. The outputs may be tensors nested in
+    tuples, named tuples, lists, dicts and dataclasses (Hugging Face's
+    ``ModelOutput``); the manifest names each (``logits``, ``hidden_states.0``)
+    and records the nesting. ``dim_bounds`` gives named dynamic dims inclusive
+    bounds, ``{"seq": (1, 512)}``, checked by the runtime on every call; a model
+    with ``config.max_position_embeddings`` bounds the named dim 1 of its
+    integer inputs by it unless told otherwise.
+
+        >>> export(bert, None, "bert.pt", example_kwargs={"input_ids": ids, "attention_mask": mask},
+        ...        dynamic_dims={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}})
         >>> export(model, (tokens, mask), "m.pt",
         ...        dynamic_dims={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
         ...        metadata={"labels": ["neg", "pos"]})
@@ -266,7 +512,8 @@ def export(
         if existing and not overwrite:
             raise BadOptionError(f"path: {existing} already exist; pass overwrite=True to replace them")
         written = {
-            f: export(model, example_inputs, p, method=method, input_names=input_names, output_names=output_names,
+            f: export(model, example_inputs, p, example_kwargs=example_kwargs, dim_bounds=dim_bounds,
+                      method=method, input_names=input_names, output_names=output_names,
                       dynamic_dims=dynamic_dims, metadata=metadata, name=name, overwrite=overwrite, format=f)
             for f, p in targets.items()
         }
@@ -275,23 +522,48 @@ def export(
     if path.exists() and not overwrite:
         raise BadOptionError(f"path: '{path}' already exists; pass overwrite=True to replace it")
 
-    inputs = _as_tuple(example_inputs)
+    call = _bind(model, example_inputs, example_kwargs)
+    inputs = call.tensors
     model.eval()
     with torch.inference_mode():
-        outputs = _outputs_tuple(model(*inputs))
-    in_names = _names(input_names, _forward_arg_names(model, len(inputs)), "input_names")
-    out_default = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+        outputs_list, out_default, structure = _flatten_outputs(model(*call.args, **call.kwargs))
+    outputs = tuple(outputs_list)
+    in_names = _names(input_names, call.names, "input_names")
     out_names = _names(output_names, out_default, "output_names")
     dynamic = _dynamic(dynamic_dims, in_names, inputs)
+    bounds = _bounds(model, dim_bounds, dynamic, in_names, inputs)
 
+    def runner(fn):
+        """Calls `fn` (the compiled module or the model) on tensors in input order, as export called forward."""
+        def run(tensors):
+            if call.by_keyword:
+                return _outputs_tuple(fn(**dict(zip(call.names, tensors)), **constants_for(fn)))
+            return _outputs_tuple(fn(*tensors))
+        return run
+
+    def constants_for(fn):
+        # A scripted module takes every argument; a traced one only its tensors.
+        return call.constants if isinstance(fn, torch.jit.ScriptModule) and used == "script" else call.changed
+
+    optional: set[str] = set()
+    custom_ops: list[str] = []
     if format == "torchscript":
-        module, used = _compile(model, inputs, method)
-        out_shapes = _output_shapes(module, inputs, outputs, dynamic, in_names)
+        module, used = _compile(model, call, method, strict=structure is None)
+        out_shapes, data_dependent = _output_shapes(runner(module), inputs, outputs, dynamic, in_names)
+        if used == "script":
+            schema = {a.name: str(a.type) for a in module.forward.schema.arguments}
+            optional = {n for n, p in zip(in_names, call.names) if schema.get(p, "").startswith("Optional[")}
+        custom_ops = _custom_ops(module)
     else:
         from torchport import formats
 
+        if call.by_keyword:
+            raise BadOptionError(f"format={format!r}: keyword and non-tensor inputs are carried by TorchScript "
+                                 "artifacts only; pass the tensors positionally")
         used = formats.EXPORT_METHODS[format]
-        out_shapes = _output_shapes(model, inputs, outputs, dynamic, in_names)
+        out_shapes, data_dependent = _output_shapes(runner(model), inputs, outputs, dynamic, in_names)
+    if custom_ops:
+        meta[CUSTOM_OPS_KEY] = custom_ops
 
     golden = io.BytesIO()
     torch.save(
@@ -304,10 +576,15 @@ def export(
     manifest = Manifest(
         name=name or type(model).__name__,
         inputs=[
-            TensorSpec(n, dtype_name(t.dtype), tuple(dynamic[n][d] if d in dynamic[n] else s for d, s in enumerate(t.shape)))
+            TensorSpec(n, dtype_name(t.dtype), tuple(dynamic[n][d] if d in dynamic[n] else s for d, s in enumerate(t.shape)),
+                       optional=n in optional)
             for n, t in zip(in_names, inputs)
         ],
-        outputs=[TensorSpec(n, dtype_name(o.dtype), s) for n, o, s in zip(out_names, outputs, out_shapes)],
+        outputs=[TensorSpec(n, dtype_name(o.dtype), s, data_dependent=dd)
+                 for n, o, s, dd in zip(out_names, outputs, out_shapes, data_dependent)],
+        dims=bounds,
+        constants=call.constants,
+        structure=structure,
         schema=load_native().MANIFEST_SCHEMA,
         torchport_version=__version__,
         torch_version=torch.__version__,
@@ -334,9 +611,13 @@ def export(
     # Loaded by the runtime's own reader before anything is written: export
     # never leaves a file that the runtime refuses.
     try:
-        native.load_from_memory(data, str(path))
+        loaded = native.load_from_memory(data, str(path))
     except (BadArtifactError, BadOptionError) as e:
         raise ExportError(f"the runtime refuses the exported model, so nothing was written: {e}") from None
+    # ... and runs it: the golden outputs, output by output, or nothing is written.
+    report = json.loads(loaded.selfcheck())
+    if not report.get("ok"):
+        raise ExportError(f"the runtime does not reproduce the eager outputs, so nothing was written: {report}")
     write_bytes(path, data, overwrite=overwrite)
     return path
 

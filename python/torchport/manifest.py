@@ -1,6 +1,6 @@
 """The artifact's I/O contract: ``torchport/manifest.json`` inside the archive.
 
-The schema (1, documented in docs/artifact.md) is defined once, in the C++
+The schema (2, documented in docs/artifact.md) is defined once, in the C++
 runtime: reading, validating and writing manifests all go through it
 (``torchport._native``), so ``inspect``, ``verify``, ``export`` and the runtime
 accept and refuse exactly the same files::
@@ -54,6 +54,10 @@ class TensorSpec:
     name: str
     dtype: Optional[str]
     shape: Optional[Shape]
+    #: an input that may be left out (None) at run time
+    optional: bool = False
+    #: output dims whose size depends on the input values (detections kept)
+    data_dependent: tuple[int, ...] = ()
 
     def shape_str(self) -> str:
         if self.shape is None:
@@ -87,6 +91,12 @@ class Manifest:
     format: str = ""
     #: {"atol": A, "rtol": R}: how far this format's outputs may be from eager's; None: bit-exact
     tolerance: Optional[dict[str, float]] = None
+    #: bounds of named dynamic dims: {"seq": {"min": 1, "max": 512}}
+    dims: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: forward()'s non-tensor arguments with the value export used
+    constants: dict[str, Any] = field(default_factory=dict)
+    #: how the outputs nest (docs/artifact.md); None for a tensor or a flat tuple
+    structure: Optional[Any] = None
 
     @property
     def input_names(self) -> list[str]:
@@ -101,8 +111,8 @@ class Manifest:
         """From a ``torchport._native.Manifest`` (already validated by the runtime)."""
         out = cls(
             name=m.name,
-            inputs=[TensorSpec(s.name, s.dtype, s.shape) for s in m.inputs],
-            outputs=[TensorSpec(s.name, s.dtype, s.shape) for s in m.outputs],
+            inputs=[TensorSpec(s.name, s.dtype, s.shape, s.optional, tuple(s.data_dependent_dims)) for s in m.inputs],
+            outputs=[TensorSpec(s.name, s.dtype, s.shape, s.optional, tuple(s.data_dependent_dims)) for s in m.outputs],
             schema=m.schema,
             torchport_version=m.torchport_version,
             torch_version=m.torch_version,
@@ -113,6 +123,9 @@ class Manifest:
             checksum=m.checksum,
             format=m.format,
             tolerance={"atol": m.atol, "rtol": m.rtol} if (m.atol or m.rtol) else None,
+            dims={k: {"min": lo, "max": hi} for k, (lo, hi) in m.dim_bounds.items()},
+            constants=json.loads(m.constants_json),
+            structure=json.loads(m.structure_json) if m.structure_json else None,
         )
         out._source = m  # a derived contract (schema 0) is written as the runtime derived it
         return out
@@ -132,15 +145,16 @@ class Manifest:
                 "torch_version": self.torch_version,
                 "export_method": self.export_method,
                 "created": self.created,
-                "inputs": [{"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
-                           for s in self.inputs],
-                "outputs": [{"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
-                            for s in self.outputs],
+                "inputs": [_spec(s) for s in self.inputs],
+                "outputs": [_spec(s) for s in self.outputs],
                 "metadata": self.metadata,
                 "golden": self.golden,
                 **({"checksum": self.checksum} if self.checksum else {}),
                 **({"format": self.format} if self.format else {}),
                 **({"tolerance": self.tolerance} if self.tolerance is not None else {}),
+                **({"dims": self.dims} if self.dims else {}),
+                **({"constants": self.constants} if self.constants else {}),
+                **({"structure": self.structure} if self.structure is not None else {}),
             }
         )
 
@@ -158,6 +172,15 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.to_json())
+
+
+def _spec(s: TensorSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": s.name, "dtype": s.dtype, "shape": None if s.shape is None else list(s.shape)}
+    if s.optional:
+        out["optional"] = True
+    if s.data_dependent:
+        out["data_dependent"] = list(s.data_dependent)
+    return out
 
 
 def read_manifest(path: Union[str, Path]) -> Manifest:

@@ -115,6 +115,18 @@ class NativeModel:
 
     __call__ = run
 
+    def run_structured(self, *inputs: Any) -> Any:
+        """Runs the model and returns what the exported model returned: a tensor,
+        or its tuples, named tuples, lists and dicts (a ``ModelOutput`` comes back
+        as a dict of its fields). Inputs as for ``run``; ``None`` (or a name left
+        out of the dict) leaves an optional input out.
+
+        >>> m.run_structured({"input_ids": ids, "attention_mask": mask})["last_hidden_state"]
+        """
+        if len(inputs) == 1 and isinstance(inputs[0], Mapping):
+            return self._model.run_structured(dict(inputs[0]))
+        return self._model.run_structured(list(inputs))
+
     def golden(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The golden ``(inputs, outputs)`` stored at export."""
         inputs, outputs = self._model.golden()

@@ -192,6 +192,18 @@ def verify(
         torch.set_num_threads(previous_threads)
 
 
+def _call(fn, manifest: Manifest, tensors):
+    """Calls the eager model or a loaded TorchScript module as the runtime does:
+    with the manifest's constants by keyword, and then the inputs by name."""
+    if not manifest.constants:
+        return fn(*tensors)
+    kwargs = {**dict(zip(manifest.input_names, tensors)), **manifest.constants}
+    if isinstance(fn, torch.jit.ScriptModule):  # a traced module takes only its tensors
+        params = {a.name for a in fn.forward.schema.arguments}
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return fn(**kwargs)
+
+
 def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, threads: int, runtimes) -> ParityReport:
     names = manifest.output_names
 
@@ -219,7 +231,7 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
 
         def eager():
             with torch.inference_mode():
-                return _outputs_tuple(model(*tensors))
+                return _outputs_tuple(_call(model, manifest, tensors))
 
         attempt("eager", eager)
     if "torchscript" in runtimes:
@@ -227,7 +239,7 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
         def scripted():
             module = _jit(torch.jit.load, str(path), map_location="cpu")
             with torch.inference_mode():
-                return _outputs_tuple(module(*tensors))
+                return _outputs_tuple(_call(module, manifest, tensors))
 
         attempt("torchscript", scripted)
     if "aoti" in runtimes:

@@ -29,6 +29,12 @@ TensorBundle read_tensor_file(const std::string& path);
 void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& tensors,
                        const std::vector<std::string>& protect = {});
 
+/// Writes a call's outputs nested as the model returns them (Model::run_structured)
+/// so that plain torch.load(path) (weights_only) reads back that structure: a
+/// tensor, tuples, lists and dicts (named tuples as plain tuples). Atomic, like write_tensor_file.
+void write_outputs_file(const std::string& path, const Outputs& outputs,
+                        const std::vector<std::string>& protect = {});
+
 /// The one way torchport writes a file. The bytes go to an unnamed file in the
 /// destination folder (O_TMPFILE; a named temporary where that is missing),
 /// flushed to disk, then put in place: with `overwrite` by rename() over the

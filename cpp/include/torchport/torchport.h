@@ -26,8 +26,9 @@ namespace torchport {
 const char* version();
 /// The torch version this library was compiled against.
 const char* torch_version();
-/// The newest manifest schema this runtime reads.
-constexpr int kManifestSchema = 1;
+/// The newest manifest schema this runtime reads (and export writes); 2 added
+/// optional inputs, dimension bounds, constants and the output structure.
+constexpr int kManifestSchema = 2;
 
 /// What went wrong, so callers can react without parsing messages.
 enum class ErrorKind {
@@ -76,6 +77,16 @@ struct TensorSpec {
   std::optional<c10::ScalarType> dtype;
   std::optional<std::vector<int64_t>> shape;
   std::vector<std::string> dim_names;  ///< per dim, "" when unnamed; empty when none are named
+  /// An input that may be left out (an undefined tensor): forward() gets None.
+  bool optional = false;
+  /// Output dims whose size depends on the input values (detections kept), not on their shapes.
+  std::vector<int64_t> data_dependent_dims;
+};
+
+/// Inclusive bounds of a named dynamic dimension ("seq" in 1..512).
+struct DimBounds {
+  int64_t min = 0;
+  int64_t max = 0;
 };
 
 /// The artifact's manifest (torchport/manifest.json), or the contract derived
@@ -96,6 +107,14 @@ struct Manifest {
   /// How far this format's outputs may be from the eager (golden) outputs, as
   /// allclose's atol and rtol (finite, >= 0); 0 and 0 (bit-exact) unless the manifest says.
   double atol = 0.0, rtol = 0.0;
+  /// Bounds of named dynamic dimensions, checked on every call before the model runs.
+  std::map<std::string, DimBounds> dim_bounds;
+  /// forward()'s non-tensor arguments (int, float, bool, str, None) with the
+  /// value used at export, as a JSON object; passed by keyword on every call.
+  std::string constants_json = "{}";
+  /// How the flat outputs nest as the model returns them (docs/artifact.md,
+  /// "structure"), as JSON; "" for a tensor or a flat tuple.
+  std::string structure_json;
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }
@@ -153,6 +172,15 @@ struct Golden {
   std::vector<at::Tensor> outputs;
 };
 
+/// A call's outputs with their names, and nested as the model returns them.
+struct Outputs {
+  std::vector<std::string> names;  ///< manifest output names ("logits", "hidden_states.0")
+  std::vector<at::Tensor> tensors; ///< in manifest order, as run() returns them
+  /// The same tensors in the model's structure: a tensor, or tuples (named
+  /// tuples keep their field names), lists and string-keyed dicts of them.
+  c10::IValue structure;
+};
+
 namespace detail {
 struct ModelState;
 }
@@ -182,6 +210,12 @@ class Model {
   /// BadInput error that lists them. (A separate name, so that run({a, b})
   /// never reads as a map.)
   std::vector<at::Tensor> run_named(const std::map<std::string, at::Tensor>& inputs) const;
+  /// Runs the model like run() and returns the outputs with their names and
+  /// nested as the exported model returned them. An optional input may be an
+  /// undefined tensor (left out).
+  Outputs run_structured(const std::vector<at::Tensor>& inputs) const;
+  /// The flat outputs of run() put back into the manifest's structure.
+  Outputs structure_outputs(std::vector<at::Tensor> outputs) const;
 
   /// Puts inputs given by name into manifest order; unknown or missing names
   /// are a BadInput error that lists them.

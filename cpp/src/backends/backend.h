@@ -39,9 +39,10 @@ class Backend {
 };
 
 /// A TorchScript archive, from the bytes of the file at `path` (already
-/// checked by read_archive).
+/// checked by read_archive); `manifest`, when there is one, gives the
+/// constants passed to forward() by keyword.
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                          const c10::Device& device);
+                                          const c10::Device& device, const Manifest* manifest = nullptr);
 
 struct ArchiveFiles;
 

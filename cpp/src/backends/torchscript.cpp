@@ -1,6 +1,8 @@
 // TorchScript archives (torch.jit.save), with torchport's files stored as
 // extra files inside them.
 
+#include <set>
+
 #include <torch/script.h>
 
 #include "backends/backend.h"
@@ -13,15 +15,29 @@ namespace {
 
 class TorchScriptBackend final : public Backend {
  public:
-  TorchScriptBackend(torch::jit::Module module, std::string path)
-      : module_(std::move(module)), path_(std::move(path)) {}
+  TorchScriptBackend(torch::jit::Module module, std::string path, const Manifest* manifest)
+      : module_(std::move(module)), path_(std::move(path)) {
+    if (!manifest) return;
+    // Non-tensor arguments travel by keyword; so do the inputs when every
+    // input is named after a forward() argument (an input left out of the
+    // example sits anywhere in the signature).
+    std::set<std::string> params;
+    const auto& args = module_.get_method("forward").function().getSchema().arguments();
+    for (size_t i = 1; i < args.size(); ++i) params.insert(args[i].name());
+    for (auto& [name, value] : parse_constants(manifest->constants_json)) {
+      if (params.count(name)) constants_[name] = std::move(value);
+    }
+    by_name_ = !constants_.empty();
+    for (const auto& spec : manifest->inputs) {
+      input_names_.push_back(spec.name);
+      by_name_ = by_name_ && params.count(spec.name);
+    }
+  }
 
   std::string format() const override { return "torchscript"; }
 
   std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const override {
-    std::vector<c10::IValue> args(inputs.begin(), inputs.end());
-    c10::IValue result = module_.forward(std::move(args));
-    return flatten(result);
+    return flatten_output(forward_ivalue(std::move(inputs)));
   }
 
   Manifest signature() const override {
@@ -30,12 +46,19 @@ class TorchScriptBackend final : public Backend {
     const auto& args = schema.arguments();
     // The first argument is `self`.
     for (size_t i = 1; i < args.size(); ++i) {
-      if (!args[i].type()->isSubtypeOf(*c10::TensorType::get())) {
+      if (constants_.count(args[i].name())) continue;  // given by the manifest on every call
+      const bool tensor = args[i].type()->isSubtypeOf(*c10::TensorType::get());
+      const bool optional_tensor = !tensor && args[i].type()->isSubtypeOf(*c10::OptionalType::ofTensor());
+      if (!tensor && !optional_tensor) {
+        if (args[i].default_value()) continue;  // keeps its default
         throw Error(ErrorKind::BadArtifact,
-                    "forward() argument '" + args[i].name() + "' has type " +
-                        args[i].type()->str() + "; torchport runs models whose inputs are tensors");
+                    "forward() argument '" + args[i].name() + "' has type " + args[i].type()->str() +
+                        " and no value in the manifest's constants; torchport runs models whose inputs are "
+                        "tensors (or Optional tensors) and whose other arguments have defaults");
       }
-      m.inputs.push_back(TensorSpec{args[i].name(), std::nullopt, std::nullopt});
+      TensorSpec spec{args[i].name(), std::nullopt, std::nullopt};
+      spec.optional = optional_tensor;
+      m.inputs.push_back(std::move(spec));
     }
     const auto& returns = schema.returns();
     if (returns.size() == 1) {
@@ -63,40 +86,34 @@ class TorchScriptBackend final : public Backend {
   }
 
  private:
-  static std::vector<at::Tensor> flatten(const c10::IValue& value) {
-    std::vector<at::Tensor> out;
-    auto push = [&out](const c10::IValue& v, size_t index) {
-      if (!v.isTensor()) {
-        throw Error(ErrorKind::Runtime, "model output " + std::to_string(index) + " is a " +
-                                            v.tagKind() + ", not a tensor");
+  // An undefined tensor is an optional input left out: forward() gets None.
+  c10::IValue forward_ivalue(std::vector<at::Tensor> inputs) const {
+    auto as_value = [](at::Tensor& t) { return t.defined() ? c10::IValue(std::move(t)) : c10::IValue(); };
+    std::vector<c10::IValue> args;
+    torch::jit::Kwargs kwargs(constants_.begin(), constants_.end());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (by_name_ && i < input_names_.size()) {
+        kwargs[input_names_[i]] = as_value(inputs[i]);
+      } else {
+        args.push_back(as_value(inputs[i]));
       }
-      out.push_back(v.toTensor());
-    };
-    if (value.isTensor()) {
-      out.push_back(value.toTensor());
-    } else if (value.isTuple()) {
-      const auto& elements = value.toTupleRef().elements();
-      for (size_t i = 0; i < elements.size(); ++i) push(elements[i], i);
-    } else if (value.isList()) {
-      auto list = value.toList();
-      for (size_t i = 0; i < list.size(); ++i) push(list.get(i), i);
-    } else {
-      throw Error(ErrorKind::Runtime, std::string("model returned a ") + value.tagKind() +
-                                          "; torchport expects a tensor or a tuple of tensors");
     }
-    return out;
+    return module_.get_method("forward")(std::move(args), kwargs);
   }
 
   // forward() is not declared const but changes nothing in the module;
   // concurrent calls into one method are safe in the TorchScript interpreter.
   mutable torch::jit::Module module_;
   std::string path_;
+  std::map<std::string, c10::IValue> constants_;  // non-tensor arguments, by keyword
+  std::vector<std::string> input_names_;
+  bool by_name_ = false;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                          const c10::Device& device) {
+                                          const c10::Device& device, const Manifest* manifest) {
   torch::jit::Module module;
   try {
     module = torch::jit::load(memory_reader(bytes), device);
@@ -120,7 +137,7 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  return std::make_unique<TorchScriptBackend>(std::move(module), path);
+  return std::make_unique<TorchScriptBackend>(std::move(module), path, manifest);
 }
 
 }  // namespace torchport::detail

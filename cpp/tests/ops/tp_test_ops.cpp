@@ -35,14 +35,24 @@ at::Tensor softsign_drift(const at::Tensor& x) {
                      [](float v) { return v / ((1.0f + 1e-6f) + std::fabs(v)); });
 }
 
+at::Tensor keep_above(const at::Tensor& scores, double threshold) {
+  TORCH_CHECK(scores.dim() == 1, "tp_test::keep_above: expected 1-D scores, got ", scores.dim(), " dims");
+  const at::Tensor kept = at::nonzero(scores > threshold).flatten();  // [N], ascending
+  // Stable, so that equal scores keep their order in every runtime.
+  const at::Tensor order = std::get<1>(scores.index_select(0, kept).sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  return kept.index_select(0, order);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tp_test, m) {
   m.def("softsign(Tensor x) -> Tensor");
   m.def("softsign_drift(Tensor x) -> Tensor");
+  m.def("keep_above(Tensor scores, float threshold) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(tp_test, CPU, m) {
   m.impl("softsign", softsign);
   m.impl("softsign_drift", softsign_drift);
+  m.impl("keep_above", keep_above);
 }

@@ -1,0 +1,174 @@
+"""Real-world models exported as they come (issue 8): structured outputs,
+keyword and optional inputs, non-tensor arguments, custom operators, bounded
+and data-dependent dims. Each runs through the binding and torchport-run,
+bit-exact against eager at sizes other than the export example; the native
+app runs them in tests/test_examples.py."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import torchport
+from torchport.errors import BadInputError, BadOptionError, ExportError
+from torchport.exporter import ExportWarning
+from torchport.native import NativeModel
+
+from conftest import run_binary
+from real_world import (IMAGE_DIMS, OPS_LIBRARY, SEQ_DIMS, Detector, Gated, OptionalMask, Segmenter, bert,
+                        bert_inputs)
+
+
+def assert_same(got, expected, where="output"):
+    """The same structure, with bit-identical tensors."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(got, torch.Tensor), f"{where}: expected a tensor, got {type(got).__name__}"
+        assert got.dtype == expected.dtype and got.shape == expected.shape, f"{where}: {got.shape} vs {expected.shape}"
+        assert torch.equal(got, expected), f"{where}: max diff {(got.double() - expected.double()).abs().max()}"
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict) and list(got) == list(expected), f"{where}: keys {list(got)} vs {list(expected)}"
+        for k in expected:
+            assert_same(got[k], expected[k], f"{where}.{k}")
+    else:
+        assert type(got) is type(expected) or (isinstance(got, tuple) and isinstance(expected, tuple)), where
+        assert len(got) == len(expected), f"{where}: {len(got)} items vs {len(expected)}"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_same(g, e, f"{where}.{i}")
+
+
+def predict(path, inputs, tmp_path, *extra):
+    """torchport-run predict, read back with plain torch.load (weights_only)."""
+    src, out = tmp_path / "in.pt", tmp_path / "out.pt"
+    torch.save(inputs, src)
+    proc = run_binary("predict", str(path), "--input", str(src), "--output", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return torch.load(out)
+
+
+@pytest.fixture(scope="module")
+def ops_library():
+    assert OPS_LIBRARY.is_file(), f"{OPS_LIBRARY} is missing: build with -DTORCHPORT_BUILD_TESTS=ON (make setup)"
+    torch.ops.load_library(str(OPS_LIBRARY))
+    return OPS_LIBRARY
+
+
+def test_segmentation_dict(tmp_path):
+    torch.manual_seed(0)
+    model = Segmenter().eval()
+    path = torchport.export(model, torch.rand(2, 3, 16, 16), tmp_path / "seg.pt", dynamic_dims=IMAGE_DIMS)
+    m = torchport.read_manifest(path)
+    assert m.schema == 2 and m.export_method == "script"
+    assert [(o.name, o.shape) for o in m.outputs] == [("out", ("batch", 3, "height", "width")),
+                                                      ("aux", ("batch", 3, "height", "width"))]
+    assert m.structure == {"type": "dict", "keys": ["out", "aux"], "items": [0, 1]}
+    x = torch.rand(3, 3, 12, 20)  # another batch and size
+    with torch.inference_mode():
+        expected = model(x)
+    assert_same(NativeModel(path).run_structured(x), expected)
+    assert_same(NativeModel(path).run_structured({"image": x}), expected)
+    assert_same(predict(path, [x], tmp_path), expected)
+
+
+def test_detection_list_of_dicts_with_data_dependent_sizes(tmp_path, ops_library):
+    torch.manual_seed(0)
+    model = Detector().eval()
+    images = torch.rand(2, 3, 8, 8)
+    path = torchport.export(model, images, tmp_path / "det.pt", dynamic_dims={"images": {2: "height", 3: "width"}})
+    m = torchport.read_manifest(path)
+    assert m.metadata["torchport.custom_ops"] == ["tp_test::keep_above"]
+    assert m.output_names == ["output_0.boxes", "output_0.scores", "output_0.labels",
+                              "output_1.boxes", "output_1.scores", "output_1.labels"]
+    boxes = m.outputs[0]
+    assert boxes.shape == (None, 4) and boxes.data_dependent == (0,)  # never "batch"
+    assert m.structure["type"] == "list" and m.structure["items"][0]["keys"] == ["boxes", "scores", "labels"]
+    x = torch.rand(2, 3, 10, 6)
+    with torch.inference_mode():
+        expected = model(x)
+    native = NativeModel(path, libraries=[ops_library])
+    assert_same(native.run_structured(x), expected)
+    assert_same(predict(path, x, tmp_path, "--load-library", str(ops_library)), expected)
+    # Without the library the runtime names the missing op.
+    proc = run_binary("info", str(path))
+    assert proc.returncode == 3 and "tp_test::keep_above" in proc.stderr
+
+
+def test_bert_model_output_keyword_inputs_and_bounded_seq(tmp_path):
+    model = bert(max_positions=16)
+    with pytest.warns(ExportWarning, match="torch.jit.script failed"):
+        path = torchport.export(model, None, tmp_path / "bert.pt", example_kwargs=bert_inputs(2, 8),
+                                dynamic_dims=SEQ_DIMS)
+    m = torchport.read_manifest(path)
+    assert m.input_names == ["input_ids", "attention_mask"]
+    assert m.output_names == ["last_hidden_state", "pooler_output"]
+    assert m.outputs[0].shape == ("batch", "seq", 16) and m.outputs[1].shape == ("batch", 16)
+    assert m.dims == {"seq": {"min": 1, "max": 16}}  # read from max_position_embeddings
+    assert m.structure["class"] == "BaseModelOutputWithPoolingAndCrossAttentions"
+    inputs = bert_inputs(3, 5, pad=2)
+    with torch.inference_mode():
+        expected = dict(model(**inputs))
+    native = NativeModel(path)
+    assert_same(native.run_structured(inputs), expected)
+    assert_same(predict(path, inputs, tmp_path), expected)
+    with pytest.raises(BadInputError, match=r"input 'input_ids': dim 1 \(seq\) is 20, expected 1 to 16"):
+        native.run_structured(bert_inputs(1, 20))
+    proc = run_binary("selfcheck", str(path))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"]
+
+
+def test_optional_input_constant_and_named_tuple(tmp_path):
+    torch.manual_seed(0)
+    model = OptionalMask().eval()
+    x, mask = torch.rand(2, 4, 6), torch.ones(2, 4, dtype=torch.long)
+    path = torchport.export(model, x, tmp_path / "opt.pt", example_kwargs={"mask": mask, "scale": 0.5},
+                            dynamic_dims={"x": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}})
+    m = torchport.read_manifest(path)
+    assert [(s.name, s.optional) for s in m.inputs] == [("x", False), ("mask", True)]
+    assert m.constants == {"scale": 0.5}
+    assert m.output_names == ["value", "gate"]
+    x2, mask2 = torch.rand(3, 7, 6), (torch.rand(3, 7) > 0.5).long()
+    native = NativeModel(path)
+    with torch.inference_mode():
+        with_mask, without = model(x2, mask2, scale=0.5), model(x2, scale=0.5)
+    got = native.run_structured({"x": x2, "mask": mask2})
+    assert type(got).__name__ == "Gated" and got._fields == Gated._fields
+    assert_same(tuple(got), tuple(with_mask))
+    assert_same(tuple(native.run_structured(x2, None)), tuple(without))
+    assert_same(tuple(native.run_structured({"x": x2})), tuple(without))
+    assert_same(predict(path, {"x": x2}, tmp_path), tuple(without))
+    with pytest.raises(BadInputError, match="missing 'x'"):
+        native.run_structured({"mask": mask2})
+
+
+class TakesAConfig(nn.Module):
+    def forward(self, x: torch.Tensor, options: dict) -> torch.Tensor:
+        return x * options["scale"]
+
+
+def test_what_cannot_be_carried_is_refused_at_export(tmp_path):
+    with pytest.raises(BadOptionError, match=r"argument 'options' is given a dict"):
+        torchport.export(TakesAConfig(), torch.rand(2, 3), tmp_path / "a.pt", example_kwargs={"options": {"scale": 2}})
+    with pytest.raises(BadOptionError, match=r"output 'extra' is a str"):
+        class Returns(nn.Module):
+            def forward(self, x):
+                return {"y": x, "extra": "text"}
+        torchport.export(Returns(), torch.rand(2, 3), tmp_path / "b.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_script_failure_reason_is_complete():
+    class Untypable(nn.Module):
+        def forward(self, x):
+            return x + len({id(x): 1})  # id() cannot be scripted; the reason is past the first line
+
+    from torchport.exporter import _bind, _compile
+
+    call = _bind(Untypable(), torch.rand(2), None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _compile(Untypable(), call, "auto", strict=True)
+    message = str(next(w.message for w in caught if issubclass(w.category, ExportWarning)))
+    assert "torch.jit.script failed" in message and "return x + len({id(x): 1})" in message
