@@ -71,8 +71,17 @@ def test_a_forward_the_runtime_cannot_call_is_refused_at_export(tmp_path):
         def forward(self, x: torch.Tensor, k: int = 2) -> torch.Tensor:
             return x * k
 
-    with pytest.raises(torchport.ExportError, match="forward\\(\\) argument 'k' has type int"):
-        torchport.export(TakesInt(), torch.ones(2, 2), tmp_path / "m.pt", method="script")
+    class TakesList(nn.Module):
+        def forward(self, x: torch.Tensor, k: list[int] = [2]) -> torch.Tensor:  # noqa: B006
+            return x * k[0]
+
+    # An int argument is carried: recorded with its value, passed on every call.
+    path = torchport.export(TakesInt(), torch.ones(2, 2), tmp_path / "int.pt", method="script")
+    assert torchport.read_manifest(path).constants == {"k": 2}
+    assert torch.equal(torchport.NativeModel(path).run(torch.ones(3, 2))[0], torch.full((3, 2), 2.0))
+    # A list is not: refused at export, naming the argument, and nothing is written.
+    with pytest.raises(torchport.BadOptionError, match="argument 'k' is defaulted to a list"):
+        torchport.export(TakesList(), torch.ones(2, 2), tmp_path / "m.pt", method="script")
     assert not (tmp_path / "m.pt").exists()
 
 
