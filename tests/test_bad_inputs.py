@@ -82,7 +82,7 @@ BINDING_ONLY = [
     ("sparse", [img(2, 3, 8, 8).to_sparse(), tok(2, 5)], "input 'image': expected a dense tensor"),
     ("meta device", [torch.empty(2, 3, 8, 8, device="meta"), tok(2, 5)], "input 'image': expected a tensor on cpu or cuda, got one on meta"),
     ("not a tensor", ["pixels", tok(2, 5)], "input 'image': expected a torch.Tensor or an array with __dlpack__, got str"),
-    ("None", [None, tok(2, 5)], "input 'image': expected a torch.Tensor or an array with __dlpack__, got NoneType"),
+    ("None", [None, tok(2, 5)], "input 'image': got None (an undefined tensor), but it is required"),
     ("numpy float64 by name", {"image": np.zeros((2, 3, 8, 8)), "tokens": tok(2, 5)}, "input 'image': expected dtype float32, got float64"),
 ]
 

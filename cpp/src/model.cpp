@@ -164,7 +164,10 @@ bool looks_channels_last(const std::vector<int64_t>& expected, c10::IntArrayRef 
 
 void check_one(const TensorSpec& spec, const at::Tensor& t, const ModelState& state) {
   const std::string who = "input '" + spec.name + "'";
-  if (!t.defined()) throw Error(ErrorKind::BadInput, who + ": tensor is undefined (only optional inputs may be left out)");
+  if (!t.defined()) {
+    throw Error(ErrorKind::BadInput,
+                who + ": got None (an undefined tensor), but it is required; only optional inputs may be left out");
+  }
   if (t.layout() != c10::kStrided) {
     std::ostringstream got;
     got << t.layout();

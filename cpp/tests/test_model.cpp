@@ -367,3 +367,32 @@ TEST(Fuzz, CorruptedArchivesWithoutChecksumAreCleanErrors) {
   EXPECT_EQ(errors + loaded, 300);
   EXPECT_GT(errors, 150);
 }
+
+// Schema 2: the output structure, bounded dims and constants (issue 8).
+TEST(Manifest, Schema2StructureBoundsAndConstants) {
+  std::string text = linear_manifest(2);
+  text.replace(text.find("\"golden\": true"), 14, "\"golden\": false");
+  text.replace(text.find("[null, 4]"), 9, R"(["batch", 4])");
+  text.insert(text.rfind('}'), R"(, "dims": {"batch": {"min": 1, "max": 3}},
+      "structure": {"type": "dict", "class": "Out", "keys": ["y"], "items": [{"type": "list", "items": [0]}]})");
+  const auto m = tp::Manifest::from_json(text);
+  EXPECT_EQ(m.dim_bounds.at("batch").max, 3);
+  EXPECT_EQ(tp::Manifest::from_json(m.to_json()).structure_json, m.structure_json);
+
+  const auto model = tp::Model::load(save(linear_module(), "structured.pt", {{"torchport/manifest.json", text}}));
+  const tp::Outputs out = model.run_structured({at::rand({2, 4})});
+  ASSERT_EQ(out.names, std::vector<std::string>{"y"});
+  ASSERT_TRUE(out.structure.isGenericDict());
+  const c10::IValue y = out.structure.toGenericDict().at("y");
+  ASSERT_TRUE(y.isList());
+  EXPECT_TRUE(y.toListRef()[0].toTensor().equal(out.tensors[0]));
+  expect_error([&] { model.run({at::rand({5, 4})}); }, tp::ErrorKind::BadInput,
+               {"input 'x'", "(batch) is 5, expected 1 to 3"});
+
+  for (const std::string bad : {R"(, "structure": 1)", R"(, "structure": {"type": "tuple", "items": [0, 0]})",
+                                R"(, "dims": {"seq": {"min": 1, "max": 2}})", R"(, "constants": {"k": [1]})"}) {
+    std::string broken = linear_manifest(2);
+    broken.insert(broken.rfind('}'), bad);
+    EXPECT_THROW(tp::Manifest::from_json(broken), tp::Error) << bad;
+  }
+}
