@@ -49,8 +49,11 @@ def mlp_pte(tmp_path_factory):
 def cnn_pte(tmp_path_factory):
     torch.manual_seed(0)
     model = CNN_CASE.build().eval()
-    path = torchport.export(model, CNN_CASE.example(3), tmp_path_factory.mktemp("cnn") / "cnn.pte",
-                            format="executorch")
+    # XNNPACK's lowering of this CNN plans the batch for fewer than EXECUTORCH_DIM_MAX (15 with
+    # torch 2.13.0 and executorch 1.5.1); export says so.
+    with pytest.warns(torchport.ExportWarning, match=r"planned memory for smaller dynamic dims .*input 'image' dim 0: at most"):
+        path = torchport.export(model, CNN_CASE.example(3), tmp_path_factory.mktemp("cnn") / "cnn.pte",
+                                format="executorch")
     return model, path
 
 
@@ -70,6 +73,7 @@ def test_pte_layout_manifest_and_tolerance(mlp_pte):
         assert m.tolerance == EXECUTORCH_TOLERANCES[delegate]
         compile_info = m.metadata["torchport.compile"]
         assert compile_info["delegate"] == delegate and compile_info["dim_max"] == EXECUTORCH_DIM_MAX
+        assert compile_info["input_bounds"] == [[EXECUTORCH_DIM_MAX, 6]]
         assert m.checksum.startswith("sha256:") and m.metadata["labels"] == ["a", "b", "c"]
         assert torchport.NativeModel(path).format == "executorch"
 
@@ -95,7 +99,7 @@ def test_what_torch_export_cannot_capture_is_refused_with_the_reason(tmp_path):
 # --------------------------------------------------------------------- running
 
 
-@pytest.mark.parametrize("batch", [1, 3, 17])
+@pytest.mark.parametrize("batch", [1, 3, 11])
 def test_pte_matches_eager_through_binding_and_binary(mlp_pte, cnn_pte, tmp_path, batch):
     for model, path, example in ((mlp_pte[0], mlp_pte[1]["xnnpack"], lambda b: (torch.randn(b, 6),)),
                                  (mlp_pte[0], mlp_pte[1]["none"], lambda b: (torch.randn(b, 6),)),

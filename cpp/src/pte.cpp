@@ -11,6 +11,8 @@
 
 #include "pte.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include <torchport/torchport.h>
@@ -30,6 +32,16 @@ uint32_t le32(const char* p) {
   return v;
 }
 
+// Where ExecuTorch's own data ends, from its extended header ("eh00" at byte 8:
+// u32 header length, u64 program size, u64 segment base offset, u64 segment
+// data size); 0 when there is no such header.
+uint64_t program_end(std::string_view bytes) {
+  if (bytes.size() < 40 || bytes.compare(8, 4, "eh00") != 0 || le32(bytes.data() + 12) < 32) return 0;
+  const uint64_t program = le64(bytes.data() + 16), base = le64(bytes.data() + 24), data = le64(bytes.data() + 32);
+  if (base == 0 || data == 0) return program;
+  return base > UINT64_MAX - data ? UINT64_MAX : std::max(program, base + data);
+}
+
 }  // namespace
 
 bool is_pte(std::string_view bytes) {
@@ -42,7 +54,15 @@ PteParts split_pte(std::string_view bytes, const std::string& where) {
   parts.program = bytes;
   if (bytes.size() < kPteFooterBytes ||
       std::memcmp(bytes.data() + bytes.size() - kPteFooterBytes, kPteTailMagic, sizeof(kPteTailMagic)) != 0) {
-    return parts;  // a bare ExecuTorch program: its signature is its contract
+    // A bare ExecuTorch program (its signature is its contract), unless bytes
+    // follow its data: then a torchport tail lost its end.
+    const uint64_t end = program_end(bytes);
+    if (end != 0 && bytes.size() > end) {
+      throw Error(ErrorKind::BadArtifact,
+                  where + ": " + std::to_string(bytes.size() - end) + " bytes follow the ExecuTorch program (" +
+                      std::to_string(end) + " bytes) without torchport's footer: the file was truncated or modified");
+    }
+    return parts;
   }
   const char* footer = bytes.data() + bytes.size() - kPteFooterBytes;
   const uint32_t version = le32(footer + 8);

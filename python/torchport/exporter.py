@@ -363,10 +363,18 @@ def _export_other(fmt: str, model, inputs, dynamic, in_names, out_names, manifes
         program, seconds = formats.compile_executorch(model, inputs, dynamic, in_names, delegate)
         import executorch.version
 
+        bounds = formats.pte_input_bounds(program)
         manifest.metadata[formats.COMPILE_KEY] = {
             "seconds": round(seconds, 2), "torch": torch.__version__, "executorch": executorch.version.__version__,
-            "delegate": delegate, "dim_max": formats.EXECUTORCH_DIM_MAX,
+            "delegate": delegate, "dim_max": formats.EXECUTORCH_DIM_MAX, "input_bounds": bounds,
         }
+        low = [f"input '{n}' dim {d}: at most {b[d]}" for n, b in zip(in_names, bounds)
+               for d in dynamic.get(n, {}) if d < len(b) and b[d] < formats.EXECUTORCH_DIM_MAX]
+        if low:
+            warnings.warn(
+                f"ExecuTorch ({delegate}) planned memory for smaller dynamic dims than the {formats.EXECUTORCH_DIM_MAX} "
+                f"asked for ({'; '.join(low)}); larger inputs are refused at run time (BadInputError)",
+                ExportWarning, stacklevel=3)
         data = formats.package_executorch(program, manifest, golden)
     elif fmt == "aoti":
         package, seconds = formats.compile_aoti(model, inputs, dynamic, in_names)

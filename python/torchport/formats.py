@@ -250,6 +250,15 @@ def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, nam
     return data, time.perf_counter() - start
 
 
+def pte_input_bounds(program: bytes) -> list[list[int]]:
+    """The shape ExecuTorch planned memory for, per input of ``forward``: each
+    dynamic dim's upper bound (the C++ runtime refuses larger inputs)."""
+    from executorch.runtime import Runtime
+
+    meta = Runtime.get().load_program(program).metadata("forward")
+    return [list(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+
+
 def pack_pte(program: bytes, manifest_json: bytes, golden: bytes) -> bytes:
     """program + manifest + golden + footer (magic, version, three sizes), little-endian."""
     footer = PTE_TAIL_MAGIC + struct.pack("<II", PTE_TAIL_VERSION, 0) + struct.pack(
