@@ -100,7 +100,6 @@ MODELS = {
 }
 DEFAULT = ["mlp", "cnn", "rnn", "transformer", "resnet18"]
 RUNTIMES = ("torchscript", "aoti", "onnxruntime", "executorch")
-SUFFIX = {"torchscript": ".pt", "aoti": ".pt2", "onnxruntime": ".onnx", "executorch": ".pte"}
 
 
 def max_diffs(expected: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
@@ -125,13 +124,16 @@ def measure(name: str, tmp: Path, iters: int, rounds: int, executorch: bool = Tr
     }
     session = onnxruntime_session(paths["onnx"], threads=1)
     runners["onnxruntime"] = lambda *xs: run_onnxruntime(session, xs)
-    lower_s = None
+    lower_s, limit = None, {}
     if executorch:
         for delegate, key in (("xnnpack", "executorch"), ("none", "executorch_none")):
             paths[key] = torchport.export(model, torch.randn(4, *shape), tmp / f"{name}_{delegate}.pte",
                                           format="executorch", delegate=delegate, dynamic_dims={"x": dyn})
             runners[key] = torchport.NativeModel(paths[key], threads=1, concurrency=1).run
         lower_s = torchport.read_manifest(paths["executorch"]).metadata["torchport.compile"]["seconds"]
+        # The batch a .pte planned memory for (XNNPACK plans convolutions for fewer than asked).
+        for key in ("executorch", "executorch_none"):
+            limit[key] = torchport.read_manifest(paths[key]).metadata["torchport.compile"]["input_bounds"][0][0]
     timed = tuple(r for r in RUNTIMES if r in runners)
     torch.set_num_threads(1)
 
@@ -142,6 +144,8 @@ def measure(name: str, tmp: Path, iters: int, rounds: int, executorch: bool = Tr
         with torch.inference_mode():
             expected = model(*inputs)
         for r, run in runners.items():
+            if inputs[0].shape[0] > limit.get(r, inputs[0].shape[0]):
+                continue
             got = run(*inputs)[0]
             a, rel = max_diffs(expected, got)
             diffs[r] = [max(diffs[r][0], a), max(diffs[r][1], rel)]
@@ -149,12 +153,13 @@ def measure(name: str, tmp: Path, iters: int, rounds: int, executorch: bool = Tr
     latency = {}
     for batch in (1, 32):
         inputs = batches[batch]
-        samples = {r: [] for r in timed}
-        for r in timed:
+        timed_b = tuple(r for r in timed if batch <= limit.get(r, batch))
+        samples = {r: [] for r in timed_b}
+        for r in timed_b:
             for _ in range(5):
                 runners[r](*inputs)
         for k in range(rounds):
-            order = timed if k % 2 == 0 else tuple(reversed(timed))
+            order = timed_b if k % 2 == 0 else tuple(reversed(timed_b))
             for r in order:
                 for _ in range(iters):
                     t = time.perf_counter()
@@ -163,7 +168,7 @@ def measure(name: str, tmp: Path, iters: int, rounds: int, executorch: bool = Tr
         latency[batch] = {r: statistics.median(s) * 1e3 for r, s in samples.items()}
     sizes = {r: Path(paths["onnx" if r == "onnxruntime" else r]).stat().st_size for r in timed}
     return {"model": name, "input": [None, *shape], "export_seconds": round(export_s, 1), "compile_seconds": compile_s,
-            "executorch_lower_seconds": lower_s, "bytes": sizes,
+            "executorch_lower_seconds": lower_s, "executorch_max_batch": limit, "bytes": sizes,
             "max_abs_diff": {r: d[0] for r, d in diffs.items()}, "max_rel_diff": {r: d[1] for r, d in diffs.items()},
             "p50_ms": latency, "paths": {k: str(v) for k, v in paths.items()}}
 
@@ -223,7 +228,7 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['model']} | | {r['error']} | | | | |")
             continue
         fmt = lambda d: " / ".join(f"{d[k]:.2g}" for k in shown)  # noqa: E731
-        lat = lambda b: " / ".join(f"{r['p50_ms'][b][k]:.3f}" for k in shown)  # noqa: E731
+        lat = lambda b: " / ".join(f"{r['p50_ms'][b][k]:.3f}" if k in r["p50_ms"][b] else "-" for k in shown)  # noqa: E731
         size = " / ".join(f"{r['bytes'][k] / 1024:.0f}" for k in shown)
         lines.append(f"| {r['model']} {r['input']} | {r['compile_seconds']:.0f} s | {fmt(r['max_abs_diff'])} "
                      f"| {fmt(r['max_rel_diff'])} | {lat(1)} | {lat(32)} | {size} |")
