@@ -7,9 +7,13 @@ PY          := $(VENV)/bin/python
 TORCH       := torch==2.13.0
 # Persistent build folder, so a second `make test` rebuilds only what changed.
 BUILD_DIR   := build/make
+# ExecuTorch's CMake config (the .pte backend) wants CMake >= 3.28; when the
+# system's is older, pip brings one into the venv, which the build then uses.
+CMAKE_DEP   := $(shell v=$$(cmake --version 2>/dev/null | sed -n 's/^cmake version //p'); \
+                 [ -n "$$v" ] && [ "$$(printf '%s\n' 3.28 "$$v" | sort -V | head -1)" = 3.28 ] || echo "'cmake>=3.28'")
 DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis \
                tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel "tritonclient[grpc,http]" \
-               onnx onnxscript onnxruntime transformers==5.23.0
+               onnx onnxscript onnxruntime transformers==5.23.0 executorch==1.5.1 $(CMAKE_DEP)
 SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 
@@ -59,7 +63,7 @@ demo: setup
 	$(VENV)/bin/torchport demo
 
 test-cpp: setup
-	ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2
+	PATH=$(abspath $(VENV))/bin:$$PATH ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2
 
 test-python: setup
 	$(PY) -m pytest

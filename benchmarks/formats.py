@@ -1,6 +1,6 @@
-"""The formats side by side: TorchScript, AOTInductor .pt2 and ONNX (ONNX Runtime) per model.
+"""The formats side by side: TorchScript, AOTInductor .pt2, ONNX (ONNX Runtime) and ExecuTorch .pte per model.
 
-    .venv/bin/python benchmarks/formats.py [MODEL ...] [--iters 50] [--rounds 5] [--table FILE]
+    .venv/bin/python benchmarks/formats.py [MODEL ...] [--iters 50] [--rounds 5] [--table FILE] [--no-executorch]
 
 For each model (the zoo's families with random weights, plus a ResNet-18-style
 CNN), in one process: export to every format (torchport.export(format="all"),
@@ -8,7 +8,9 @@ which checks each against eager and against each other), the AOTInductor compile
 time, the largest differences from eager over the golden inputs and fresh
 inputs at batch 1 and 32, and p50 latency at batch 1 and 32 with 1 intra-op
 thread: the C++ runtime through the binding for TorchScript and .pt2, ONNX
-Runtime's Python API for ONNX, in alternating rounds. Then the throughput of
+Runtime's Python API for ONNX, in alternating rounds. ExecuTorch: the .pte
+lowered to XNNPACK (and, for its differences only, with delegate "none"), run
+by the C++ runtime through the binding; the artifact sizes of each format. Then the throughput of
 the .pt2 CNN from 1 and 4 Python threads with Options::concurrency 1 and 4.
 A shared, noisy machine: read the ratios more than the absolute times.
 """
@@ -97,7 +99,7 @@ MODELS = {
     "resnet18": (ResNet18, (3, 64, 64), [0]),
 }
 DEFAULT = ["mlp", "cnn", "rnn", "transformer", "resnet18"]
-RUNTIMES = ("torchscript", "aoti", "onnxruntime")
+RUNTIMES = ("torchscript", "aoti", "onnxruntime", "executorch")
 
 
 def max_diffs(expected: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
@@ -107,7 +109,7 @@ def max_diffs(expected: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
     return diff.max().item(), rel.max().item()
 
 
-def measure(name: str, tmp: Path, iters: int, rounds: int) -> dict:
+def measure(name: str, tmp: Path, iters: int, rounds: int, executorch: bool = True) -> dict:
     build, shape, dyn = MODELS[name]
     torch.manual_seed(0)
     model = _bn_stats(build(), shape)
@@ -122,15 +124,28 @@ def measure(name: str, tmp: Path, iters: int, rounds: int) -> dict:
     }
     session = onnxruntime_session(paths["onnx"], threads=1)
     runners["onnxruntime"] = lambda *xs: run_onnxruntime(session, xs)
+    lower_s, limit = None, {}
+    if executorch:
+        for delegate, key in (("xnnpack", "executorch"), ("none", "executorch_none")):
+            paths[key] = torchport.export(model, torch.randn(4, *shape), tmp / f"{name}_{delegate}.pte",
+                                          format="executorch", delegate=delegate, dynamic_dims={"x": dyn})
+            runners[key] = torchport.NativeModel(paths[key], threads=1, concurrency=1).run
+        lower_s = torchport.read_manifest(paths["executorch"]).metadata["torchport.compile"]["seconds"]
+        # The batch a .pte planned memory for (XNNPACK plans convolutions for fewer than asked).
+        for key in ("executorch", "executorch_none"):
+            limit[key] = torchport.read_manifest(paths[key]).metadata["torchport.compile"]["input_bounds"][0][0]
+    timed = tuple(r for r in RUNTIMES if r in runners)
     torch.set_num_threads(1)
 
-    diffs = {r: [0.0, 0.0] for r in RUNTIMES}
+    diffs = {r: [0.0, 0.0] for r in runners}
     golden_in, _ = torchport.read_golden(paths["torchscript"])
     batches = {"golden": golden_in, 1: [torch.randn(1, *shape)], 32: [torch.randn(32, *shape)]}
     for inputs in batches.values():
         with torch.inference_mode():
             expected = model(*inputs)
         for r, run in runners.items():
+            if inputs[0].shape[0] > limit.get(r, inputs[0].shape[0]):
+                continue
             got = run(*inputs)[0]
             a, rel = max_diffs(expected, got)
             diffs[r] = [max(diffs[r][0], a), max(diffs[r][1], rel)]
@@ -138,19 +153,22 @@ def measure(name: str, tmp: Path, iters: int, rounds: int) -> dict:
     latency = {}
     for batch in (1, 32):
         inputs = batches[batch]
-        samples = {r: [] for r in RUNTIMES}
-        for r in RUNTIMES:
+        timed_b = tuple(r for r in timed if batch <= limit.get(r, batch))
+        samples = {r: [] for r in timed_b}
+        for r in timed_b:
             for _ in range(5):
                 runners[r](*inputs)
         for k in range(rounds):
-            order = RUNTIMES if k % 2 == 0 else tuple(reversed(RUNTIMES))
+            order = timed_b if k % 2 == 0 else tuple(reversed(timed_b))
             for r in order:
                 for _ in range(iters):
                     t = time.perf_counter()
                     runners[r](*inputs)
                     samples[r].append(time.perf_counter() - t)
         latency[batch] = {r: statistics.median(s) * 1e3 for r, s in samples.items()}
+    sizes = {r: Path(paths["onnx" if r == "onnxruntime" else r]).stat().st_size for r in timed}
     return {"model": name, "input": [None, *shape], "export_seconds": round(export_s, 1), "compile_seconds": compile_s,
+            "executorch_lower_seconds": lower_s, "executorch_max_batch": limit, "bytes": sizes,
             "max_abs_diff": {r: d[0] for r, d in diffs.items()}, "max_rel_diff": {r: d[1] for r, d in diffs.items()},
             "p50_ms": latency, "paths": {k: str(v) for k, v in paths.items()}}
 
@@ -197,19 +215,31 @@ def machine() -> str:
 
 
 def table(rows: list[dict]) -> str:
+    shown = [k for k in RUNTIMES if any(k in r.get("p50_ms", {}).get(1, {}) for r in rows)] or list(RUNTIMES[:3])
+    short = {"torchscript": "ts", "aoti": "aoti", "onnxruntime": "ort", "executorch": "pte"}
+    names = " / ".join(short[k] for k in shown)
     lines = [
-        "| model | AOTI compile | max abs diff vs eager (ts / aoti / ort) | max rel diff (ts / aoti / ort) "
-        "| p50 b=1, ms (ts / aoti / ort) | p50 b=32, ms (ts / aoti / ort) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| model | AOTI compile | max abs diff vs eager ({names}) | max rel diff ({names}) "
+        f"| p50 b=1, ms ({names}) | p50 b=32, ms ({names}) | size, KB ({names}) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | | {r['error']} | | | |")
+            lines.append(f"| {r['model']} | | {r['error']} | | | | |")
             continue
-        fmt = lambda d: " / ".join(f"{d[k]:.2g}" for k in RUNTIMES)  # noqa: E731
-        lat = lambda b: " / ".join(f"{r['p50_ms'][b][k]:.3f}" for k in RUNTIMES)  # noqa: E731
+        fmt = lambda d: " / ".join(f"{d[k]:.2g}" for k in shown)  # noqa: E731
+        lat = lambda b: " / ".join(f"{r['p50_ms'][b][k]:.3f}" if k in r["p50_ms"][b] else "-" for k in shown)  # noqa: E731
+        size = " / ".join(f"{r['bytes'][k] / 1024:.0f}" for k in shown)
         lines.append(f"| {r['model']} {r['input']} | {r['compile_seconds']:.0f} s | {fmt(r['max_abs_diff'])} "
-                     f"| {fmt(r['max_rel_diff'])} | {lat(1)} | {lat(32)} |")
+                     f"| {fmt(r['max_rel_diff'])} | {lat(1)} | {lat(32)} | {size} |")
+    if any("executorch_none" in r.get("max_abs_diff", {}) for r in rows):
+        lines += ["", "| model | ExecuTorch lowering | max abs diff vs eager (xnnpack / none) | max rel diff (xnnpack / none) |",
+                  "| --- | --- | --- | --- |"]
+        for r in rows:
+            if "executorch_none" in r.get("max_abs_diff", {}):
+                d, q = r["max_abs_diff"], r["max_rel_diff"]
+                lines.append(f"| {r['model']} | {r['executorch_lower_seconds']:.0f} s | {d['executorch']:.2g} / "
+                             f"{d['executorch_none']:.2g} | {q['executorch']:.2g} / {q['executorch_none']:.2g} |")
     return "\n".join(lines)
 
 
@@ -220,6 +250,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--table", default=None, help="also write the Markdown table (and JSON beside it) here")
     p.add_argument("--no-concurrency", action="store_true", help="skip the thread-pool throughput measurement")
+    p.add_argument("--no-executorch", action="store_true", help="leave out the ExecuTorch .pte contender")
     args = p.parse_args()
     unknown = set(args.models) - set(MODELS)
     if unknown:
@@ -228,7 +259,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="torchport-formats-") as tmp:
         for name in args.models:
             try:
-                rows.append(measure(name, Path(tmp), args.iters, args.rounds))
+                rows.append(measure(name, Path(tmp), args.iters, args.rounds, executorch=not args.no_executorch))
             except torchport.TorchportError as e:
                 rows.append({"model": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
             print(json.dumps(rows[-1]), flush=True)

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import socket
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,14 @@ class Good:
     bytes: bytes = field(repr=False, default=b"")
 
 
+def pte_with_tail(manifest: bytes = b"", version: int = 1, sizes: Optional[tuple[int, int, int]] = None) -> bytes:
+    """A .pte-looking program (ExecuTorch's identifier, then junk) with torchport's
+    tail after it (docs/artifact.md): the manifest, no golden file, the footer."""
+    program = b"\x1c\0\0\0ET12" + bytes(range(256)) * 4
+    p, m, g = sizes or (len(program), len(manifest), 0)
+    return program + manifest + b"TPORTPTE" + struct.pack("<IIQQQ", version, 0, p, m, g)
+
+
 def _file(folder: Path, name: str, data: bytes) -> Path:
     path = folder / name
     path.write_bytes(data)
@@ -289,6 +298,13 @@ def _cases() -> list[Case]:
     art("encrypted record", lambda b, f: patch_central_directory(b, 8, 2, 1), "encrypted")
     art("unknown compression method", lambda b, f: patch_central_directory(b, 10, 2, 12), "compression method")
     art("record name of 5000 bytes", lambda b, f: build_zip([("a" * 5000, b"x")]), "name of 5000 bytes")
+    # ExecuTorch programs (.pte, told by "ET" and two digits at byte 4) and torchport's tail after them.
+    et_kind, et_message = (("bad_artifact", "not a loadable ExecuTorch program") if _native.WITH_EXECUTORCH
+                           else ("unavailable", "built without ExecuTorch"))
+    art("ExecuTorch magic, then random bytes", lambda b, f: b"\x1c\0\0\0ET12" + os.urandom(4096), et_message, et_kind)
+    art("ExecuTorch tail sizes that overflow", lambda b, f: pte_with_tail(sizes=(2**63, 2**63, 48)), "do not add up")
+    art("ExecuTorch tail of version 99", lambda b, f: pte_with_tail(version=99), "tail version 99")
+    art("ExecuTorch tail with a manifest not JSON", lambda b, f: pte_with_tail(manifest=b"{schema: 1,"), "not valid JSON")
     # The manifest.
     art("manifest not JSON", lambda b, f: with_manifest(b, "{schema: 1,"), "not valid JSON")
     art("manifest NaN in metadata", lambda b, f: edit_manifest(b, lambda m: json.dumps(m)[:-1] + ', "x": NaN}'), "NaN")

@@ -426,6 +426,7 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "The torchport C++ runtime (private; use the torchport package).";
   m.attr("__version__") = torchport::version();
   m.attr("__torch_version__") = torchport::torch_version();
+  m.attr("WITH_EXECUTORCH") = torchport::with_executorch();
   m.attr("MANIFEST_SCHEMA") = torchport::kManifestSchema;
   m.attr("MANIFEST_FILE") = torchport::kManifestFile;
   m.attr("GOLDEN_FILE") = torchport::kGoldenFile;

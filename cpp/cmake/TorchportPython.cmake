@@ -67,7 +67,8 @@ if(SKBUILD)
   set(TORCHPORT_INSTALL_INCLUDEDIR "torchport/include")
   set(TORCHPORT_INSTALL_CMAKEDIR "torchport/share/cmake/torchport")
   set(TORCHPORT_INSTALL_BINDIR "${SKBUILD_SCRIPTS_DIR}")
-  set(TORCHPORT_RUNTIME_RPATH "$ORIGIN/../../torch/lib")
+  # executorch/lib: ExecuTorch's runtime libraries, when built with them.
+  set(TORCHPORT_RUNTIME_RPATH "$ORIGIN/../../torch/lib;$ORIGIN/../../executorch/lib")
   set(TORCHPORT_NATIVE_RPATH "$ORIGIN/lib;$ORIGIN/../torch/lib")
   set(TORCHPORT_CLI_RPATH
     "$ORIGIN/${_tp_scripts_to_platlib}/torchport/lib;$ORIGIN/${_tp_scripts_to_platlib}/torch/lib")

@@ -14,6 +14,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "pte.h"
 #include "reader.h"
 
 namespace torchport::detail {
@@ -139,6 +140,44 @@ void check_records(caffe2::serialize::PyTorchStreamReader& reader, const std::st
   }
 }
 
+// name, a zero byte, the size as 8 little-endian bytes, then the bytes.
+void hash_record(Sha256& sha, const std::string& name, const void* data, size_t size) {
+  sha.update(name.c_str(), name.size() + 1);
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(static_cast<uint64_t>(size) >> (8 * i));
+  sha.update(le, sizeof(le));
+  sha.update(data, size);
+}
+
+// A .pte's payload as two records, in name order: the program and the golden file.
+std::string pte_checksum(const PteParts& parts) {
+  Sha256 sha;
+  hash_record(sha, kPteRecord, parts.program.data(), parts.program.size());
+  if (!parts.golden.empty()) hash_record(sha, kGoldenFile, parts.golden.data(), parts.golden.size());
+  return "sha256:" + sha.hex();
+}
+
+// An ExecuTorch program with torchport's tail (pte.cpp). The program itself is
+// checked by ExecuTorch's verifier when the backend loads it.
+ArchiveFiles read_pte(const std::string& path, const std::string& bytes, Checksum checksum) {
+  ArchiveFiles files;
+  files.format = "executorch";
+  const PteParts parts = split_pte(bytes, "artifact '" + path + "'");
+  files.manifest_json = std::string(parts.manifest);
+  if (!files.manifest_json.empty()) {
+    files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
+    if (checksum != Checksum::Skip) files.checksum = pte_checksum(parts);
+    if (checksum == Checksum::Verify && !files.manifest->checksum.empty() &&
+        files.checksum != files.manifest->checksum) {
+      throw Error(ErrorKind::BadArtifact,
+                  "'" + path + "': model payload checksum mismatch (manifest " + files.manifest->checksum +
+                      ", file " + files.checksum + "): the file was corrupted or modified after export");
+    }
+  }
+  files.golden_bytes = std::string(parts.golden);
+  return files;
+}
+
 }  // namespace
 
 std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader) {
@@ -148,17 +187,13 @@ std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader) {
   for (const auto& name : names) {
     if (std::find(std::begin(kSkipped), std::end(kSkipped), name) != std::end(kSkipped)) continue;
     auto [data, size] = reader.getRecord(name);
-    // name, a zero byte, the size as 8 little-endian bytes, then the bytes.
-    sha.update(name.c_str(), name.size() + 1);
-    uint8_t le[8];
-    for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(static_cast<uint64_t>(size) >> (8 * i));
-    sha.update(le, sizeof(le));
-    sha.update(data.get(), size);
+    hash_record(sha, name, data.get(), size);
   }
   return "sha256:" + sha.hex();
 }
 
 ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum) {
+  if (is_pte(*bytes)) return read_pte(path, *bytes, checksum);
   ArchiveFiles files;
   const std::string where = "artifact '" + path + "'";
   check_zip_as(*bytes, where, "not a loadable TorchScript archive", ErrorKind::BadArtifact);
@@ -190,6 +225,7 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
 }
 
 std::string payload_checksum(const std::string& bytes, const std::string& where) {
+  if (is_pte(bytes)) return pte_checksum(split_pte(bytes, where));
   check_zip(bytes, where, ErrorKind::BadArtifact);
   try {
     caffe2::serialize::PyTorchStreamReader reader(memory_reader(std::make_shared<const std::string>(bytes)));

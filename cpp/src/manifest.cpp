@@ -304,8 +304,8 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   if (format != doc.end()) {
     if (!format->is_string()) bad(where, "field 'format' must be a string, got " + short_dump(*format));
     m.format = format->get<std::string>();
-    if (m.format != "torchscript" && m.format != "aoti" && m.format != "onnx") {
-      bad(where, "field 'format' must be \"torchscript\", \"aoti\" or \"onnx\", got " + short_dump(*format));
+    if (m.format != "torchscript" && m.format != "aoti" && m.format != "onnx" && m.format != "executorch") {
+      bad(where, "field 'format' must be \"torchscript\", \"aoti\", \"onnx\" or \"executorch\", got " + short_dump(*format));
     }
   }
   auto tolerance = doc.find("tolerance");

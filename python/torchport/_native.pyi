@@ -7,6 +7,7 @@ import torch
 
 __version__: str
 __torch_version__: str
+WITH_EXECUTORCH: bool
 MANIFEST_SCHEMA: int
 MANIFEST_FILE: str
 GOLDEN_FILE: str

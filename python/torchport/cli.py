@@ -7,7 +7,8 @@
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
         [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
-    torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|all]
+    torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|executorch|all]
+                     [--delegate xnnpack|none]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
     torchport models
@@ -150,17 +151,19 @@ def train_model(
 
 
 def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force: bool = False, check: bool = True,
-                 format: str = "torchscript"):
+                 format: str = "torchscript", delegate: Optional[str] = None):
     """``torchport export``: checkpoint -> artifact with normalisation (and postprocess) inside;
     with ``check``, the parity report through every runtime on its golden examples (one
     report per format; the first that fails is returned, else the last)."""
     from torchport.checkpoint import export_checkpoint
 
-    written = export_checkpoint(checkpoint, out, postprocess=postprocess, force=force, format=format)
+    written = export_checkpoint(checkpoint, out, postprocess=postprocess, force=force, format=format,
+                                delegate=delegate)
     paths = list(written.values()) if isinstance(written, dict) else [written]
     for path in paths:
         compile_info = read_manifest(path).metadata.get("torchport.compile")
-        took = f" (AOTInductor compile {compile_info['seconds']} s)" if compile_info else ""
+        compiler = "ExecuTorch lowering" if compile_info and "executorch" in compile_info else "AOTInductor compile"
+        took = f" ({compiler} {compile_info['seconds']} s)" if compile_info else ""
         print(f"exported {path}{took}")
     if not check:
         return None
@@ -311,9 +314,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--out", required=True, metavar="FILE")
     s.add_argument("--postprocess", default="none", choices=["none", "softmax", "argmax"])
-    s.add_argument("--format", default="torchscript", choices=["torchscript", "aoti", "onnx", "all"],
-                   help="torchscript (default); aoti: a torch.export + AOTInductor .pt2 package; onnx; all: each "
-                   "beside --out with suffixes .pt, .pt2, .onnx")
+    s.add_argument("--format", default="torchscript", choices=["torchscript", "aoti", "onnx", "executorch", "all"],
+                   help="torchscript (default); aoti: a torch.export + AOTInductor .pt2 package; onnx; executorch: "
+                   "an ExecuTorch .pte for mobile and edge devices; all: torchscript, aoti and onnx, each beside "
+                   "--out with suffixes .pt, .pt2, .onnx")
+    s.add_argument("--delegate", choices=["xnnpack", "none"], default=None,
+                   help="with --format executorch: lower to XNNPACK (default) or to ExecuTorch's portable "
+                   "kernels only (none)")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
 
@@ -418,7 +425,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
-                                  check=not args.no_verify, format=args.format)
+                                  check=not args.no_verify, format=args.format, delegate=args.delegate)
             return 0 if report is None or report.ok else EXIT_MISMATCH
         if args.command == "triton":
             if args.check:

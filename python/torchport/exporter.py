@@ -33,7 +33,7 @@ from torchport.native import load_native
 
 METHODS = ("auto", "script", "trace")
 #: what ``export(format=...)`` accepts; "all" writes every format side by side
-EXPORT_FORMATS = ("torchscript", "aoti", "onnx", "all")
+EXPORT_FORMATS = ("torchscript", "aoti", "onnx", "executorch", "all")
 
 
 #: metadata key of the operators outside aten::/prim:: the exported graph calls
@@ -448,6 +448,7 @@ def export(
     name: Optional[str] = None,
     overwrite: bool = False,
     format: str = "torchscript",
+    delegate: Optional[str] = None,
 ) -> Union[Path, dict[str, Path]]:
     """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
 
@@ -456,7 +457,10 @@ def export(
     runtime runs as well), ``"onnx"`` (torch.onnx's dynamo exporter; ONNX Runtime
     runs it from Python), or ``"all"``: each of them beside ``path`` with the
     suffixes .pt, .pt2 and .onnx, verified against eager and against each other
-    before returning ``{format: path}``. ``method`` applies to TorchScript.
+    before returning ``{format: path}``; or ``"executorch"``: an ExecuTorch
+    ``.pte`` for mobile and edge devices, lowered to ``delegate`` ("xnnpack",
+    the default, or "none"), with dynamic dims bounded by
+    ``formats.EXECUTORCH_DIM_MAX``. ``method`` applies to TorchScript.
 
     ``method="auto"`` scripts and falls back to tracing with an ``ExportWarning``
     saying why. The model is put in eval mode. Input names default to the names
@@ -494,6 +498,13 @@ def export(
         raise BadOptionError(f"method: expected one of {METHODS}, got {method!r}")
     if format not in EXPORT_FORMATS:
         raise BadOptionError(f"format: expected one of {EXPORT_FORMATS}, got {format!r}")
+    if delegate is not None:
+        from torchport.formats import DELEGATES
+
+        if format != "executorch":
+            raise BadOptionError(f"delegate: applies to format 'executorch', got format {format!r}")
+        if delegate not in DELEGATES:
+            raise BadOptionError(f"delegate: expected one of {DELEGATES}, got {delegate!r}")
     if not isinstance(model, torch.nn.Module):
         raise BadOptionError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     meta = dict(metadata or {})
@@ -601,7 +612,7 @@ def export(
         raise ExportError(f"the runtime would refuse this artifact: {e}") from None
     if format != "torchscript":
         return _export_other(format, model, inputs, dynamic, in_names, out_names, manifest, golden.getvalue(), path,
-                             overwrite)
+                             overwrite, delegate)
     # The checksum covers every record but the manifest, so it is taken from a
     # first save without it; the records do not change between saves.
     manifest.checksum = payload_checksum(_archive(module, {native.GOLDEN_FILE: golden.getvalue()}))
@@ -619,12 +630,30 @@ def export(
 
 
 def _export_other(fmt: str, model, inputs, dynamic, in_names, out_names, manifest: Manifest, golden: bytes,
-                  path: Path, overwrite: bool) -> Path:
-    """The .pt2 or ONNX artifact, checked by the runtime that will run it before it is written."""
+                  path: Path, overwrite: bool, delegate: Optional[str] = None) -> Path:
+    """The .pt2, .pte or ONNX artifact, checked by the runtime that will run it before it is written."""
     from torchport import formats
 
-    manifest.tolerance = formats.tolerance(fmt)
-    if fmt == "aoti":
+    manifest.tolerance = formats.tolerance(fmt, delegate)
+    if fmt == "executorch":
+        delegate = delegate or formats.DELEGATES[0]
+        program, seconds = formats.compile_executorch(model, inputs, dynamic, in_names, delegate)
+        import executorch.version
+
+        bounds = formats.pte_input_bounds(program)
+        manifest.metadata[formats.COMPILE_KEY] = {
+            "seconds": round(seconds, 2), "torch": torch.__version__, "executorch": executorch.version.__version__,
+            "delegate": delegate, "dim_max": formats.EXECUTORCH_DIM_MAX, "input_bounds": bounds,
+        }
+        low = [f"input '{n}' dim {d}: at most {b[d]}" for n, b in zip(in_names, bounds)
+               for d in dynamic.get(n, {}) if d < len(b) and b[d] < formats.EXECUTORCH_DIM_MAX]
+        if low:
+            warnings.warn(
+                f"ExecuTorch ({delegate}) planned memory for smaller dynamic dims than the {formats.EXECUTORCH_DIM_MAX} "
+                f"asked for ({'; '.join(low)}); larger inputs are refused at run time (BadInputError)",
+                ExportWarning, stacklevel=3)
+        data = formats.package_executorch(program, manifest, golden)
+    elif fmt == "aoti":
         package, seconds = formats.compile_aoti(model, inputs, dynamic, in_names)
         manifest.metadata[formats.COMPILE_KEY] = {
             "seconds": round(seconds, 2), "torch": torch.__version__, "inductor_configs": formats.INDUCTOR_CONFIGS,

@@ -9,6 +9,13 @@ and golden examples as a TorchScript artifact, in its own container:
   (which AOTInductor's loaders ignore; torch's Python loader would read
   ``extra/`` as text), with a payload checksum like the TorchScript one. The C++
   runtime loads it like any artifact; it tells the two apart by content.
+* ``executorch``: ``torch.export.export`` with the dynamic dimensions as
+  ``Dim``s bounded by ``EXECUTORCH_DIM_MAX`` (ExecuTorch plans memory for the
+  largest shape), lowered with ``to_edge_transform_and_lower`` (XNNPACK by
+  default, ``delegate="none"`` for ExecuTorch's portable kernels only) and
+  ``.to_executorch()``. The ``.pte`` is followed by torchport's manifest, golden
+  examples and a footer in the same file (docs/artifact.md); ExecuTorch's
+  loaders ignore them. The C++ runtime runs it with ExecuTorch's runtime.
 * ``onnx``: ``torch.onnx.export(dynamo=True)``; the manifest and golden
   examples go into the model's ``metadata_props`` (``torchport/manifest.json``,
   and ``torchport/golden.pt`` base64-encoded). ONNX Runtime runs it from Python
@@ -29,9 +36,11 @@ import contextlib
 import io
 import os
 import re
+import struct
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -48,8 +57,8 @@ GOLDEN_FILE: str = load_native().GOLDEN_FILE
 
 #: the formats ``export`` writes; "all" writes each of them side by side
 FORMATS = ("torchscript", "aoti", "onnx")
-SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx"}
-EXPORT_METHODS = {"aoti": "torch.export", "onnx": "torch.onnx.export"}
+SUFFIXES = {"torchscript": ".pt", "aoti": ".pt2", "onnx": ".onnx", "executorch": ".pte"}
+EXPORT_METHODS = {"aoti": "torch.export", "onnx": "torch.onnx.export", "executorch": "torch.export"}
 
 #: How far each format's outputs may be from eager's (the golden outputs), as
 #: torch.allclose's atol and rtol. TorchScript is bit-exact (no entry). Measured
@@ -69,9 +78,21 @@ INDUCTOR_CONFIGS = {"freezing": True}
 COMPILE_KEY = "torchport.compile"
 
 
-def tolerance(fmt: str) -> Optional[dict[str, float]]:
+#: ExecuTorch's tolerance per delegate, measured on the zoo's families with
+#: benchmarks/formats.py --executorch-parity (figures in docs/artifact.md).
+EXECUTORCH_TOLERANCES: dict[str, dict[str, float]] = {
+    "xnnpack": {"atol": 1e-5, "rtol": 1e-4},
+    "none": {"atol": 1e-5, "rtol": 1e-4},
+}
+#: the delegates format="executorch" lowers to; "none" keeps ExecuTorch's own kernels
+DELEGATES = ("xnnpack", "none")
+#: the upper bound of every dynamic dim in a .pte (ExecuTorch plans memory for it)
+EXECUTORCH_DIM_MAX = 1024
+
+
+def tolerance(fmt: str, delegate: Optional[str] = None) -> Optional[dict[str, float]]:
     """The tolerance ``fmt`` states in its manifests; None for bit-exact formats."""
-    tol = TOLERANCES.get(fmt)
+    tol = EXECUTORCH_TOLERANCES[delegate or DELEGATES[0]] if fmt == "executorch" else TOLERANCES.get(fmt)
     return dict(tol) if tol else None
 
 
@@ -83,19 +104,20 @@ def _identifier(text: str) -> str:
     return name if name and not name[0].isdigit() else f"d_{name}"
 
 
-def dynamic_shapes(dynamic: dict[str, dict[int, Optional[str]]], names: list[str]) -> tuple:
+def dynamic_shapes(dynamic: dict[str, dict[int, Optional[str]]], names: list[str], max: Optional[int] = None) -> tuple:
     """The manifest's dynamic dims as ``torch.export`` ``dynamic_shapes``: one
     ``Dim`` per name, shared by every dim with that name (so export knows they
-    are equal), and one per unnamed dim."""
+    are equal), and one per unnamed dim; each at most ``max`` when given."""
+    bound = {} if max is None else {"max": max}
     shared: dict[str, Any] = {}
     spec = []
     for n in names:
         dims = {}
         for d, label in sorted(dynamic.get(n, {}).items()):
             if label is None:
-                dims[d] = torch.export.Dim(_identifier(f"{n}_dim{d}"))
+                dims[d] = torch.export.Dim(_identifier(f"{n}_dim{d}"), **bound)
             else:
-                dims[d] = shared.setdefault(label, torch.export.Dim(_identifier(label)))
+                dims[d] = shared.setdefault(label, torch.export.Dim(_identifier(label), **bound))
         spec.append(dims or None)
     return tuple(spec)
 
@@ -118,11 +140,11 @@ def _where(e: BaseException) -> str:
     return "unknown location"
 
 
-def capture(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str]):
+def capture(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str], max: Optional[int] = None):
     """``torch.export.export`` of ``model``; an ExportError naming the construct
     and line it could not capture, and suggesting TorchScript, otherwise."""
     try:
-        return torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes(dynamic, names), strict=False)
+        return torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes(dynamic, names, max), strict=False)
     except Exception as e:  # noqa: BLE001 - torch.export raises many error types
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         # The first line, plus torch's own explanation of a violated shape
@@ -182,6 +204,83 @@ def package_aoti(package: bytes, manifest: Manifest, golden: bytes) -> bytes:
     if payload_checksum(data) != manifest.checksum:
         raise ExportError("the .pt2 package's records changed between two packings; cannot checksum the payload")
     return data
+
+
+# -------------------------------------------------------------------- ExecuTorch
+
+#: the footer after torchport's records in a .pte (cpp/src/pte.cpp reads it)
+PTE_TAIL_MAGIC = b"TPORTPTE"
+PTE_TAIL_VERSION = 1
+
+
+def _executorch():
+    try:
+        from executorch import exir
+    except ImportError as e:
+        raise BadOptionError(
+            f"format 'executorch' needs the executorch package ({e}): pip install executorch==1.5.1 torch==2.13.0"
+        ) from None
+    return exir
+
+
+def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str],
+                       delegate: str) -> tuple[bytes, float]:
+    """(.pte bytes, lowering seconds): torch.export with bounded dims, then
+    ExecuTorch's edge lowering (to ``delegate``) and ``.to_executorch()``."""
+    exir = _executorch()
+    program = capture(model, inputs, dynamic, names, max=EXECUTORCH_DIM_MAX)
+    partitioners = []
+    if delegate == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners.append(XnnpackPartitioner())
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            # pytree's LeafSpec deprecation, raised inside ExecuTorch's own passes.
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+            edge = exir.to_edge_transform_and_lower(program, partitioner=partitioners)
+            data = bytes(edge.to_executorch().buffer)
+    except Exception as e:  # noqa: BLE001 - lowering raises many error types
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ExportError(
+            f"ExecuTorch could not lower {type(model).__name__} (delegate {delegate}): {first}; "
+            "an operator ExecuTorch has no kernel for, or a dtype it cannot carry, needs another format"
+        ) from e
+    return data, time.perf_counter() - start
+
+
+def pte_input_bounds(program: bytes) -> list[list[int]]:
+    """The shape ExecuTorch planned memory for, per input of ``forward``: each
+    dynamic dim's upper bound (the C++ runtime refuses larger inputs)."""
+    from executorch.runtime import Runtime
+
+    meta = Runtime.get().load_program(program).metadata("forward")
+    return [list(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+
+
+def pack_pte(program: bytes, manifest_json: bytes, golden: bytes) -> bytes:
+    """program + manifest + golden + footer (magic, version, three sizes), little-endian."""
+    footer = PTE_TAIL_MAGIC + struct.pack("<II", PTE_TAIL_VERSION, 0) + struct.pack(
+        "<QQQ", len(program), len(manifest_json), len(golden))
+    return program + manifest_json + golden + footer
+
+
+def package_executorch(program: bytes, manifest: Manifest, golden: bytes) -> bytes:
+    """The .pte with torchport's tail and the payload checksum in the manifest."""
+    manifest.checksum = payload_checksum(pack_pte(program, b"", golden))
+    return pack_pte(program, manifest.to_json().encode(), golden)
+
+
+def run_executorch_python(path: Any, inputs) -> tuple[torch.Tensor, ...]:
+    """The .pte's ``forward`` through ExecuTorch's own Python runtime (executorch.runtime)."""
+    try:
+        from executorch.runtime import Runtime
+    except ImportError as e:
+        raise NativeUnavailableError(f"executorch is not installed ({e}): pip install executorch==1.5.1") from None
+    program = Runtime.get().load_program(Path(path) if not isinstance(path, bytes) else path)
+    outputs = program.load_method("forward").execute([t.detach().cpu().contiguous() for t in inputs])
+    return tuple(torch.as_tensor(o).clone() for o in outputs)
 
 
 # -------------------------------------------------------------------------- ONNX

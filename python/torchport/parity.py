@@ -23,15 +23,16 @@ from torchport.exporter import _jit, _outputs_tuple
 from torchport.manifest import Manifest, read_golden, read_manifest
 from torchport.native import NativeModel, binary_path, load_native
 
-RUNTIMES = ("eager", "torchscript", "aoti", "onnxruntime", "native", "binary")
+RUNTIMES = ("eager", "torchscript", "aoti", "onnxruntime", "executorch", "native", "binary")
 #: which runtimes read which artifact format ("eager" runs the model itself)
 FORMAT_RUNTIMES = {
     "torchscript": ("torchscript", "native", "binary"),  # torch.jit.load in Python, the C++ runtime
     "aoti": ("aoti", "native", "binary"),  # torch._inductor.aoti_load_package in Python, the C++ runtime
     "onnx": ("onnxruntime",),  # ONNX Runtime in Python (torchport[onnx])
+    "executorch": ("executorch", "native", "binary"),  # ExecuTorch's Python runtime, the C++ runtime
 }
 #: each format's Python runtime: the reference for custom inputs without the eager model
-PYTHON_RUNTIME = {"torchscript": "torchscript", "aoti": "aoti", "onnx": "onnxruntime"}
+PYTHON_RUNTIME = {"torchscript": "torchscript", "aoti": "aoti", "onnx": "onnxruntime", "executorch": "executorch"}
 
 
 @dataclass
@@ -150,7 +151,8 @@ def verify(
     TorchScript: ``torch.jit.load`` in Python, the C++ runtime through the
     binding, and the ``torchport-run`` binary. AOTInductor ``.pt2``:
     ``torch._inductor.aoti_load_package`` in Python, the binding and the binary.
-    ONNX: ONNX Runtime. ``runtimes`` narrows the choice.
+    ExecuTorch ``.pte``: ExecuTorch's Python runtime, the binding and the
+    binary. ONNX: ONNX Runtime. ``runtimes`` narrows the choice.
 
     The reference is the golden outputs when ``inputs`` is None (the default:
     the golden inputs), else the eager model when given, else the format's
@@ -250,6 +252,10 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
                 return _outputs_tuple(package(*tensors))
 
         attempt("aoti", compiled)
+    if "executorch" in runtimes:
+        from torchport.formats import run_executorch_python
+
+        attempt("executorch", lambda: run_executorch_python(path, tensors))
     if "onnxruntime" in runtimes:
         from torchport.formats import onnxruntime_session, run_onnxruntime
 

@@ -26,6 +26,8 @@ namespace torchport {
 const char* version();
 /// The torch version this library was compiled against.
 const char* torch_version();
+/// True when this library runs ExecuTorch programs (.pte); built with TORCHPORT_WITH_EXECUTORCH.
+bool with_executorch();
 /// The newest manifest schema this runtime reads (and export writes); 2 added
 /// optional inputs, dimension bounds, constants and the output structure.
 constexpr int kManifestSchema = 2;

@@ -17,7 +17,7 @@ namespace torchport::detail {
 class Backend {
  public:
   virtual ~Backend() = default;
-  /// "torchscript" or "aoti".
+  /// "torchscript", "aoti" or "executorch".
   virtual std::string format() const = 0;
   /// Runs the model; inputs are validated, contiguous and on the model's
   /// device. Called under c10::InferenceMode, possibly from many threads.
@@ -55,5 +55,11 @@ bool is_aoti_package(const std::vector<std::string>& records);
 std::unique_ptr<Backend> open_aoti(const std::string& path, std::shared_ptr<const std::string> bytes,
                                    const ArchiveFiles& files, const Options& options,
                                    const c10::Device& device);
+
+/// An ExecuTorch program with torchport's tail (.pte), from the bytes of the
+/// file at `path` (already split by read_archive); backends/executorch.cpp.
+/// Unavailable when the runtime was built without ExecuTorch.
+std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_ptr<const std::string> bytes,
+                                         const Options& options, const c10::Device& device);
 
 }  // namespace torchport::detail

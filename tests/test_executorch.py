@@ -1,0 +1,248 @@
+"""ExecuTorch .pte artifacts: export, the C++ runtime's ExecuTorch backend (chosen
+by content), verify, corrupted files, and examples/edge_app, which runs a .pte
+with ExecuTorch's runtime alone.
+
+Lowering costs seconds per model, so three are lowered once per session (the MLP
+to XNNPACK and without a delegate, the batch-norm CNN to XNNPACK) and shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import torchport
+from conftest import CASES, MLP, run_binary, run_cli
+from torchport import _native
+from torchport.formats import EXECUTORCH_DIM_MAX, EXECUTORCH_TOLERANCES, PTE_TAIL_MAGIC
+
+pytest.importorskip("executorch")
+if not _native.WITH_EXECUTORCH:
+    pytest.skip("this torchport runtime was built without ExecuTorch", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+CNN_CASE = next(c for c in CASES if c.name == "cnn_bn")
+
+
+@pytest.fixture(scope="session")
+def mlp_pte(tmp_path_factory):
+    """(model, {delegate: path}) for the MLP lowered to XNNPACK and to no delegate."""
+    torch.manual_seed(0)
+    model = MLP().eval()
+    folder = tmp_path_factory.mktemp("pte")
+    paths = {d: torchport.export(model, torch.randn(3, 6), folder / f"mlp_{d}.pte", format="executorch", delegate=d,
+                                 metadata={"labels": ["a", "b", "c"]})
+             for d in ("xnnpack", "none")}
+    return model, paths
+
+
+@pytest.fixture(scope="session")
+def cnn_pte(tmp_path_factory):
+    torch.manual_seed(0)
+    model = CNN_CASE.build().eval()
+    # XNNPACK's lowering of this CNN plans the batch for fewer than EXECUTORCH_DIM_MAX (15 with
+    # torch 2.13.0 and executorch 1.5.1); export says so.
+    with pytest.warns(torchport.ExportWarning, match=r"planned memory for smaller dynamic dims .*input 'image' dim 0: at most"):
+        path = torchport.export(model, CNN_CASE.example(3), tmp_path_factory.mktemp("cnn") / "cnn.pte",
+                                format="executorch")
+    return model, path
+
+
+# ---------------------------------------------------------------------- export
+
+
+def test_pte_layout_manifest_and_tolerance(mlp_pte):
+    _, paths = mlp_pte
+    for delegate, path in paths.items():
+        data = path.read_bytes()
+        assert data[4:8] == b"ET12"  # an ExecuTorch program first, as ExecuTorch wrote it
+        assert data[-40:-32] == PTE_TAIL_MAGIC
+        program, manifest_size, golden_size = struct.unpack("<QQQ", data[-24:])
+        assert program + manifest_size + golden_size + 40 == len(data)
+        m = torchport.read_manifest(path)
+        assert m.format == "executorch" and m.export_method == "torch.export"
+        assert m.tolerance == EXECUTORCH_TOLERANCES[delegate]
+        compile_info = m.metadata["torchport.compile"]
+        assert compile_info["delegate"] == delegate and compile_info["dim_max"] == EXECUTORCH_DIM_MAX
+        assert compile_info["input_bounds"] == [[EXECUTORCH_DIM_MAX, 6]]
+        assert m.checksum.startswith("sha256:") and m.metadata["labels"] == ["a", "b", "c"]
+        assert torchport.NativeModel(path).format == "executorch"
+
+
+def test_delegate_is_checked(tmp_path):
+    with pytest.raises(torchport.BadOptionError, match=r"delegate: expected one of \('xnnpack', 'none'\), got 'coreml'"):
+        torchport.export(MLP(), torch.randn(2, 6), tmp_path / "m.pte", format="executorch", delegate="coreml")
+    with pytest.raises(torchport.BadOptionError, match="delegate: applies to format 'executorch'"):
+        torchport.export(MLP(), torch.randn(2, 6), tmp_path / "m.pt", delegate="xnnpack")
+    assert not list(tmp_path.iterdir())
+
+
+def test_what_torch_export_cannot_capture_is_refused_with_the_reason(tmp_path):
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x - 1
+
+    with pytest.raises(torchport.ExportError, match=r"torch.export could not capture DataDependent"):
+        torchport.export(DataDependent(), torch.randn(2, 3), tmp_path / "dd.pte", format="executorch")
+    assert not (tmp_path / "dd.pte").exists()
+
+
+# --------------------------------------------------------------------- running
+
+
+@pytest.mark.parametrize("batch", [1, 3, 11])
+def test_pte_matches_eager_through_binding_and_binary(mlp_pte, cnn_pte, tmp_path, batch):
+    for model, path, example in ((mlp_pte[0], mlp_pte[1]["xnnpack"], lambda b: (torch.randn(b, 6),)),
+                                 (mlp_pte[0], mlp_pte[1]["none"], lambda b: (torch.randn(b, 6),)),
+                                 (cnn_pte[0], cnn_pte[1], CNN_CASE.example)):
+        x = example(batch)
+        with torch.inference_mode():
+            expected = model(*x)
+        tol = torchport.read_manifest(path).tolerance
+        got = torchport.NativeModel(path).run(*x)[0]
+        torch.testing.assert_close(got, expected, atol=tol["atol"], rtol=tol["rtol"])
+        src, out = tmp_path / "in.pt", tmp_path / "out.pt"
+        torch.save(x[0], src)
+        proc = run_binary("predict", str(path), "--input", str(src), "--output", str(out))
+        assert proc.returncode == 0, proc.stderr
+        torch.testing.assert_close(torch.load(out)[0] if isinstance(torch.load(out), (list, tuple)) else torch.load(out),
+                                   expected, atol=tol["atol"], rtol=tol["rtol"])
+
+
+def test_selfcheck_and_verify_pass_within_the_delegate_tolerance(mlp_pte, cnn_pte):
+    model, paths = mlp_pte
+    for path in (*paths.values(), cnn_pte[1]):
+        native = torchport.NativeModel(path)
+        assert native.selfcheck()
+    report = torchport.verify(paths["xnnpack"], model=model)
+    assert report.ok, str(report)
+    assert {r.runtime for r in report.rows} == {"eager", "executorch", "native", "binary"}
+    assert "(executorch) against golden outputs" in str(report)
+    proc = run_cli("verify", str(cnn_pte[1]))
+    assert proc.returncode == 0 and "result: MISMATCH" not in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_wrong_inputs_get_the_same_error_as_other_formats(mlp_pte, mlp_artifact, tmp_path):
+    _, paths = mlp_pte
+    messages = {}
+    for fmt, path in (("torchscript", mlp_artifact[1]), ("executorch", paths["xnnpack"])):
+        native = torchport.NativeModel(path)
+        with pytest.raises(torchport.BadInputError) as info:
+            native.run(torch.randn(2, 7))
+        messages[fmt] = str(info.value)
+        with pytest.raises(torchport.BadInputError, match="expected dtype float32, got float64"):
+            native.run(torch.randn(2, 6, dtype=torch.float64))
+        assert native.run(torch.randn(1, 6))[0].shape == (1, 3)  # still usable
+    assert messages["executorch"] == messages["torchscript"]
+    # Beyond the bound ExecuTorch planned memory for: the same kind, naming the bound.
+    with pytest.raises(torchport.BadInputError, match=rf"dim 0 is {EXECUTORCH_DIM_MAX + 1}, .* at most {EXECUTORCH_DIM_MAX}"):
+        torchport.NativeModel(paths["xnnpack"]).run(torch.randn(EXECUTORCH_DIM_MAX + 1, 6))
+    bad = tmp_path / "bad.pt"
+    torch.save(torch.randn(2, 7), bad)
+    proc = run_binary("predict", str(paths["xnnpack"]), "--input", str(bad), "--output", str(tmp_path / "o.pt"))
+    assert proc.returncode == 4 and "input 'x': dim 1 expected 6, got 7" in proc.stderr
+
+
+def test_corrupted_or_truncated_pte_is_a_clean_error(mlp_pte, tmp_path):
+    _, paths = mlp_pte
+    data = paths["xnnpack"].read_bytes()
+    program = struct.unpack("<Q", data[-24:-16])[0]
+    flipped = bytearray(data)
+    flipped[program // 2] ^= 0xFF  # inside the program: the checksum catches it
+    bare = data[:program]  # no torchport tail: ExecuTorch's verifier is the guard
+    cases = {
+        "flipped.pte": bytes(flipped),
+        "truncated.pte": data[: len(data) // 2],
+        "tail_cut.pte": data[:-1],
+        "bare_truncated.pte": bare[: len(bare) * 2 // 3],
+        "bare_garbage.pte": bare[:8] + os.urandom(len(bare) - 8),
+        "bad_sizes.pte": data[:-24] + struct.pack("<QQQ", 2**63, 2**63, 40),
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(torchport.BadArtifactError, match=re.escape(name)) as info:
+            torchport.NativeModel(path)
+        if name == "flipped.pte":
+            assert "checksum mismatch" in str(info.value)
+        proc = run_binary("info", str(path))
+        assert proc.returncode == 3 and name in proc.stderr, proc.stderr
+
+
+def test_concurrent_runs_from_many_threads_match(cnn_pte):
+    _, path = cnn_pte
+    native = torchport.NativeModel(path, concurrency=3)
+    inputs = [CNN_CASE.example(2) for _ in range(6)]
+    expected = [native.run(*x)[0] for x in inputs]
+    failures = []
+
+    def work(k: int) -> None:
+        for i in range(10):
+            j = (k + i) % len(inputs)
+            if not torch.equal(native.run(*inputs[j])[0], expected[j]):
+                failures.append(j)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_cli_exports_and_inspects_a_pte(mlp_pte, tmp_path):
+    _, paths = mlp_pte
+    proc = run_cli("inspect", str(paths["xnnpack"]))
+    assert proc.returncode == 0 and "format: executorch (atol=" in proc.stdout, proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------- edge_app
+
+
+@pytest.fixture(scope="module")
+def edge_app(tmp_path_factory) -> Path:
+    """examples/edge_app built by its README's commands, in a folder laid out like the repository."""
+    d = tmp_path_factory.mktemp("edge")
+    for name in ("examples",):
+        (d / name).symlink_to(ROOT / name)
+    (d / ".venv").symlink_to(sys.prefix)
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "examples" / "edge_app" / "README.md").read_text(), flags=re.S)
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    for cmd in [line for block in blocks for line in block.splitlines() if line.strip()]:
+        proc = subprocess.run(["bash", "-c", cmd], cwd=d, capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
+        if cmd.startswith("./build/"):
+            assert "output output: [4, 3]" in proc.stdout and "rejected bad input: input 'input'" in proc.stdout
+    app = d / "build" / "edge_app" / "edge_app"
+    assert app.exists()
+    return app
+
+
+def test_edge_app_links_no_libtorch(edge_app):
+    needed = subprocess.run(["readelf", "-d", str(edge_app)], capture_output=True, text=True).stdout
+    assert "libexecutorch.so" in needed and "libtorch" not in needed and "libc10" not in needed, needed
+
+
+def test_edge_app_runs_a_pte_within_tolerance(edge_app, mlp_pte, cnn_pte, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    for path in (mlp_pte[1]["xnnpack"], cnn_pte[1]):
+        inputs, expected = torchport.read_golden(path)
+        src, out = tmp_path / "in.bin", tmp_path / "out.bin"
+        src.write_bytes(b"".join(t.contiguous().numpy().tobytes() for t in inputs))
+        batch = inputs[0].shape[0]
+        proc = subprocess.run([str(edge_app), str(path), str(batch), str(src), str(out)], capture_output=True,
+                              text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "(executorch)" in proc.stdout and "rejected bad input: input '" in proc.stdout, proc.stdout
+        got = torch.frombuffer(bytearray(out.read_bytes()), dtype=torch.float32).reshape(expected[0].shape)
+        tol = torchport.read_manifest(path).tolerance
+        torch.testing.assert_close(got, expected[0], atol=tol["atol"], rtol=tol["rtol"])
