@@ -64,6 +64,22 @@ class TensorSpec:
         return self.shape is not None and not isinstance(self.shape[dim], int)
 
 
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input column of a tabular model, as the runtime's ``FeatureSpec``: ``numeric``
+    (one float) or ``categorical`` (one-hot over ``vocabulary``; an unknown value is zeros)."""
+
+    name: str
+    type: str = "numeric"
+    vocabulary: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.type == "categorical":
+            d["vocabulary"] = list(self.vocabulary)
+        return d
+
+
 @dataclass
 class Manifest:
     """What an artifact promises: its inputs, outputs and where it came from.
@@ -87,6 +103,10 @@ class Manifest:
     format: str = ""
     #: {"atol": A, "rtol": R}: how far this format's outputs may be from eager's; None: bit-exact
     tolerance: Optional[dict[str, float]] = None
+    #: class names in output order (optional; [] when none)
+    labels: list[str] = field(default_factory=list)
+    #: a tabular model's input columns in input-vector order (optional; [] when none)
+    features: list[FeatureSpec] = field(default_factory=list)
 
     @property
     def input_names(self) -> list[str]:
@@ -113,6 +133,8 @@ class Manifest:
             checksum=m.checksum,
             format=m.format,
             tolerance={"atol": m.atol, "rtol": m.rtol} if (m.atol or m.rtol) else None,
+            labels=list(m.labels),
+            features=[FeatureSpec(f.name, f.type, tuple(f.vocabulary)) for f in m.features],
         )
         out._source = m  # a derived contract (schema 0) is written as the runtime derived it
         return out
@@ -141,6 +163,8 @@ class Manifest:
                 **({"checksum": self.checksum} if self.checksum else {}),
                 **({"format": self.format} if self.format else {}),
                 **({"tolerance": self.tolerance} if self.tolerance is not None else {}),
+                **({"labels": list(self.labels)} if self.labels else {}),
+                **({"features": [f.to_dict() for f in self.features]} if self.features else {}),
             }
         )
 

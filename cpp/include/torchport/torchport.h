@@ -78,6 +78,18 @@ struct TensorSpec {
   std::vector<std::string> dim_names;  ///< per dim, "" when unnamed; empty when none are named
 };
 
+/// One named input column of a tabular model, in the order its input vector holds
+/// them: "numeric" takes one float; "categorical" takes one float per vocabulary
+/// entry (one-hot; a value outside the vocabulary is all zeros).
+struct FeatureSpec {
+  std::string name;
+  std::string type = "numeric";         ///< "numeric" or "categorical"
+  std::vector<std::string> vocabulary;  ///< categorical only: the values seen in training, in one-hot order
+
+  /// How many floats of the input vector this feature takes.
+  size_t width() const { return type == "categorical" ? vocabulary.size() : 1; }
+};
+
 /// The artifact's manifest (torchport/manifest.json), or the contract derived
 /// from forward()'s schema when the artifact has none.
 struct Manifest {
@@ -96,6 +108,10 @@ struct Manifest {
   /// How far this format's outputs may be from the eager (golden) outputs, as
   /// allclose's atol and rtol (finite, >= 0); 0 and 0 (bit-exact) unless the manifest says.
   double atol = 0.0, rtol = 0.0;
+  /// Class names of a classifier, in output order; empty when the manifest has none.
+  std::vector<std::string> labels;
+  /// A tabular model's input columns, in input-vector order; empty when the input is not named columns.
+  std::vector<FeatureSpec> features;
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }
