@@ -50,11 +50,11 @@ def test_train_errors(tmp_path):
     assert proc.returncode == 2 and "unknown dataset 'mnist'" in proc.stderr
     proc = run_cli("train", "cnn", "--data", "wine", "--out", out)
     assert proc.returncode == 2 and "takes images (C, H, W)" in proc.stderr
-    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,x\n")
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n,3\n")
     proc = run_cli("train", "mlp", "--csv", str(tmp_path / "d.csv"), "--target", "c", "--out", out)
     assert proc.returncode == 7 and "no column 'c'; columns are ['a', 'b']" in proc.stderr
     proc = run_cli("train", "mlp", "--csv", str(tmp_path / "d.csv"), "--target", "b", "--out", out)
-    assert proc.returncode == 7 and "target column 'b' is not numeric ('x')" in proc.stderr
+    assert proc.returncode == 7 and "line 3, column 'a': empty cell; expected a number" in proc.stderr
     (tmp_path / "imgs" / "cats").mkdir(parents=True)
     proc = run_cli("train", "cnn", "--images", str(tmp_path / "imgs"), "--out", out)
     assert proc.returncode == 7 and "holds no images" in proc.stderr

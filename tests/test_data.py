@@ -106,8 +106,11 @@ def test_csv_errors_name_the_problem(tmp_path):
     with pytest.raises(DataError, match=r"no column 'price'; columns are \['a', 'b', 'label'\]"):
         CSVDataset(path, target="price")
     bad = write_csv(tmp_path / "bad.csv", [(1, 2, 3), (4, 5, "cat")])
-    with pytest.raises(DataError, match=r"line 3: target column 'label' is not numeric \('cat'\)"):
-        CSVDataset(bad, target="label")
+    with pytest.raises(DataError, match=r"line 3: target column 'label' is not numeric \('cat'\); a regression target"):
+        CSVDataset(bad, target="label", task="regression")
+    blank = write_csv(tmp_path / "blank.csv", [(1, 2, 3), ("", 5, 6)])
+    with pytest.raises(DataError, match=r"line 3, column 'a': empty cell; expected a number"):
+        CSVDataset(blank, target="label")
     with pytest.raises(DataError, match="does not exist"):
         CSVDataset(tmp_path / "nope.csv", target="label")
     with pytest.raises(BadOptionError, match="--csv needs --target"):

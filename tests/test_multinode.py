@@ -158,7 +158,7 @@ def test_a_node_that_stops_ends_the_other_and_the_run_resumes(tmp_path):
     # Resume the last checkpoint (here on one process; every node of a multi-node resume
     # passes the same --resume) and compare with an uninterrupted run.
     ds = CSVDataset(data, target="y")
-    resumed = train("mlp", ds, out=tmp_path / "node0", config=QUIET, resume=checkpoint)
+    resumed = train("mlp", ds, out=tmp_path / "node0", config=replace(QUIET, epochs=None), resume=checkpoint)  # its own epochs
     whole = train("mlp", ds, out=tmp_path / "whole", config=replace(QUIET, epochs=epochs), model_options={"dropout": 0.0})
     assert resumed.epochs == epochs and load_checkpoint(resumed.checkpoint)["epoch"] == epochs
     assert_close_weights(load_checkpoint(resumed.checkpoint)["state_dict"], load_checkpoint(whole.checkpoint)["state_dict"])

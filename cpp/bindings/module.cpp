@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 
+#include <torchport/answers.h>
 #include <torchport/io.h>
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
@@ -142,6 +143,10 @@ void register_types(py::module_& m) {
       .def_readonly("optional", &TensorSpec::optional, "An input that may be left out (None).")
       .def_readonly("data_dependent_dims", &TensorSpec::data_dependent_dims,
                     "Output dims whose size depends on the input values.");
+      .def_readonly("name", &FeatureSpec::name)
+      .def_readonly("type", &FeatureSpec::type, "\"numeric\" or \"categorical\".")
+      .def_readonly("vocabulary", &FeatureSpec::vocabulary, "Categorical only: the values, in one-hot order.")
+      .def_property_readonly("width", &FeatureSpec::width, "How many floats of the input vector it takes.");
   py::class_<Manifest>(m, "Manifest", R"doc(
 An artifact's manifest, parsed and validated by the runtime (the one definition
 of the schema).
@@ -172,6 +177,8 @@ of the schema).
           "Bounds of named dynamic dims: {name: (min, max)}.")
       .def_readonly("constants_json", &Manifest::constants_json, "forward()'s non-tensor arguments, as JSON text.")
       .def_readonly("structure_json", &Manifest::structure_json, "How the outputs nest, as JSON text ('' if flat).")
+      .def_readonly("labels", &Manifest::labels, "Class names in output order; [] when none.")
+      .def_readonly("features", &Manifest::features, "A tabular model's input columns in order; [] when none.")
       .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
       .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
                   "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");
@@ -362,6 +369,19 @@ void register_tools(py::module_& m) {
       py::arg("data"), py::arg("where"),
       "Golden (inputs, outputs) from the bytes of a golden.pt record kept outside a zip (an ONNX\n"
       "model's metadata), with the same checks as read_golden.\n\n    >>> read_golden_bytes(data, 'm.onnx')");
+  m.def(
+      "format_answers",
+      [](const py::sequence& outputs, const Manifest& manifest, const std::string& format, int top_k) {
+        std::vector<at::Tensor> o;
+        for (size_t i = 0; i < static_cast<size_t>(py::len(outputs)); ++i) {
+          o.push_back(from_python(outputs[i], "output " + std::to_string(i)));
+        }
+        py::gil_scoped_release release;
+        return format_answers(o, manifest, format, top_k);
+      },
+      py::arg("outputs"), py::arg("manifest"), py::kw_only(), py::arg("format"), py::arg("top_k") = 3,
+      "Outputs as readable JSON or CSV text, named, with labels and top-k scores (see torchport/answers.h).\n\n"
+      "    >>> format_answers(model.run(x), model.manifest, format='json')");
   m.def(
       "compare_outputs",
       [](const std::vector<std::string>& names, const py::sequence& expected, const py::sequence& got, double atol,

@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <torchport/answers.h>
 #include <torchport/io.h>
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
@@ -19,8 +20,8 @@ unreadable, 4 bad input, 5 the model failed while running, 9 an output could not
 (the table, shared with the torchport command, is in docs/runtime.md).)";
 
 struct Settings {
-  std::string artifact, device = "cpu", input, output, check_nan = "no";
-  int threads = 0, iters = 100, warmup = 10;
+  std::string artifact, device = "cpu", input, output, check_nan = "no", format = "tensors";
+  int threads = 0, iters = 100, warmup = 10, top_k = 3;
   double atol = 0.0, rtol = 0.0;
   std::vector<std::string> libraries;                    // --load-library, repeatable
   std::vector<std::string> names, sub_inputs, sub_outputs;  // submodule: one of each per call
@@ -70,8 +71,13 @@ int run(const std::string& name, const Settings& s) {
     // Refused before running: the output may not replace what this command reads.
     torchport::check_output_path(s.output, {s.artifact, s.input});
     const auto inputs = torchport::read_tensor_file(s.input);
-    torchport::write_outputs_file(s.output, model.structure_outputs(torchport::run(model, inputs)),
-                                  {s.artifact, s.input});
+    const auto outputs = torchport::run(model, inputs);
+    if (s.format == "tensors") {
+      torchport::write_outputs_file(s.output, model.structure_outputs(outputs), {s.artifact, s.input});
+    } else {
+      torchport::write_file(s.output, torchport::format_answers(outputs, model.manifest(), s.format, s.top_k),
+                            /*overwrite=*/true, {s.artifact, s.input});
+    }
     return 0;
   }
   if (name == "submodule") {
@@ -122,6 +128,12 @@ int main(int argc, char** argv) {
       s);
   predict->add_option("--input", s.input, "input file (torch.save)")->required();
   predict->add_option("--output", s.output, "output file, replaced atomically")->required();
+  predict->add_option("--format", s.format,
+                      "tensors (default: a torch.save file), json or csv: named outputs, one record per sample, "
+                      "with the label and the top-k labels and scores when the manifest has labels")
+      ->check(CLI::IsMember({"tensors", "json", "csv"}));
+  predict->add_option("--top-k", s.top_k, "labels and scores per sample with --format json|csv (default 3)")
+      ->check(CLI::Range(1, 1'000'000));
   predict->add_option("--check-nan", s.check_nan, "yes: refuse inputs holding NaN or Inf")
       ->check(CLI::IsMember({"yes", "no"}));
 

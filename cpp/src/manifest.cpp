@@ -33,6 +33,8 @@ constexpr size_t kMaxNameBytes = 256;    // an input, output or dimension name
 constexpr size_t kMaxTensors = 10'000;   // inputs or outputs
 constexpr size_t kMaxDims = 64;          // dimensions of one tensor (LibTorch's own limit)
 constexpr int64_t kMaxDim = int64_t{1} << 48;
+constexpr size_t kMaxLabels = 100'000;      // class names, and categories of one feature
+constexpr size_t kMaxFeatures = 100'000;    // input columns of a tabular model
 
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
   throw Error(ErrorKind::BadArtifact, where + ": " + what);
@@ -160,6 +162,67 @@ json specs_to_json(const std::vector<TensorSpec>& specs) {
   return list;
 }
 
+// A list of distinct names (labels, a vocabulary): strings, each a valid name, at most `limit`.
+std::vector<std::string> parse_names(const json& list, const std::string& at, size_t limit, bool allow_empty) {
+  if (!list.is_array()) bad(at, "must be a list of strings, got " + short_dump(list));
+  if (list.size() > limit) {
+    bad(at, "has " + std::to_string(list.size()) + " entries, more than the limit of " + std::to_string(limit));
+  }
+  if (list.empty() && !allow_empty) bad(at, "is empty; expected at least one entry");
+  std::vector<std::string> names;
+  names.reserve(list.size());
+  std::set<std::string> seen;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string entry = at + "[" + std::to_string(i) + "]";
+    if (!list[i].is_string()) bad(entry, "must be a string, got " + short_dump(list[i]));
+    names.push_back(list[i].get<std::string>());
+    check_name(names.back(), entry, "an entry");
+    if (!seen.insert(names.back()).second) bad(entry, "repeats " + json(names.back()).dump() + "; entries must be distinct");
+  }
+  return names;
+}
+
+std::vector<FeatureSpec> parse_features(const json& list, const std::string& where) {
+  const std::string at = where + ": field 'features'";
+  if (!list.is_array()) bad(at, "must be a list of {\"name\", \"type\"[, \"vocabulary\"]}, got " + short_dump(list));
+  if (list.size() > kMaxFeatures) {
+    bad(at, "has " + std::to_string(list.size()) + " entries, more than the limit of " + std::to_string(kMaxFeatures));
+  }
+  std::vector<FeatureSpec> features;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string item_at = at + "[" + std::to_string(i) + "]";
+    const json& item = list[i];
+    if (!item.is_object()) bad(item_at, "must be an object, got " + short_dump(item));
+    FeatureSpec f;
+    f.name = string_field(item, "name", item_at);
+    check_name(f.name, item_at, "name");
+    if (!seen.insert(f.name).second) bad(item_at, "repeats the feature name " + json(f.name).dump());
+    f.type = string_field(item, "type", item_at);
+    auto vocabulary = item.find("vocabulary");
+    if (f.type == "categorical") {
+      if (vocabulary == item.end()) bad(item_at, "a categorical feature needs a 'vocabulary'");
+      f.vocabulary = parse_names(*vocabulary, item_at + " vocabulary", kMaxLabels, /*allow_empty=*/false);
+    } else if (f.type == "numeric") {
+      if (vocabulary != item.end()) bad(item_at, "a numeric feature has no 'vocabulary'");
+    } else {
+      bad(item_at, "type must be \"numeric\" or \"categorical\", got " + json(f.type).dump());
+    }
+    features.push_back(std::move(f));
+  }
+  return features;
+}
+
+json features_to_json(const std::vector<FeatureSpec>& features) {
+  json list = json::array();
+  for (const auto& f : features) {
+    json item = {{"name", f.name}, {"type", f.type}};
+    if (f.type == "categorical") item["vocabulary"] = f.vocabulary;
+    list.push_back(item);
+  }
+  return list;
+}
+
 }  // namespace
 
 std::vector<std::string> supported_dtypes() {
@@ -219,6 +282,8 @@ std::string Manifest::to_json(int indent) const {
     json structure = json::parse(structure_json, nullptr, /*allow_exceptions=*/false);
     if (!structure.is_discarded()) out["structure"] = structure;
   }
+  if (!labels.empty()) out["labels"] = labels;
+  if (!features.empty()) out["features"] = features_to_json(features);
   return out.dump(indent);
 }
 
@@ -370,6 +435,23 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     bad(where, "field 'golden' must be true or false, got " + short_dump(*golden));
   }
   m.has_golden = golden != doc.end() && golden->get<bool>();
+  auto labels = doc.find("labels");
+  if (labels != doc.end()) m.labels = parse_names(*labels, where + ": field 'labels'", kMaxLabels, /*allow_empty=*/true);
+  auto features = doc.find("features");
+  if (features != doc.end()) {
+    m.features = parse_features(*features, where);
+    // The columns must fill the input vector exactly: [batch, width].
+    size_t width = 0;
+    for (const auto& f : m.features) width += f.width();
+    const auto& first = m.inputs.front();
+    if (m.inputs.size() != 1 || !first.shape || first.shape->size() != 2 ||
+        ((*first.shape)[1] >= 0 && static_cast<size_t>((*first.shape)[1]) != width)) {
+      bad(where, "field 'features' describes " + std::to_string(m.features.size()) + " columns of " +
+                     std::to_string(width) + " floats in all; expected one input of shape [batch, " +
+                     std::to_string(width) + "], got " + std::to_string(m.inputs.size()) + " input(s), the first " +
+                     (first.shape ? shape_string(*first.shape) : std::string("of unknown shape")));
+    }
+  }
   return m;
 }
 

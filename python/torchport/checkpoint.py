@@ -38,12 +38,16 @@ def save_checkpoint(path: Union[str, Path], content: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
-    """Reads a checkpoint without executing code (``weights_only``) and checks that this torchport can use it."""
+    """Reads a checkpoint (a file, or a run folder's ``checkpoint.pt``) without executing code
+    (``weights_only``) and checks that this torchport can use it."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint '{path}' is a directory; expected a checkpoint file such as {path / 'checkpoint.pt'}")
+    if path.is_dir():  # a run folder: its checkpoint
+        if not (path / CHECKPOINT_FILE).exists():
+            raise CheckpointError(f"checkpoint '{path}' is a directory without {CHECKPOINT_FILE}; expected a run "
+                                  f"folder (holding {CHECKPOINT_FILE}) or a checkpoint file")
+        path = path / CHECKPOINT_FILE
     if not path.is_file():  # a FIFO or a device would block or never end
         raise CheckpointError(f"checkpoint '{path}' is not a regular file")
     try:
@@ -76,7 +80,9 @@ def pipeline_from_checkpoint(ckpt: dict[str, Any], postprocess: str = "none"):
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint weights do not fit the {ckpt['family']} config: {str(e).splitlines()[0]}") from None
     mean, std = Normalization.from_dict(ckpt["normalization"]).tensors()
-    return Pipeline(model, mean, std, postprocess).eval()
+    target = ckpt.get("target_normalization")  # regression checkpoints since issue 11; older ones have none
+    target_mean, target_std = Normalization.from_dict(target).tensors() if target else (None, None)
+    return Pipeline(model, mean, std, postprocess, target_mean, target_std).eval()
 
 
 def example_inputs(ckpt: dict[str, Any], batch: int = 4, seed: int = 0) -> torch.Tensor:
@@ -140,6 +146,8 @@ def export_checkpoint(
         "labels": ckpt["dataset"]["labels"],
         "preprocessing": {"normalization": ckpt["normalization"], "inside_model": True,
                           "input": f"raw {ckpt['dataset']['description']}"},
+        **({"target_scaling": {**ckpt["target_normalization"], "inside_model": True}}
+           if ckpt.get("target_normalization") else {}),
         "postprocess": postprocess,
         "validation": {**metrics, "held_out": ckpt.get("split", {}).get("held_out", True), "epochs": ckpt["epoch"]},
         "trained_with": {"torchport": ckpt.get("torchport_version"), "torch": ckpt.get("torch_version")},
@@ -157,4 +165,6 @@ def export_checkpoint(
         overwrite=force,  # replaced atomically: the old file stays until the new one is complete
         format=format,
         delegate=delegate,
+        labels=ckpt["dataset"]["labels"],
+        features=ckpt["dataset"].get("features", []),  # checkpoints before issue 11 have none
     )

@@ -6,8 +6,8 @@
     torchport run model.pt --input in.pt --output out.pt
     torchport demo
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
-        [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
-    torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|executorch|all]
+        [--resume RUN_DIR [--epochs N] | --force] [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
+    torchport export RUN_DIR|CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|executorch|all]
                      [--delegate xnnpack|none]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -60,6 +61,12 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
         *[f"    {s.name:<16} {s.dtype or '?':<9} {s.shape_str()}" for s in m.outputs],
         f"  golden examples: {'yes' if m.golden else 'no'}",
     ]
+    if m.labels:
+        lines.append(f"  labels: {json.dumps(m.labels)}")
+    if m.features:
+        lines.append("  features (input columns, in order):")
+        lines += [f"    {f.name:<16} {f.type}" + (f" one-hot over {json.dumps(list(f.vocabulary))}" if f.vocabulary else "")
+                  for f in m.features]
     if m.format:
         tol = f"atol={m.tolerance['atol']:g}, rtol={m.tolerance['rtol']:g} against eager" if m.tolerance else "bit-exact"
         lines.insert(1, f"  format: {m.format} ({tol})")
@@ -80,8 +87,10 @@ def save_tensors(path: str, tensors: Sequence[Any], *, protect: Sequence[str] = 
     load_native().write_tensor_file(str(path), list(tensors), protect=[str(p) for p in protect])
 
 
-def run_artifact(path: str, input_file: str, output_file: str, *, device: str = "cpu", threads: Optional[int] = None) -> None:
-    """Runs an artifact in the C++ runtime on a tensor file; writes the outputs."""
+def run_artifact(path: str, input_file: str, output_file: str, *, device: str = "cpu", threads: Optional[int] = None,
+                 format: str = "tensors", top_k: int = 3) -> None:
+    """Runs an artifact in the C++ runtime on a tensor file; writes the outputs as tensors, or
+    as JSON or CSV answers (the runtime's format_answers, as ``torchport-run predict --format``)."""
     from torchport.native import NativeModel, load_native, read_tensor_file
 
     model = NativeModel(path, device=device, threads=threads)
@@ -92,7 +101,12 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
         outputs = model.run(*data)
     else:
         outputs = model.run(data)
-    save_tensors(output_file, outputs, protect=[path, input_file])
+    if format == "tensors":
+        save_tensors(output_file, outputs, protect=[path, input_file])
+        return
+    native = load_native()
+    text = native.format_answers(list(outputs), model._model.manifest, format=format, top_k=top_k)
+    native.write_file(str(output_file), text.encode(), overwrite=True, protect=[str(path), str(input_file)])
 
 
 def model_from_checkpoint(checkpoint: str, artifact: str):
@@ -123,8 +137,10 @@ def train_model(
     csv: Optional[str] = None,
     target: Optional[str] = None,
     images: Optional[str] = None,
+    categorical: Optional[Sequence[str]] = None,
     resume: Optional[str] = None,
     model_options: Optional[dict[str, Any]] = None,
+    force: bool = False,
     **config: Any,
 ):
     """``torchport train``: the family's default dataset unless one is given; ``config``
@@ -134,8 +150,10 @@ def train_model(
     from torchport.train import TrainConfig, train
 
     fam = get_family(family)
-    dataset = resolve_dataset(data, csv=csv, target=target, images=images, default=fam.default_dataset)
-    result = train(family, dataset, out=out, config=TrainConfig(**config), model_options=model_options, resume=resume)
+    dataset = resolve_dataset(data, csv=csv, target=target, images=images, default=fam.default_dataset,
+                              categorical=categorical)
+    result = train(family, dataset, out=out, config=TrainConfig(**config), model_options=model_options, resume=resume,
+                   force=force)
     # Under torchrun (RANK set) or on a node other than 0, rank 0 elsewhere wrote the run.
     rank = int(os.environ.get("RANK", "0") or 0)
     if config.get("node_rank", 0) > 0 or rank > 0:
@@ -251,6 +269,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("artifact")
     s.add_argument("--input", required=True, metavar="FILE")
     s.add_argument("--output", required=True, metavar="FILE")
+    s.add_argument("--format", default="tensors", choices=["tensors", "json", "csv"],
+                   help="tensors (torch.save), or json/csv answers: named outputs, the label and top-k labels "
+                   "and scores when the manifest has labels (as torchport-run predict --format)")
+    s.add_argument("--top-k", type=int, default=3, help="labels per sample with --format json|csv (default 3)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--threads", type=int, default=None)
 
@@ -274,15 +296,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("family")
     src = s.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="NAME", help="a registered dataset (default: the family's)")
-    src.add_argument("--csv", metavar="FILE", help="a CSV file with a header and numeric columns")
+    src.add_argument("--csv", metavar="FILE", help="a CSV file with a header; numeric columns, and categorical ones "
+                     "(any cell not a number, or --categorical); the target may hold numbers or label strings")
     src.add_argument("--images", metavar="DIR", help="a folder with one sub-folder of images per class")
     s.add_argument("--target", metavar="COL", help="the CSV column to predict")
+    s.add_argument("--categorical", action="append", default=[], metavar="COL",
+                   help="a CSV column to one-hot encode even though it holds numbers (repeatable)")
     s.add_argument("--out", required=True, metavar="DIR", help="run folder, for example runs/NAME")
-    s.add_argument("--epochs", type=int, default=10)
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=3e-3)
-    s.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
-    s.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "step", "constant"])
+    s.add_argument("--epochs", type=int, default=None,
+                   help="epochs in all (default: the recipe's, docs/training.md; with --resume, the run's "
+                   "own count, and a larger one extends a finished run)")
+    s.add_argument("--batch-size", type=int, default=None, help="global batch size (default: the recipe's)")
+    s.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    s.add_argument("--optimizer", default=None, choices=["adamw", "adam", "sgd"], help="default: the recipe's")
+    s.add_argument("--schedule", default=None, choices=["onecycle", "cosine", "step", "constant"],
+                   help="default: the recipe's")
+    s.add_argument("--patience", type=int, default=None, metavar="EPOCHS",
+                   help="early stopping: stop when the validation metric has not improved for this many epochs "
+                   "(default: never); best.pt holds the best epoch either way")
     s.add_argument("--val-fraction", type=float, default=None, help="held-out fraction (default: the dataset's, 0.2)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
     s.add_argument("--seed", type=int, default=0)
@@ -299,10 +330,14 @@ def _parser() -> argparse.ArgumentParser:
                    "the run fails (default 1800)")
     s.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     s.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
-    s.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its folder (or its checkpoint file)")
+    s.add_argument("--force", action="store_true",
+                   help="start over in an --out that holds a run (its checkpoint, logs and plots are removed first)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model config field, JSON value (for example --set cell=gru --set hidden=[128])")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or per-epoch lines (bars are drawn on a terminal only; a pipe gets one "
+                   "line per epoch)")
 
     s = sub.add_parser(
         "export",
@@ -311,7 +346,7 @@ def _parser() -> argparse.ArgumentParser:
         "caller feeds raw data), labels, normalisation and validation metrics in the manifest; then verify it "
         "through every runtime. Exit 1 on mismatch.",
     )
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", metavar="RUN_DIR", help="a training run's folder, or its checkpoint file")
     s.add_argument("--out", required=True, metavar="FILE")
     s.add_argument("--postprocess", default="none", choices=["none", "softmax", "argmax"])
     s.add_argument("--format", default="torchscript", choices=["torchscript", "aoti", "onnx", "executorch", "all"],
@@ -365,6 +400,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def resume_command(argv: Optional[Sequence[str]], run_dir: Path) -> str:
+    """The interrupted ``torchport train`` command line with ``--resume RUN_DIR`` (and without ``--force``)."""
+    args, rest = ["torchport"], list(sys.argv[1:] if argv is None else argv)
+    while rest:
+        a = rest.pop(0)
+        if a == "--force":
+            continue
+        if a == "--resume":
+            rest = rest[1:]
+            continue
+        if a.startswith("--resume="):
+            continue
+        args.append(a)
+    return shlex.join([*args, "--resume", str(run_dir)])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -406,7 +457,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(report.to_json() if args.json else report)
             return 0 if report.ok else EXIT_MISMATCH
         if args.command == "run":
-            run_artifact(args.artifact, args.input, args.output, device=args.device, threads=args.threads)
+            run_artifact(args.artifact, args.input, args.output, device=args.device, threads=args.threads,
+                         format=args.format, top_k=args.top_k)
             return 0
         if args.command == "demo":
             from torchport.demo import run_demo
@@ -415,8 +467,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "train":
             train_model(
                 args.family, out=args.out, data=args.data, csv=args.csv, target=args.target, images=args.images,
-                resume=args.resume, model_options=dict(_option_value(t) for t in args.set) or None,
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                categorical=args.categorical or None,
+                resume=args.resume, model_options=dict(_option_value(t) for t in args.set) or None, force=args.force,
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, patience=args.patience,
                 schedule=args.schedule, val_fraction=args.val_fraction, device=args.device, seed=args.seed,
                 nproc=args.nproc, workers=args.workers, amp=args.amp, progress=not args.no_progress,
                 nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
@@ -459,7 +512,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except TorchportError as e:
         print(f"torchport: error[{e.kind}]: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from torchport.train import TrainingInterrupted
+
+        if isinstance(e, TrainingInterrupted):
+            print(f"torchport: {e}", file=sys.stderr)
+            if e.checkpoint is not None:
+                print(f"torchport: resume with: {resume_command(argv, e.checkpoint.parent)}", file=sys.stderr)
+            return 130
         print("torchport: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a bug must still end in one line and a documented code

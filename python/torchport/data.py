@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -69,6 +69,11 @@ class TorchportDataset(Dataset):
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(x) != len(y):
             raise DataError(f"{self.name}: {len(x)} inputs but {len(y)} targets")
+        for what, t in (("input", x), ("target", y)):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                i = int((~torch.isfinite(t)).reshape(len(t), -1).any(1).nonzero()[0])
+                raise DataError(f"{self.name or 'dataset'}: {what} of sample {i} holds NaN or Inf; "
+                                "expected finite numbers only")
         self.x = x.contiguous()
         self.y = y.contiguous()
 
@@ -81,6 +86,15 @@ class TorchportDataset(Dataset):
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
+
+    def prepare(self, train_indices: Sequence[int]) -> None:
+        """Learns what must come from the training split only, before training (CSV
+        vocabularies); nothing for data already in tensors."""
+
+    def feature_specs(self) -> list[dict[str, Any]]:
+        """Every input column's name, type and vocabulary, in the model's order; [] when
+        the input is not a row of named columns."""
+        return [f.to_dict() for f in getattr(self, "features", [])]
 
     @property
     def n_outputs(self) -> int:
@@ -105,6 +119,17 @@ class TorchportDataset(Dataset):
             shape[self.channel_axis] = self.input_shape[self.channel_axis]
         std = torch.where(std > 1e-8, std, torch.ones_like(std))  # constant columns stay as they are
         return Normalization(mean.tolist(), std.tolist(), shape)
+
+    def target_normalization(self, indices: Sequence[int]) -> Optional[Normalization]:
+        """Regression only: mean and std per target column over ``indices``; training learns
+        ``(y - mean) / std`` and the exported graph turns predictions back into ``y``'s units."""
+        if self.task != "regression":
+            return None
+        y = self.y[torch.as_tensor(list(indices), dtype=torch.long)].to(torch.float64)  # (n, K)
+        mean = y.mean(0)
+        std = y.std(0) if len(y) > 1 else torch.ones_like(mean)
+        std = torch.where(std > 1e-8, std, torch.ones_like(std))
+        return Normalization(mean.tolist(), std.tolist(), [int(mean.numel())])
 
 
 def _sklearn(what: str):
@@ -270,14 +295,64 @@ class Signals(TorchportDataset):
         super().__init__(torch.stack(xs).unsqueeze(2), torch.tensor(ys, dtype=torch.int64))  # (N, T, 1)
 
 
+@dataclass
+class Feature:
+    """One input column as the model sees it: ``numeric`` (one float) or ``categorical``
+    (one-hot over ``vocabulary``, learnt on the training split; a value outside it,
+    unknown at run time, encodes as all zeros)."""
+
+    name: str
+    type: str = "numeric"
+    vocabulary: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return len(self.vocabulary) if self.type == "categorical" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.type == "categorical":
+            d["vocabulary"] = list(self.vocabulary)
+        return d
+
+
+def encode_rows(features: Sequence[Feature], columns: Sequence[Sequence[Any]]) -> torch.Tensor:
+    """Raw columns (floats for numeric features, strings for categorical ones) -> the
+    model's (N, sum of widths) float32 input: numbers as they are, categories one-hot."""
+    parts = []
+    for f, col in zip(features, columns):
+        if f.type == "numeric":
+            parts.append(torch.tensor(list(col), dtype=torch.float32).unsqueeze(1))  # (N, 1)
+        else:
+            index = {v: i for i, v in enumerate(f.vocabulary)}
+            onehot = torch.zeros(len(col), max(len(f.vocabulary), 1), dtype=torch.float32)[:, : len(f.vocabulary)]
+            for r, v in enumerate(col):
+                if v in index:
+                    onehot[r, index[v]] = 1.0
+            parts.append(onehot)  # (N, len(vocabulary))
+    return torch.cat(parts, dim=1)
+
+
+def _number(cell: str) -> Optional[float]:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
 class CSVDataset(TorchportDataset):
-    """A CSV file with a header row and numeric columns; ``target`` names the
-    column to predict. ``task`` defaults to classification when the target holds
-    few distinct integers (labels are their values), else regression."""
+    """A CSV file with a header row; ``target`` names the column to predict.
+
+    Feature columns are numeric, or categorical when declared in ``categorical`` or when
+    any of their cells is not a number (``city = paris``): one-hot encoded over a
+    vocabulary learnt on the training split (``prepare``). The target may hold numbers
+    or strings; ``task`` defaults to classification when it holds strings or few
+    distinct integers (the labels are their values, sorted), else regression."""
 
     input_name = "features"
 
-    def __init__(self, path: Union[str, Path], target: str, task: Optional[str] = None, max_classes: int = 20) -> None:
+    def __init__(self, path: Union[str, Path], target: str, task: Optional[str] = None, max_classes: int = 20,
+                 categorical: Optional[Sequence[str]] = None) -> None:
         path = Path(path)
         self.name = f"csv:{path.name}"
         self.description = f"CSV file {path}, target column '{target}'"
@@ -292,28 +367,67 @@ class CSVDataset(TorchportDataset):
             raise DataError(f"CSV file '{path}': no column '{target}'; columns are {header}")
         if not body:
             raise DataError(f"CSV file '{path}' has a header but no rows")
-        values = []
+        declared = set(categorical or ())
+        unknown = sorted(declared - set(header))
+        if unknown:
+            raise DataError(f"CSV file '{path}': categorical column(s) {unknown} not in the header {header}")
         for line, row in enumerate(body, start=2):
             if len(row) != len(header):
                 raise DataError(f"CSV file '{path}', line {line}: {len(row)} fields, the header has {len(header)}")
-            parsed = []
-            for name, cell in zip(header, row):
-                try:
-                    parsed.append(float(cell))
-                except ValueError:
-                    kind = "target column" if name == target else "column"
-                    raise DataError(
-                        f"CSV file '{path}', line {line}: {kind} '{name}' is not numeric ({cell.strip()!r}); "
-                        "torchport reads numeric columns only"
-                    ) from None
-            values.append(parsed)
-        table = torch.tensor(values, dtype=torch.float64)  # (N, columns)
+        cells = [[row[j].strip() for row in body] for j in range(len(header))]  # column-major
         t = header.index(target)
-        self.feature_names = [h for i, h in enumerate(header) if i != t]
-        if not self.feature_names:
+        self.features: list[Feature] = []
+        columns: list[list[Any]] = []
+        for j, name in enumerate(header):
+            if j == t:
+                continue
+            words = [line for line, c in enumerate(cells[j], start=2) if c and _number(c) is None]
+            blank = [line for line, c in enumerate(cells[j], start=2) if not c]
+            if blank and not words and name not in declared:
+                raise DataError(f"CSV file '{path}', line {blank[0]}, column '{name}': empty cell; expected a number")
+            if name in declared or words:
+                empty = [line for line, c in enumerate(cells[j], start=2) if not c]
+                if empty:
+                    raise DataError(f"CSV file '{path}', line {empty[0]}, column '{name}': empty category; "
+                                    "fill it (for example with 'unknown')")
+                self.features.append(Feature(name, "categorical", sorted(set(cells[j]))))
+                columns.append(cells[j])
+            else:
+                columns.append(self._numbers(path, name, "column", cells[j]))
+                self.features.append(Feature(name))
+        self.feature_names = [f.name for f in self.features]
+        if not self.features:
             raise DataError(f"CSV file '{path}': no feature columns besides the target '{target}'")
-        x = torch.cat([table[:, :t], table[:, t + 1 :]], dim=1).to(torch.float32)
-        y = table[:, t].contiguous()
+        self._columns = columns
+        y, task = self._target(path, target, cells[t], task, max_classes)
+        self.task = task
+        super().__init__(encode_rows(self.features, columns), y)
+
+    @staticmethod
+    def _numbers(path: Path, name: str, kind: str, col: list[str]) -> list[float]:
+        values = []
+        for line, cell in enumerate(col, start=2):
+            value = _number(cell)
+            if value is None:
+                raise DataError(f"CSV file '{path}', line {line}: {kind} '{name}' is not numeric ({cell!r}); "
+                                "a regression target must be a number")
+            if not math.isfinite(value):  # float() accepts nan and inf; a model trained on them is NaN
+                raise DataError(f"CSV file '{path}', line {line}, {kind} '{name}': expected a finite number, got "
+                                f"{cell!r}; remove or fill the row")
+            values.append(value)
+        return values
+
+    def _target(self, path: Path, target: str, col: list[str], task: Optional[str], max_classes: int):
+        blank = [line for line, c in enumerate(col, start=2) if not c]
+        if blank:
+            raise DataError(f"CSV file '{path}', line {blank[0]}: target column '{target}' is empty; "
+                            "every row needs a target")
+        strings = any(_number(c) is None for c in col)
+        if strings and task != "regression":  # string labels: classes in sorted order
+            self.labels = sorted(set(col))
+            index = {v: i for i, v in enumerate(self.labels)}
+            return torch.tensor([index[c] for c in col], dtype=torch.int64), "classification"
+        y = torch.tensor(self._numbers(path, target, "target column", col), dtype=torch.float64)  # (N,)
         integral = bool(torch.all(y == torch.round(y)))
         if task is None:
             task = "classification" if integral and len(torch.unique(y)) <= max_classes else "regression"
@@ -322,14 +436,22 @@ class CSVDataset(TorchportDataset):
                 raise DataError(f"CSV file '{path}': target column '{target}' holds non-integers; use task='regression'")
             classes = torch.unique(y)
             self.labels = [str(int(c)) for c in classes.tolist()]
-            y = torch.searchsorted(classes, y).to(torch.int64)  # (N,) class indices
-        elif task == "regression":
+            return torch.searchsorted(classes, y).to(torch.int64), task  # (N,) class indices
+        if task == "regression":
             self.labels = []
-            y = y.to(torch.float32).unsqueeze(1)  # (N, 1)
-        else:
-            raise BadOptionError(f"task: a CSV file supports 'classification' or 'regression', got {task!r}")
-        self.task = task
-        super().__init__(x, y)
+            return y.to(torch.float32).unsqueeze(1), task  # (N, 1)
+        raise BadOptionError(f"task: a CSV file supports 'classification' or 'regression', got {task!r}")
+
+    def prepare(self, train_indices: Sequence[int]) -> None:
+        """Learns each categorical column's vocabulary on the training rows only, and
+        re-encodes the inputs with it (a value seen only in validation is unknown: zeros)."""
+        if not any(f.type == "categorical" for f in self.features):
+            return
+        rows = list(train_indices)
+        for f, col in zip(self.features, self._columns):
+            if f.type == "categorical":
+                f.vocabulary = sorted({col[i] for i in rows})
+        self.x = encode_rows(self.features, self._columns).contiguous()
 
 
 class ImageFolder(TorchportDataset):
@@ -407,6 +529,7 @@ def resolve_dataset(
     target: Optional[str] = None,
     images: Union[str, Path, None] = None,
     default: Optional[str] = None,
+    categorical: Optional[Sequence[str]] = None,
 ) -> TorchportDataset:
     """Exactly one of a registered ``name``, a ``csv`` file (with ``target``) or an
     ``images`` folder; ``default`` when none is given."""
@@ -415,10 +538,12 @@ def resolve_dataset(
         raise BadOptionError(f"give one data source, got {' and '.join(given)}")
     if target is not None and csv is None:
         raise BadOptionError("--target goes with --csv")
+    if categorical and csv is None:
+        raise BadOptionError("--categorical goes with --csv")
     if csv is not None:
         if target is None:
             raise BadOptionError("--csv needs --target COLUMN (the column to predict)")
-        return CSVDataset(csv, target)
+        return CSVDataset(csv, target, categorical=categorical)
     if images is not None:
         return ImageFolder(images)
     if name is None and default is None:
@@ -430,7 +555,7 @@ def describe_datasets() -> str:
     """One line per registered dataset, plus the user's own data sources."""
     width = max(len(n) for n in DATASETS)
     lines = [f"{n:<{width}}  {d.description}" for n, d in DATASETS.items()]
-    lines += [f"{'--csv':<{width}}  your CSV file: header row, numeric columns, --target COLUMN to predict",
+    lines += [f"{'--csv':<{width}}  your CSV file: header row, numeric or categorical columns, --target COLUMN to predict",
               f"{'--images':<{width}}  your image folder: one sub-folder of PNG/JPEG files per class"]
     return "\n".join(lines)
 

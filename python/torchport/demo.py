@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from torchport.data import Digits, split_indices
+from torchport.data import Digits
 
 
 def run_demo(out: Path = Path("runs/demo"), epochs: int = 12, seed: int = 0) -> bool:
@@ -25,9 +25,9 @@ def run_demo(out: Path = Path("runs/demo"), epochs: int = 12, seed: int = 0) -> 
     data = Digits()
     config = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed, device="cpu", progress=False,
                          tensorboard=False)
-    train_idx, val_idx = split_indices(len(data), 0.2, seed)  # the split train() makes with this seed
-    print(f"training cnn on {len(train_idx)} digits, {len(val_idx)} held out, {torch.get_num_threads()} threads")
-    result = train("cnn", data, out=out, config=config)
+    print(f"training cnn on {len(data)} digits (20 % held out), {torch.get_num_threads()} threads")
+    result = train("cnn", data, out=out, config=config, force=True)  # the demo starts over each time
+    val_idx = result.val_indices  # the held-out split train() made
     for row in result.history:
         print(f"  epoch {row['epoch']:2d}/{epochs}  loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}"
               f"  val acc {row['val_accuracy']:.4f}")

@@ -28,7 +28,7 @@ import torch
 from torchport._files import write_bytes
 from torchport._version import __version__
 from torchport.errors import BadArtifactError, BadOptionError, ExportError
-from torchport.manifest import Manifest, TensorSpec, payload_checksum
+from torchport.manifest import FeatureSpec, Manifest, TensorSpec, payload_checksum
 from torchport.native import load_native
 
 METHODS = ("auto", "script", "trace")
@@ -449,6 +449,8 @@ def export(
     overwrite: bool = False,
     format: str = "torchscript",
     delegate: Optional[str] = None,
+    labels: Optional[Sequence[str]] = None,
+    features: Optional[Sequence[Any]] = None,
 ) -> Union[Path, dict[str, Path]]:
     """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
 
@@ -472,7 +474,9 @@ def export(
     verifies at load, and only once the runtime that will run it has loaded
     the bytes (a .pt2 or ONNX model must also reproduce the golden outputs
     within its format's tolerance); an existing file is replaced only with
-    ``overwrite=True``.
+    ``overwrite=True``. ``labels`` (class names in output order) and ``features`` (a
+    tabular model's input columns: ``manifest.FeatureSpec`` or dicts with ``name``,
+    ``type`` and ``vocabulary``) become the manifest's typed fields.
 
     Inputs as the model takes them: ``example_kwargs`` (or a dict as
     ``example_inputs``) gives arguments by ``forward``'s parameter names. Tensor
@@ -525,7 +529,8 @@ def export(
         written = {
             f: export(model, example_inputs, p, example_kwargs=example_kwargs, dim_bounds=dim_bounds,
                       method=method, input_names=input_names, output_names=output_names,
-                      dynamic_dims=dynamic_dims, metadata=metadata, name=name, overwrite=overwrite, format=f)
+                      dynamic_dims=dynamic_dims, metadata=metadata, name=name, overwrite=overwrite, format=f,
+                      labels=labels, features=features)
             for f, p in targets.items()
         }
         cross_check(written)
@@ -604,6 +609,10 @@ def export(
         metadata=meta,
         golden=True,
         format=format,
+        labels=[str(v) for v in labels or []],
+        features=[f if isinstance(f, FeatureSpec) else FeatureSpec(f["name"], f.get("type", "numeric"),
+                                                                   tuple(f.get("vocabulary", ())))
+                  for f in features or []],
     )
     native = load_native()
     try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)

@@ -68,6 +68,22 @@ class TensorSpec:
         return self.shape is not None and not isinstance(self.shape[dim], int)
 
 
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input column of a tabular model, as the runtime's ``FeatureSpec``: ``numeric``
+    (one float) or ``categorical`` (one-hot over ``vocabulary``; an unknown value is zeros)."""
+
+    name: str
+    type: str = "numeric"
+    vocabulary: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.type == "categorical":
+            d["vocabulary"] = list(self.vocabulary)
+        return d
+
+
 @dataclass
 class Manifest:
     """What an artifact promises: its inputs, outputs and where it came from.
@@ -97,6 +113,10 @@ class Manifest:
     constants: dict[str, Any] = field(default_factory=dict)
     #: how the outputs nest (docs/artifact.md); None for a tensor or a flat tuple
     structure: Optional[Any] = None
+    #: class names in output order (optional; [] when none)
+    labels: list[str] = field(default_factory=list)
+    #: a tabular model's input columns in input-vector order (optional; [] when none)
+    features: list[FeatureSpec] = field(default_factory=list)
 
     @property
     def input_names(self) -> list[str]:
@@ -126,6 +146,8 @@ class Manifest:
             dims={k: {"min": lo, "max": hi} for k, (lo, hi) in m.dim_bounds.items()},
             constants=json.loads(m.constants_json),
             structure=json.loads(m.structure_json) if m.structure_json else None,
+            labels=list(m.labels),
+            features=[FeatureSpec(f.name, f.type, tuple(f.vocabulary)) for f in m.features],
         )
         out._source = m  # a derived contract (schema 0) is written as the runtime derived it
         return out
@@ -155,6 +177,8 @@ class Manifest:
                 **({"dims": self.dims} if self.dims else {}),
                 **({"constants": self.constants} if self.constants else {}),
                 **({"structure": self.structure} if self.structure is not None else {}),
+                **({"labels": list(self.labels)} if self.labels else {}),
+                **({"features": [f.to_dict() for f in self.features]} if self.features else {}),
             }
         )
 

@@ -350,9 +350,13 @@ class Pipeline(nn.Module):
 
     ``postprocess`` is ``"none"`` (logits or values), ``"softmax"`` (class
     probabilities; a sigmoid for a one-channel mask) or ``"argmax"`` (class
-    indices, int64; ``logit > 0`` for a one-channel mask)."""
+    indices, int64; ``logit > 0`` for a one-channel mask).
 
-    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor, postprocess: str = "none") -> None:
+    A regression model learns standardised targets; ``target_mean`` and ``target_std``
+    (shape ``[n_outputs]``) turn its output back into the target's units inside the graph."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor, postprocess: str = "none",
+                 target_mean: Optional[torch.Tensor] = None, target_std: Optional[torch.Tensor] = None) -> None:
         super().__init__()
         if postprocess not in POSTPROCESS:
             raise BadOptionError(f"postprocess: expected one of {POSTPROCESS}, got {postprocess!r}")
@@ -360,9 +364,15 @@ class Pipeline(nn.Module):
         self.register_buffer("mean", mean.to(torch.float32))  # broadcasts against one sample
         self.register_buffer("std", std.to(torch.float32))
         self.postprocess = postprocess
+        # A constant for TorchScript: models without target scaling keep their graph as it was.
+        self.destandardise = target_mean is not None
+        self.register_buffer("target_mean", (target_mean if target_mean is not None else torch.zeros(1)).to(torch.float32))
+        self.register_buffer("target_std", (target_std if target_std is not None else torch.ones(1)).to(torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.model((x - self.mean) / self.std)  # (B, n_outputs, ...)
+        if self.destandardise:
+            return y * self.target_std + self.target_mean  # (B, n_outputs) in the target's units
         if self.postprocess == "softmax":
             return torch.sigmoid(y) if y.shape[1] == 1 else torch.softmax(y, dim=1)
         if self.postprocess == "argmax":

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,7 +33,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from datetime import timedelta
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -43,7 +45,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from torchport.checkpoint import CHECKPOINT_FILE, load_checkpoint, pipeline_from_checkpoint, save_checkpoint
 from torchport.data import DATASETS, TorchportDataset, load_dataset, split_indices
-from torchport.errors import BadOptionError, CheckpointError, TorchportError
+from torchport.errors import BadOptionError, CheckpointError, ModelRuntimeError, TorchportError
 from torchport.models import Pipeline, build_model, config_dict, config_for
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -51,18 +53,25 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 #: the metric reported per task, and whether higher is better
 PRIMARY = {"classification": ("accuracy", True), "regression": ("mae", False), "segmentation": ("dice", True)}
 DEFAULT_VAL_FRACTION = 0.2  # for the user's CSV files and image folders
+BEST_FILE = "best.pt"  # the checkpoint of the best validation metric so far, beside checkpoint.pt
+#: the fields a recipe (torchport.recipes) fills when the caller leaves them None
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "patience")
 
 
 @dataclass
 class TrainConfig:
-    """How to train; every field has a default that suits the zoo's small datasets."""
+    """How to train. A field left None takes the recipe for the family and dataset
+    (``torchport.recipes``); ``epochs`` None on resume keeps the run's own count, and a
+    number extends a finished run."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 3e-3
-    optimizer: str = "adamw"
-    schedule: str = "onecycle"
-    weight_decay: float = 1e-4
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    optimizer: Optional[str] = None
+    schedule: Optional[str] = None
+    weight_decay: Optional[float] = None
+    #: stop when the validation metric has not improved for this many epochs (None: never)
+    patience: Optional[int] = None
     momentum: float = 0.9  # sgd only
     #: held-out fraction; None takes the dataset's default (0.2; 0 for the 11-point thermometer)
     val_fraction: Optional[float] = None
@@ -83,12 +92,16 @@ class TrainConfig:
     plots: bool = True
 
     def check(self) -> None:
+        """Checks the fields as given; call ``with_recipe`` first for a complete config."""
+        if None in (self.epochs, self.batch_size, self.lr, self.optimizer, self.schedule, self.weight_decay):
+            unset = [k for k in RECIPE_FIELDS if k != "patience" and getattr(self, k) is None]
+            raise BadOptionError(f"TrainConfig: {unset} unset; fill them with with_recipe(family, dataset)")
         if self.optimizer not in OPTIMIZERS:
             raise BadOptionError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise BadOptionError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
-        for name in ("epochs", "batch_size", "nproc", "nnodes"):
-            if getattr(self, name) < 1:
+        for name in ("epochs", "batch_size", "nproc", "nnodes", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BadOptionError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.batch_size % self.nproc:
             raise BadOptionError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
@@ -106,6 +119,14 @@ class TrainConfig:
         if self.lr <= 0:
             raise BadOptionError(f"lr: expected > 0, got {self.lr}")
 
+    def with_recipe(self, family: str, dataset: str) -> "TrainConfig":
+        """This config with every recipe field left None taken from the recipe for ``family``
+        on ``dataset`` (``torchport.recipes``)."""
+        from torchport.recipes import recipe_for
+
+        settings = recipe_for(family, dataset).settings
+        return replace(self, **{k: settings[k] for k in RECIPE_FIELDS if getattr(self, k) is None})
+
 
 @dataclass
 class TrainResult:
@@ -117,6 +138,10 @@ class TrainResult:
     seconds: float
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: the held-out samples' indices in the dataset (the training samples when nothing is held out)
+    val_indices: list[int] = field(default_factory=list)
+    #: the checkpoint of the best validation metric (None before the first epoch)
+    best: Optional[Path] = None
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -182,15 +207,26 @@ class Meter:
         return r
 
 
+def scaled_loss(task: str, out: torch.Tensor, y: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``loss_fn``, on standardised targets when ``model`` (a Pipeline, maybe DDP-wrapped)
+    de-standardises its regression output: a target in the thousands trains like one near 1."""
+    pipeline = getattr(model, "module", model)
+    if task == "regression" and getattr(pipeline, "destandardise", False):
+        mean, std = pipeline.target_mean, pipeline.target_std  # (K,)
+        return loss_fn(task, (out - mean) / std, (y - mean) / std)
+    return loss_fn(task, out, y)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, task: str, n_outputs: int, device: torch.device) -> dict[str, Any]:
-    """Loss and task metrics of ``model`` over ``loader``, in eval mode."""
+    """Loss (on standardised targets for regression) and task metrics (in the data's units)
+    of ``model`` over ``loader``, in eval mode."""
     model.eval()
     meter = Meter(task, n_outputs)
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         out = model(x)
-        meter.add(loss_fn(task, out, y).item(), out, y)
+        meter.add(scaled_loss(task, out, y, model).item(), out, y)
     return meter.result()
 
 
@@ -236,25 +272,33 @@ class Logger:
             self.writer.close()
 
 
-def write_plots(history: list[dict[str, Any]], task: str, labels: list[str], out: Path) -> list[Path]:
-    """loss.png and metric.png curves, and confusion.png for classification (needs matplotlib)."""
+def write_plots(history: list[dict[str, Any]], task: str, labels: list[str], out: Path, *, title: str = "",
+                split: str = "validation") -> list[Path]:
+    """loss.png and metric.png curves, and confusion.png for classification (needs matplotlib).
+    Each carries ``title`` (the run's name); a regression's losses are on a log scale, epochs
+    are whole numbers, and the confusion matrix names ``split``, the data it counts."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return []
     metric = PRIMARY[task][0]
     epochs = [r["epoch"] for r in history]
     written = []
     for name, keys in (("loss", ["train_loss", "val_loss"]), ("metric", [f"train_{metric}", f"val_{metric}"])):
-        fig = Figure(figsize=(5, 3.5))
+        fig = Figure(figsize=(6, 4))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         for k in keys:
             if all(k in r for r in history):
                 ax.plot(epochs, [r[k] for r in history], marker="o", markersize=3, label=k)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name if name == "loss" else metric)
+        if task == "regression" and all(r.get(k, 1) > 0 for r in history for k in keys):
+            ax.set_yscale("log")  # a regression's loss falls by orders of magnitude
+        ax.set_title(f"{title}: {name if name == 'loss' else metric}" if title else (name if name == "loss" else metric))
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -262,17 +306,24 @@ def write_plots(history: list[dict[str, Any]], task: str, labels: list[str], out
         written.append(out / f"{name}.png")
     if task == "classification" and history and "val_confusion" in history[-1]:
         cm = history[-1]["val_confusion"]
-        fig = Figure(figsize=(1.2 + 0.45 * len(labels), 1 + 0.45 * len(labels)))
+        n = len(labels)
+        side = max(4.5, 1.5 + 0.5 * n)
+        fig = Figure(figsize=(side + 1.2, side))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.imshow(cm, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
+        image = ax.imshow(cm, cmap="Blues")
+        fig.colorbar(image, ax=ax, label="samples")
+        ax.set_xticks(range(n), labels, rotation=45, ha="right")
+        ax.set_yticks(range(n), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
+        total = sum(map(sum, cm))
+        ax.set_title(f"{title + ': ' if title else ''}confusion, {split} ({total} samples, epoch {history[-1]['epoch']})",
+                     fontsize=10)
+        top = max(max(row) for row in cm) or 1
         for i, row in enumerate(cm):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=9, color="white" if v > top / 2 else "black")
         fig.tight_layout()
         fig.savefig(out / "confusion.png", dpi=100)
         written.append(out / "confusion.png")
@@ -328,24 +379,69 @@ def train(
     model_options: Optional[dict[str, Any]] = None,
     resume: Union[str, Path, None] = None,
     until: Optional[int] = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train ``family`` on ``data`` (a registered name or a dataset object) and write
     the run to ``out``. ``model_options`` override the family's config fields;
-    ``resume`` continues from a checkpoint (its training config wins, except
-    device, workers, progress and nproc); ``until`` stops after that many epochs
-    in all (the checkpoint can be resumed later).
+    ``resume`` continues from a checkpoint (or its run folder): its training config
+    wins, except device, workers, progress and nproc, and ``config.epochs`` when
+    given, which extends a finished run; ``until`` stops after that many epochs in
+    all (the checkpoint can be resumed later). An ``out`` that already holds files is
+    refused unless ``resume`` or ``force`` (which first removes the files a run writes).
 
         >>> r = train("cnn", "digits", out="runs/digits", config=TrainConfig(epochs=12))
     """
-    cfg = config or TrainConfig()
-    cfg.check()
     dataset = _resolve(data)
-    config_for(family, dataset.input_shape, dataset.n_outputs, dataset.task, **(model_options or {}))  # fail early
+    cfg = (config or TrainConfig()).with_recipe(family, dataset.name)
+    resume_keeps_epochs = resume is not None and (config is None or config.epochs is None)
+    cfg.check()
+    if resume_keeps_epochs:
+        cfg = replace(cfg, epochs=None)  # the checkpoint's own count
+    from torchport.recipes import recipe_for
+
+    model_options = {**recipe_for(family, dataset.name).model_options, **(model_options or {})}
+    config_for(family, dataset.input_shape, dataset.n_outputs, dataset.task, **model_options)  # fail early
     out = Path(out)
+    if cfg.node_rank == 0 and "WORLD_SIZE" not in os.environ:  # node 0 writes the run; the others may share its folder
+        _claim_out(out, resume, force)
     out.mkdir(parents=True, exist_ok=True)
     if (cfg.nproc > 1 or cfg.nnodes > 1) and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(family, dataset, out, cfg, model_options, resume, until)
     return _train_process(family, dataset, out, cfg, model_options, resume, until)
+
+
+#: what a run writes under ``out``; ``force`` removes these and nothing else
+RUN_FILES = (CHECKPOINT_FILE, BEST_FILE, "metrics.csv", "metrics.jsonl", "loss.png", "metric.png", "confusion.png", "tensorboard")
+
+
+def _claim_out(out: Path, resume, force: bool) -> None:
+    """Refuses an ``out`` that holds files unless resuming or forced: a new run must not
+    overwrite a checkpoint, nor mix its TensorBoard events with an old run's."""
+    if out.exists() and not out.is_dir():
+        raise BadOptionError(f"out: '{out}' is a file; expected a run folder")
+    if resume is not None or not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
+        held = sorted(p.name for p in out.iterdir())
+        raise BadOptionError(
+            f"out: '{out}' already holds files ({', '.join(held[:4])}{', ...' if len(held) > 4 else ''}); "
+            f"continue that run with --resume {out} (resume=...), or start over with --force (force=True)"
+        )
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``checkpoint`` holds the last finished epoch (None before the first)."""
+
+    def __init__(self, checkpoint: Optional[Path], epoch: int, epochs: int) -> None:
+        self.checkpoint, self.epoch, self.epochs = checkpoint, epoch, epochs
+        where = f"'{checkpoint}' holds epoch {epoch} of {epochs}" if checkpoint else "no epoch finished, so no checkpoint"
+        super().__init__(f"training interrupted; {where}")
 
 
 def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfig, model_options, resume, until) -> TrainResult:
@@ -371,6 +467,11 @@ def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfi
             )
         keep = {k: getattr(cfg, k) for k in ("device", "workers", "progress", "nproc", "tensorboard", "plots",
                                              "nnodes", "node_rank", "master_addr", "master_port", "dist_timeout")}
+        if cfg.epochs is not None:  # an explicit epoch count extends (or finishes) the run
+            if cfg.epochs < ckpt["epoch"]:
+                raise BadOptionError(f"epochs: checkpoint '{resume}' has already trained {ckpt['epoch']} epochs; "
+                                     f"expected {ckpt['epoch']} or more, got {cfg.epochs}")
+            keep["epochs"] = cfg.epochs
         cfg = TrainConfig(**{**ckpt["train_config"], **keep})
 
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -385,14 +486,17 @@ def _train_process(family, dataset: TorchportDataset, out: Path, cfg: TrainConfi
             dist.destroy_process_group()
 
 
-def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, device, rank, world) -> TrainResult:
-    start = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+def _split(dataset: TorchportDataset, cfg: TrainConfig) -> tuple[list[int], list[int], float]:
+    """The seeded train/validation split this run uses, and its validation fraction."""
     val_fraction = cfg.val_fraction
     if val_fraction is None:
         val_fraction = DATASETS[dataset.name].val_fraction if dataset.name in DATASETS else DEFAULT_VAL_FRACTION
     train_idx, val_idx = split_indices(len(dataset), val_fraction, cfg.seed)
-    norm = dataset.normalization(train_idx)  # the training split only
+    return train_idx, val_idx, val_fraction
+
+
+def _build(family: str, dataset: TorchportDataset, norm, target_norm, model_options, ckpt) -> tuple[dict[str, Any], Pipeline]:
+    """The model config and the pipeline (normalisation, model, target scaling), from the checkpoint when resuming."""
     if ckpt is not None:
         model_cfg = ckpt["config"]
         model = build_model(family, model_cfg)
@@ -400,7 +504,64 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
     else:
         model_cfg = config_dict(config_for(family, dataset.input_shape, dataset.n_outputs, dataset.task, **(model_options or {})))
         model = build_model(family, model_cfg)
-    pipeline = Pipeline(model, *norm.tensors()).to(device)
+    target = target_norm.tensors() if target_norm is not None else (None, None)
+    return model_cfg, Pipeline(model, *norm.tensors(), "none", *target)
+
+
+def _restore(ckpt, opt, sched, cfg: TrainConfig) -> None:
+    """Optimizer and schedule state from a checkpoint. When ``--epochs`` extends the run,
+    the schedule keeps its step count but takes the new length (its other state, such
+    as OneCycle's phases or cosine's period, comes from the longer schedule)."""
+    opt.load_state_dict(ckpt["optimizer"])
+    state = ckpt["scheduler"]
+    if cfg.epochs != ckpt["train_config"]["epochs"]:
+        fresh = sched.state_dict()
+        state = {**fresh, **{k: state[k] for k in ("last_epoch", "_step_count", "_last_lr") if k in state}}
+    sched.load_state_dict(state)
+
+
+def _train_epoch(trained: nn.Module, loader: DataLoader, opt, sched, scaler, amp: bool, task: str, n_outputs: int,
+                 device: torch.device, epoch: int, show_bar: bool, desc: str) -> dict[str, Any]:
+    """One pass over ``loader``; stops on a non-finite loss, naming the epoch and step."""
+    trained.train()
+    meter = Meter(task, n_outputs)
+    metric = PRIMARY[task][0]
+    batches = iter(loader)  # the one iterator: it draws the DataLoader's base seed from torch's RNG once
+    bar = _progress(batches, len(loader), desc, show_bar)
+    for step, (x, y) in enumerate(bar, start=1):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext():
+            pred = trained(x)
+            loss = scaled_loss(task, pred, y, trained)
+        value = loss.item()
+        if not math.isfinite(value) and not amp:  # with AMP the scaler skips inf steps on purpose
+            raise ModelRuntimeError(
+                f"training stopped: the loss is {value} at epoch {epoch + 1}, step {step} of {len(loader)}; "
+                "expected a finite loss (lower --lr, or check the data for extreme values)"
+            )
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        meter.add(value, pred, y)
+        if bar is not batches:
+            r = meter.result()
+            bar.set_postfix(loss=f"{r['loss']:.4f}", **{metric: f"{r[metric]:.4f}"})
+    return meter.result()
+
+
+def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, device, rank, world) -> TrainResult:
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    train_idx, val_idx, val_fraction = _split(dataset, cfg)
+    dataset.prepare(train_idx)  # CSV vocabularies: from the training rows only
+    norm = dataset.normalization(train_idx)  # the training split only
+    target_norm = dataset.target_normalization(train_idx)
+    if ckpt is not None and "target_normalization" not in ckpt:
+        target_norm = None  # a run started before targets were standardised goes on without
+    model_cfg, pipeline = _build(family, dataset, norm, target_norm, model_options, ckpt)
+    pipeline = pipeline.to(device)
     trained: nn.Module = pipeline
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(pipeline, device_ids=[device.index] if device.type == "cuda" else None)
@@ -417,8 +578,7 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
     history: list[dict[str, Any]] = []
     first_epoch = 0
     if ckpt is not None:
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
+        _restore(ckpt, opt, sched, cfg)
         history = list(ckpt["history"])
         first_epoch = ckpt["epoch"]
     last_epoch = min(cfg.epochs, until) if until is not None else cfg.epochs
@@ -436,37 +596,31 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
             "input_shape": list(dataset.input_shape),
             "input_name": dataset.input_name,
             "labels": list(dataset.labels),
+            "features": dataset.feature_specs(),
         },
         "normalization": norm.to_dict(),
+        **({"target_normalization": target_norm.to_dict()} if target_norm is not None else {}),
         "split": {"val_fraction": val_fraction, "seed": cfg.seed, "n_train": len(train_idx), "n_val": len(val_idx),
                   "held_out": val_fraction > 0},
         "train_config": asdict(cfg),
     }
+    done = first_epoch
+    metric_higher = PRIMARY[dataset.task][1]
+    best = _best_so_far(history, metric, metric_higher)
     try:
         for epoch in range(first_epoch, last_epoch):
+            if _stale(history, best, cfg.patience):
+                break  # early stopping: resumed after the run had already stopped
             # Re-seeded per epoch: shuffling and dropout do not depend on what ran before,
             # so resuming from a checkpoint reproduces an uninterrupted run.
             sampler.set_epoch(epoch)
             torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + rank)
-            trained.train()
-            meter = Meter(dataset.task, dataset.n_outputs)
-            bar = _progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and writer)
-            for x, y in bar:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext():
-                    pred = trained(x)
-                    loss = loss_fn(dataset.task, pred, y)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                meter.add(loss.item(), pred, y)
-                if hasattr(bar, "set_postfix"):
-                    r = meter.result()
-                    bar.set_postfix(loss=f"{r['loss']:.4f}", **{metric: f"{r[metric]:.4f}"})
-            train_metrics = _all_reduce_mean(meter.result(), len(train_idx), world)
+            train_metrics = _train_epoch(trained, loader, opt, sched, scaler, amp, dataset.task, dataset.n_outputs,
+                                         device, epoch, cfg.progress and writer and _is_terminal(),
+                                         f"epoch {epoch + 1}/{cfg.epochs}")
+            train_metrics = _all_reduce_mean(train_metrics, len(train_idx), world)
             if not writer:
+                done = epoch + 1
                 continue
             val = evaluate(pipeline, val_loader, dataset.task, dataset.n_outputs, device)
             row = {"epoch": epoch + 1, "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - start, 3)}
@@ -474,10 +628,7 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
             row.update({f"val_{k}": v for k, v in val.items()})
             history.append(row)
             logger.log(row)
-            if cfg.progress:
-                print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  "
-                      f"val {metric} {val[metric]:.4f}", file=sys.stderr)
-            save_checkpoint(out / CHECKPOINT_FILE, {
+            content = {
                 **meta,
                 "state_dict": {k: v.detach().cpu() for k, v in pipeline.model.state_dict().items()},
                 "metrics": val,
@@ -485,7 +636,24 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
                 "epoch": epoch + 1,
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
-            })
+            }
+            improved = best is None or (val[metric] > best[1] if metric_higher else val[metric] < best[1])
+            if improved:
+                best = (epoch + 1, val[metric])
+                save_checkpoint(out / BEST_FILE, content)
+            save_checkpoint(out / CHECKPOINT_FILE, content)
+            done = epoch + 1
+            if cfg.progress:  # one plain line per saved epoch, on a terminal and in a pipe alike
+                print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+                      f"val {metric} {val[metric]:.4f}{'  (best)' if improved else ''}", file=sys.stderr, flush=True)
+            if _stale(history, best, cfg.patience):
+                if cfg.progress:
+                    print(f"early stop: val {metric} has not improved for {cfg.patience} epochs since epoch {best[0]} "
+                          f"(best checkpoint: {out / BEST_FILE})", file=sys.stderr, flush=True)
+                break
+    except KeyboardInterrupt:
+        saved = out / CHECKPOINT_FILE
+        raise TrainingInterrupted(saved if done > 0 and saved.is_file() else None, done, cfg.epochs) from None
     finally:
         if logger is not None:
             logger.close()
@@ -494,19 +662,50 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
 
         dist.barrier()  # rank 0 has written the last checkpoint
     if writer and cfg.plots and history:
-        write_plots(history, dataset.task, list(dataset.labels), out)
+        split = "validation split" if val_fraction > 0 else "training data (nothing held out)"
+        write_plots(history, dataset.task, list(dataset.labels), out, title=f"{out.name} ({family} on {dataset.name})",
+                    split=split)
     metrics = {k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}
-    return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, last_epoch, time.perf_counter() - start, metrics, history)
+    epochs = history[-1]["epoch"] if history else last_epoch
+    return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, epochs, time.perf_counter() - start, metrics,
+                       history, list(val_idx), out / BEST_FILE if best is not None else None)
 
 
-def _progress(loader, desc: str, show: bool):
+def _best_so_far(history: list[dict[str, Any]], metric: str, higher: bool) -> Optional[tuple[int, float]]:
+    """(epoch, value) of the best validation metric in ``history``, None when empty."""
+    rows = [(r["epoch"], r[f"val_{metric}"]) for r in history if f"val_{metric}" in r]
+    if not rows:
+        return None
+    return max(rows, key=lambda r: r[1]) if higher else min(rows, key=lambda r: r[1])
+
+
+def _stale(history: list[dict[str, Any]], best: Optional[tuple[int, float]], patience: Optional[int]) -> bool:
+    """Early stopping: ``patience`` epochs have passed since the best one."""
+    return patience is not None and best is not None and bool(history) and history[-1]["epoch"] - best[0] >= patience
+
+
+def _is_terminal() -> bool:
+    """Progress bars go to a terminal or a notebook; a pipe or a file gets the per-epoch lines only."""
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+def _progress(batches, total: int, desc: str, show: bool):
+    """A progress bar over an iterator already made. Never over the DataLoader itself:
+    tqdm.auto's tqdm calls iter() on what it wraps in its constructor and again to
+    iterate, and every DataLoader iterator draws a seed from torch's global RNG, so
+    the bars shifted dropout and changed the weights."""
     if not show:
-        return loader
+        return batches
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return loader
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+        return batches
+    return tqdm(batches, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def _all_reduce_mean(metrics: dict[str, Any], n: int, world: int) -> dict[str, Any]:
@@ -557,7 +756,8 @@ def _launch_distributed(family, dataset, out: Path, cfg: TrainConfig, model_opti
     finally:
         Path(job).unlink(missing_ok=True)
     if cfg.node_rank != 0:  # global rank 0, on node 0, wrote the checkpoint and the logs
-        last = min(cfg.epochs, until) if until is not None else cfg.epochs
+        epochs = cfg.epochs or 0
+        last = min(epochs, until) if until is not None else epochs
         return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, last, time.perf_counter() - start, {}, [])
     ckpt = load_checkpoint(out / CHECKPOINT_FILE)
     return TrainResult(out, out / CHECKPOINT_FILE, family, dataset.name, ckpt["epoch"], time.perf_counter() - start,
@@ -613,4 +813,4 @@ if __name__ == "__main__":
     _worker(sys.argv[1])
 
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "loss_fn", "rebuild", "train", "write_plots"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "evaluate", "loss_fn", "rebuild", "train", "write_plots"]

@@ -91,6 +91,18 @@ struct DimBounds {
   int64_t max = 0;
 };
 
+/// One named input column of a tabular model, in the order its input vector holds
+/// them: "numeric" takes one float; "categorical" takes one float per vocabulary
+/// entry (one-hot; a value outside the vocabulary is all zeros).
+struct FeatureSpec {
+  std::string name;
+  std::string type = "numeric";         ///< "numeric" or "categorical"
+  std::vector<std::string> vocabulary;  ///< categorical only: the values seen in training, in one-hot order
+
+  /// How many floats of the input vector this feature takes.
+  size_t width() const { return type == "categorical" ? vocabulary.size() : 1; }
+};
+
 /// The artifact's manifest (torchport/manifest.json), or the contract derived
 /// from forward()'s schema when the artifact has none.
 struct Manifest {
@@ -117,6 +129,10 @@ struct Manifest {
   /// How the flat outputs nest as the model returns them (docs/artifact.md,
   /// "structure"), as JSON; "" for a tensor or a flat tuple.
   std::string structure_json;
+  /// Class names of a classifier, in output order; empty when the manifest has none.
+  std::vector<std::string> labels;
+  /// A tabular model's input columns, in input-vector order; empty when the input is not named columns.
+  std::vector<FeatureSpec> features;
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }
