@@ -143,6 +143,7 @@ void register_types(py::module_& m) {
       .def_readonly("optional", &TensorSpec::optional, "An input that may be left out (None).")
       .def_readonly("data_dependent_dims", &TensorSpec::data_dependent_dims,
                     "Output dims whose size depends on the input values.");
+  py::class_<FeatureSpec>(m, "FeatureSpec", "One input column of a tabular model (read-only).")
       .def_readonly("name", &FeatureSpec::name)
       .def_readonly("type", &FeatureSpec::type, "\"numeric\" or \"categorical\".")
       .def_readonly("vocabulary", &FeatureSpec::vocabulary, "Categorical only: the values, in one-hot order.")
