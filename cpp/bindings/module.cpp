@@ -303,6 +303,9 @@ void register_io(py::module_& m) {
       py::arg("path"), py::arg("tensors"), py::kw_only(), py::arg("protect") = std::vector<std::string>{},
       "Writes tensors as torchport-run predict does (one tensor, else a tuple; torch.load reads it); "
       "`protect` lists files the output may not replace.\n\n    >>> write_tensor_file('out.pt', [y])");
+  m.def(
+      "read_outputs_file", [](const std::string& path) { return tensors_to(read_outputs_file(path)); },
+      py::arg("path"), "A predict output file's tensors, flattened depth first (manifest output order).");
   m.def("check_output_path", &check_output_path, py::arg("path"), py::arg("protect"),
         "Refuses an output path that is one of `protect` (the same file by any name) or a directory.");
   m.def(
