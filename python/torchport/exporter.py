@@ -536,7 +536,7 @@ def export(
     def runner(fn):
         """Calls `fn` (the compiled module or the model) on tensors in input order, as export called forward."""
         def run(tensors):
-            if call.by_keyword:
+            if call.by_keyword and (format == "torchscript" or call.kwargs):
                 return _outputs_tuple(fn(**dict(zip(call.names, tensors)), **constants_for(fn)))
             return _outputs_tuple(fn(*tensors))
         return run
@@ -557,9 +557,9 @@ def export(
     else:
         from torchport import formats
 
-        if call.by_keyword:
-            raise BadOptionError(f"format={format!r}: keyword and non-tensor inputs are carried by TorchScript "
-                                 "artifacts only; pass the tensors positionally")
+        if call.kwargs or call.changed:
+            raise BadOptionError(f"format={format!r}: keyword inputs and non-default non-tensor arguments are "
+                                 "carried by TorchScript artifacts only; pass the tensors positionally")
         used = formats.EXPORT_METHODS[format]
         out_shapes, data_dependent = _output_shapes(runner(model), inputs, outputs, dynamic, in_names)
     if custom_ops:
