@@ -57,16 +57,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def _as_tuple(example_inputs: Any) -> tuple[torch.Tensor, ...]:
-    items = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    if not items:
-        raise BadOptionError("example_inputs: expected at least one tensor, got none")
-    for i, t in enumerate(items):
-        if not isinstance(t, torch.Tensor):
-            raise BadOptionError(f"example_inputs[{i}]: expected a tensor, got {type(t).__name__}")
-    return tuple(t.detach() for t in items)
-
-
 def _outputs_tuple(out: Any) -> tuple[torch.Tensor, ...]:
     """The model's output tensors, flattened depth first (the manifest's output order)."""
     return tuple(_flatten_outputs(out)[0])
