@@ -18,7 +18,7 @@ from torchport.errors import BadInputError, BadOptionError, ExportError
 from torchport.exporter import ExportWarning
 from torchport.native import NativeModel
 
-from conftest import run_binary
+from conftest import run_binary, run_cli
 from real_world import (IMAGE_DIMS, OPS_LIBRARY, SEQ_DIMS, Detector, Gated, OptionalMask, Segmenter, bert,
                         bert_inputs, gpt2, t5)
 
@@ -71,6 +71,9 @@ def test_segmentation_dict(tmp_path):
     assert_same(NativeModel(path).run_structured(x), expected)
     assert_same(NativeModel(path).run_structured({"image": x}), expected)
     assert_same(predict(path, [x], tmp_path), expected)
+    proc = run_cli("run", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "cli.pt"))
+    assert proc.returncode == 0, proc.stderr
+    assert_same(torch.load(tmp_path / "cli.pt"), expected)  # the torchport command writes the same structure
     report = torchport.verify(path, model=model, inputs=[x])  # output by output, by name
     assert report.bit_exact and {r.output for r in report.rows} == {"out", "aux"}
 
