@@ -100,3 +100,23 @@ def bert_inputs(batch: int, seq: int, pad: int = 0) -> dict[str, torch.Tensor]:
 
 SEQ_DIMS = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
 IMAGE_DIMS = {"image": {0: "batch", 2: "height", 3: "width"}}
+
+
+def gpt2():
+    """A GPT-2 decoder with its LM head; use_cache=False leaves past_key_values out of the outputs."""
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=16, use_cache=False,
+                                     bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+def t5():
+    """A T5 encoder-decoder (relative positions: no length bound)."""
+    import transformers
+
+    config = transformers.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                                   use_cache=False, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    return transformers.T5Model(config).eval()

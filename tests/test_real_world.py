@@ -18,9 +18,9 @@ from torchport.errors import BadInputError, BadOptionError, ExportError
 from torchport.exporter import ExportWarning
 from torchport.native import NativeModel
 
-from conftest import run_binary
+from conftest import run_binary, run_cli
 from real_world import (IMAGE_DIMS, OPS_LIBRARY, SEQ_DIMS, Detector, Gated, OptionalMask, Segmenter, bert,
-                        bert_inputs)
+                        bert_inputs, gpt2, t5)
 
 
 def assert_same(got, expected, where="output"):
@@ -71,6 +71,11 @@ def test_segmentation_dict(tmp_path):
     assert_same(NativeModel(path).run_structured(x), expected)
     assert_same(NativeModel(path).run_structured({"image": x}), expected)
     assert_same(predict(path, [x], tmp_path), expected)
+    proc = run_cli("run", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "cli.pt"))
+    assert proc.returncode == 0, proc.stderr
+    assert_same(torch.load(tmp_path / "cli.pt"), expected)  # the torchport command writes the same structure
+    report = torchport.verify(path, model=model, inputs=[x])  # output by output, by name
+    assert report.bit_exact and {r.output for r in report.rows} == {"out", "aux"}
 
 
 def test_detection_list_of_dicts_with_data_dependent_sizes(tmp_path, ops_library):
@@ -117,6 +122,37 @@ def test_bert_model_output_keyword_inputs_and_bounded_seq(tmp_path):
         native.run_structured(bert_inputs(1, 20))
     proc = run_binary("selfcheck", str(path))
     assert proc.returncode == 0 and json.loads(proc.stdout)["ok"]
+    report = torchport.verify(path, model=model, inputs=bert_inputs(3, 5, pad=2))
+    assert report.bit_exact and {r.output for r in report.rows} == {"last_hidden_state", "pooler_output"}
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_decoder_without_past_key_values_and_encoder_decoder(tmp_path):
+    decoder = gpt2()
+    with pytest.warns(ExportWarning):
+        path = torchport.export(decoder, None, tmp_path / "gpt2.pt", example_kwargs=bert_inputs(2, 8),
+                                dynamic_dims=SEQ_DIMS)
+    m = torchport.read_manifest(path)
+    assert m.output_names == ["logits"] and m.outputs[0].shape == ("batch", "seq", 50)
+    assert m.dims == {"seq": {"min": 1, "max": 16}}
+    inputs = bert_inputs(3, 5, pad=1)
+    with torch.inference_mode():
+        expected = dict(decoder(**inputs))
+    assert_same(NativeModel(path).run_structured(inputs), expected)
+
+    model = t5()
+    dims = {**SEQ_DIMS, "decoder_input_ids": {0: "batch", 1: "target"}}
+    example = {**bert_inputs(2, 8), "decoder_input_ids": torch.randint(0, 50, (2, 4))}
+    with pytest.warns(ExportWarning):
+        path = torchport.export(model, None, tmp_path / "t5.pt", example_kwargs=example, dynamic_dims=dims)
+    m = torchport.read_manifest(path)
+    assert m.output_names == ["last_hidden_state", "encoder_last_hidden_state"]
+    assert [o.shape for o in m.outputs] == [("batch", "target", 16), ("batch", "seq", 16)]
+    inputs = {**bert_inputs(3, 5, pad=2), "decoder_input_ids": torch.randint(0, 50, (3, 6))}
+    with torch.inference_mode():
+        expected = dict(model(**inputs))
+    assert_same(NativeModel(path).run_structured(inputs), expected)
+    assert_same(predict(path, inputs, tmp_path), expected)
 
 
 def test_optional_input_constant_and_named_tuple(tmp_path):
@@ -141,6 +177,8 @@ def test_optional_input_constant_and_named_tuple(tmp_path):
     assert_same(predict(path, {"x": x2}, tmp_path), tuple(without))
     with pytest.raises(BadInputError, match="missing 'x'"):
         native.run_structured({"mask": mask2})
+    report = torchport.verify(path, model=model)  # the golden inputs; eager gets scale=0.5 as export did
+    assert report.bit_exact and {r.output for r in report.rows} == {"value", "gate"}
 
 
 class TakesAConfig(nn.Module):

@@ -311,6 +311,24 @@ void register_io(py::module_& m) {
       py::arg("path"), py::arg("tensors"), py::kw_only(), py::arg("protect") = std::vector<std::string>{},
       "Writes tensors as torchport-run predict does (one tensor, else a tuple; torch.load reads it); "
       "`protect` lists files the output may not replace.\n\n    >>> write_tensor_file('out.pt', [y])");
+  m.def(
+      "write_outputs_file",
+      [](const std::string& path, const Model& model, const py::sequence& outputs,
+         const std::vector<std::string>& protect) {
+        std::vector<at::Tensor> items;
+        for (size_t i = 0; i < static_cast<size_t>(py::len(outputs)); ++i) {
+          items.push_back(from_python(outputs[i], "output " + std::to_string(i)));
+        }
+        py::gil_scoped_release release;
+        write_outputs_file(path, model.structure_outputs(std::move(items)), protect);
+      },
+      py::arg("path"), py::arg("model"), py::arg("outputs"), py::kw_only(),
+      py::arg("protect") = std::vector<std::string>{},
+      "Writes a model's flat outputs nested as its manifest says, readable by plain torch.load\n"
+      "(what torchport-run predict writes).");
+  m.def(
+      "read_outputs_file", [](const std::string& path) { return tensors_to(read_outputs_file(path)); },
+      py::arg("path"), "A predict output file's tensors, flattened depth first (manifest output order).");
   m.def("check_output_path", &check_output_path, py::arg("path"), py::arg("protect"),
         "Refuses an output path that is one of `protect` (the same file by any name) or a directory.");
   m.def(

@@ -262,6 +262,22 @@ void write_outputs_file(const std::string& path, const Outputs& outputs, const s
   write_file(path, bytes, /*overwrite=*/true, protect);
 }
 
+std::vector<at::Tensor> read_outputs_file(const std::string& path) {
+  const std::string where = "output file '" + path + "'";
+  const auto bytes = detail::read_regular_file(path, "output file", ErrorKind::BadInput);
+  const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
+  std::vector<at::Tensor> tensors;
+  try {
+    tensors = detail::flatten_output(value);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::BadInput, where + ": " + e.what());
+  }
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    detail::check_in_bounds(tensors[i], where + " tensor " + std::to_string(i), ErrorKind::BadInput);
+  }
+  return tensors;
+}
+
 std::vector<at::Tensor> positional_inputs(const Model& model, const TensorBundle& inputs) {
   return inputs.by_name ? model.order_inputs(inputs.named) : inputs.positional;
 }

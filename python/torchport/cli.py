@@ -79,14 +79,6 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-def save_tensors(path: str, tensors: Sequence[Any], *, protect: Sequence[str] = ()) -> None:
-    """One tensor as a tensor, several as a tuple (torch.load reads it), written by the
-    runtime's writer as torchport-run writes it; ``protect`` lists files it may not replace."""
-    from torchport.native import load_native
-
-    load_native().write_tensor_file(str(path), list(tensors), protect=[str(p) for p in protect])
-
-
 def run_artifact(path: str, input_file: str, output_file: str, *, device: str = "cpu", threads: Optional[int] = None,
                  format: str = "tensors", top_k: int = 3) -> None:
     """Runs an artifact in the C++ runtime on a tensor file; writes the outputs as tensors, or
@@ -102,7 +94,9 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
     else:
         outputs = model.run(data)
     if format == "tensors":
-        save_tensors(output_file, outputs, protect=[path, input_file])
+        # Nested as the model returns them, as torchport-run predict writes them.
+        load_native().write_outputs_file(str(output_file), model._model, list(outputs),
+                                         protect=[str(path), str(input_file)])
         return
     native = load_native()
     text = native.format_answers(list(outputs), model._model.manifest, format=format, top_k=top_k)
@@ -264,7 +258,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run an artifact in the C++ runtime",
         description="Run an artifact in the C++ runtime on a torch.save file of inputs; write the outputs "
-        "(a tensor for one output, else a tuple) with torch.save.",
+        "nested as the exported model returns them (a tensor, a tuple, or its dicts and lists), readable by "
+        "plain torch.load.",
     )
     s.add_argument("artifact")
     s.add_argument("--input", required=True, metavar="FILE")

@@ -57,16 +57,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def _as_tuple(example_inputs: Any) -> tuple[torch.Tensor, ...]:
-    items = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-    if not items:
-        raise BadOptionError("example_inputs: expected at least one tensor, got none")
-    for i, t in enumerate(items):
-        if not isinstance(t, torch.Tensor):
-            raise BadOptionError(f"example_inputs[{i}]: expected a tensor, got {type(t).__name__}")
-    return tuple(t.detach() for t in items)
-
-
 def _outputs_tuple(out: Any) -> tuple[torch.Tensor, ...]:
     """The model's output tensors, flattened depth first (the manifest's output order)."""
     return tuple(_flatten_outputs(out)[0])
@@ -552,7 +542,7 @@ def export(
     def runner(fn):
         """Calls `fn` (the compiled module or the model) on tensors in input order, as export called forward."""
         def run(tensors):
-            if call.by_keyword:
+            if call.by_keyword and (format == "torchscript" or call.kwargs):
                 return _outputs_tuple(fn(**dict(zip(call.names, tensors)), **constants_for(fn)))
             return _outputs_tuple(fn(*tensors))
         return run
@@ -573,9 +563,9 @@ def export(
     else:
         from torchport import formats
 
-        if call.by_keyword:
-            raise BadOptionError(f"format={format!r}: keyword and non-tensor inputs are carried by TorchScript "
-                                 "artifacts only; pass the tensors positionally")
+        if call.kwargs or call.changed:
+            raise BadOptionError(f"format={format!r}: keyword inputs and non-default non-tensor arguments are "
+                                 "carried by TorchScript artifacts only; pass the tensors positionally")
         used = formats.EXPORT_METHODS[format]
         out_shapes, data_dependent = _output_shapes(runner(model), inputs, outputs, dynamic, in_names)
     if custom_ops:

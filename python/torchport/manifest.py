@@ -5,7 +5,7 @@ runtime: reading, validating and writing manifests all go through it
 (``torchport._native``), so ``inspect``, ``verify``, ``export`` and the runtime
 accept and refuse exactly the same files::
 
-    {"schema": 1, "name": "digits_cnn", "torchport_version": "0.1.0",
+    {"schema": 2, "name": "digits_cnn", "torchport_version": "0.1.0",
      "torch_version": "2.13.0+cpu", "export_method": "script",
      "created": "2026-11-29T08:00:00Z",
      "inputs":  [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8]}],

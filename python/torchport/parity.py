@@ -131,7 +131,7 @@ def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, thread
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise TorchportError(f"torchport-run exited {proc.returncode}: {proc.stderr.strip()}")
-        out = load_native().read_tensor_file(str(dst))  # the runtime's reader, as for every tensor file
+        out = load_native().read_outputs_file(str(dst))  # the runtime's reader, flattened in output order
     return tuple(out)
 
 

@@ -35,6 +35,11 @@ void write_tensor_file(const std::string& path, const std::vector<at::Tensor>& t
 void write_outputs_file(const std::string& path, const Outputs& outputs,
                         const std::vector<std::string>& protect = {});
 
+/// Reads a file write_outputs_file wrote (or any torch.save of tensors nested in
+/// tuples, lists and dicts) as its tensors flattened depth first: the
+/// manifest's output order. Executes nothing. Throws Error (BadInput).
+std::vector<at::Tensor> read_outputs_file(const std::string& path);
+
 /// The one way torchport writes a file. The bytes go to an unnamed file in the
 /// destination folder (O_TMPFILE; a named temporary where that is missing),
 /// flushed to disk, then put in place: with `overwrite` by rename() over the
