@@ -1,5 +1,6 @@
-"""Trains every model family on its default dataset, exports each checkpoint and
-checks the artifact's parity against eager through the C++ runtime.
+"""Trains every model family on its default dataset with the default command (the
+recipe in torchport.recipes, no special settings), exports each checkpoint and checks
+the artifact's parity against eager through the C++ runtime.
 
     .venv/bin/python benchmarks/train_zoo.py            # all families, ~5 min on 2 cores
     .venv/bin/python benchmarks/train_zoo.py cnn rnn    # some of them
@@ -99,7 +100,8 @@ def main() -> int:
     total = time.perf_counter() - total
     text = table(rows)
     footer = (f"\nMeasured with `benchmarks/train_zoo.py` on {platform.machine()} CPU, {args.threads} threads, torch "
-              f"{torch.__version__}, seed 0; total {total:.0f} s. Validation = a seeded 20 % hold-out (thermometer: "
+              f"{torch.__version__}, seed 0, each family's default command (its recipe in torchport.recipes, nothing "
+              f"else); total {total:.0f} s. Validation = a seeded 20 % hold-out (thermometer: "
               "all 11 points, as in the book's fit). Parity: 64 raw validation samples through eager, TorchScript, "
               "the binding and the torchport-run binary, compared bit for bit.\n")
     print(text + "\n" + footer)

@@ -37,8 +37,9 @@ def test_a_recipe_fills_only_what_the_caller_left_unset():
     assert cfg.lr == 0.1 and cfg.epochs == RECIPES[("linear", "thermometer")].settings["epochs"]
     assert TrainConfig().with_recipe("mlp", "csv:mine.csv").epochs == GENERIC.settings["epochs"]
     assert recipe_for("rnn", "signals").model_options == {"cell": "lstm"}
-    with pytest.raises(BadOptionError, match="unset; fill them with with_recipe"):
-        TrainConfig().check()
+    TrainConfig().check()  # unset fields are the recipe's, not errors
+    with pytest.raises(BadOptionError, match="lr: expected > 0, got 0"):
+        TrainConfig(lr=0).check()
 
 
 def test_regression_targets_are_standardised_in_training_and_not_in_the_artifact(tmp_path):
@@ -77,3 +78,19 @@ def test_the_held_out_split_is_the_one_train_made(tmp_path):
     r = train("mlp", "wine", out=tmp_path / "run", config=replace(QUIET, epochs=1))
     _, val_idx = split_indices(len(load_dataset("wine")), 0.2, seed=0)
     assert r.val_indices == val_idx and len(r.val_indices) == 36
+
+
+def test_plots_are_readable(tmp_path):
+    from PIL import Image
+
+    from torchport.train import write_plots
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_accuracy": 0.5 + e / 10,
+                "val_accuracy": 0.5 + e / 12, "val_confusion": [[5, 1, 0], [0, 4, 2], [1, 0, 7]]} for e in (1, 2, 3)]
+    written = write_plots(history, "classification", ["ant", "bee", "cat"], tmp_path, title="run (mlp on bugs)",
+                          split="validation split")
+    assert [p.name for p in written] == ["loss.png", "metric.png", "confusion.png"]
+    with Image.open(tmp_path / "confusion.png") as im:
+        assert im.width >= 500 and im.height >= 400  # was 255 x 235 pixels
+    reg = [{"epoch": e, "train_loss": 10.0 ** -e, "val_loss": 10.0 ** -e, "train_mae": 1.0, "val_mae": 1.0} for e in (1, 2)]
+    assert [p.name for p in write_plots(reg, "regression", [], tmp_path)] == ["loss.png", "metric.png"]

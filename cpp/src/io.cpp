@@ -18,6 +18,7 @@
 #include <torchport/io.h>
 
 #include "detail.h"
+#include "npy.h"
 #include "reader.h"
 
 namespace torchport {
@@ -56,8 +57,16 @@ TensorBundle read_tensor_file(const std::string& path) {
   const std::string where = "input file '" + path + "'";
   // A missing input file is a bad input of the call, not a missing artifact.
   const auto bytes = detail::read_regular_file(path, "input file", ErrorKind::BadInput);
-  const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
   TensorBundle bundle;
+  if (detail::is_npy(*bytes)) {  // a NumPy array: the model's one (or first) input
+    bundle.positional.push_back(detail::read_npy(*bytes, where));
+    return bundle;
+  }
+  if (bytes->size() >= 8 && (bytes->compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 || bytes->compare(0, 3, "\xff\xd8\xff") == 0)) {
+    throw Error(ErrorKind::BadInput, where + " is an image; input files are torch.save files or .npy arrays "
+                                             "(images are not read yet: decode to a uint8 array and save it)");
+  }
+  const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
   if (value.isTensor()) {
     bundle.positional.push_back(as_tensor(value, where, "the tensor"));
   } else if (value.isTuple() || value.isList()) {

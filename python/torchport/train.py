@@ -92,20 +92,17 @@ class TrainConfig:
     plots: bool = True
 
     def check(self) -> None:
-        """Checks the fields as given; call ``with_recipe`` first for a complete config."""
-        if None in (self.epochs, self.batch_size, self.lr, self.optimizer, self.schedule, self.weight_decay):
-            unset = [k for k in RECIPE_FIELDS if k != "patience" and getattr(self, k) is None]
-            raise BadOptionError(f"TrainConfig: {unset} unset; fill them with with_recipe(family, dataset)")
-        if self.optimizer not in OPTIMIZERS:
+        """Checks the fields that are set (a field left None is the recipe's, see ``with_recipe``)."""
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise BadOptionError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
+        if self.schedule is not None and self.schedule not in SCHEDULES:
             raise BadOptionError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "nproc", "nnodes", "patience"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise BadOptionError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        if self.batch_size % self.nproc:
+        if self.batch_size is not None and self.batch_size % self.nproc:
             raise BadOptionError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
-        if self.batch_size % (self.nproc * self.nnodes):
+        if self.batch_size is not None and self.batch_size % (self.nproc * self.nnodes):
             raise BadOptionError(f"batch_size {self.batch_size} must be divisible by nproc x nnodes "
                                  f"({self.nproc} x {self.nnodes})")
         if not 0 <= self.node_rank < self.nnodes:
@@ -116,7 +113,7 @@ class TrainConfig:
             raise BadOptionError(f"master_port: expected 1..65535, got {self.master_port}")
         if self.dist_timeout <= 0:
             raise BadOptionError(f"dist_timeout: expected > 0 seconds, got {self.dist_timeout}")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise BadOptionError(f"lr: expected > 0, got {self.lr}")
 
     def with_recipe(self, family: str, dataset: str) -> "TrainConfig":
