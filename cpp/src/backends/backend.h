@@ -40,7 +40,7 @@ class Backend {
 
 /// A TorchScript archive, from the bytes of the file at `path` (already
 /// checked by read_archive).
-std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
+std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes, bool optimize_graph,
                                           const c10::Device& device);
 
 struct ArchiveFiles;

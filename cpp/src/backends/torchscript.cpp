@@ -1,6 +1,7 @@
 // TorchScript archives (torch.jit.save), with torchport's files stored as
 // extra files inside them.
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include "backends/backend.h"
@@ -13,13 +14,16 @@ namespace {
 
 class TorchScriptBackend final : public Backend {
  public:
-  TorchScriptBackend(torch::jit::Module module, std::string path)
-      : module_(std::move(module)), path_(std::move(path)) {}
+  TorchScriptBackend(torch::jit::Module module, std::string path, bool optimize_graph)
+      : module_(std::move(module)), path_(std::move(path)), optimize_graph_(optimize_graph) {}
 
   std::string format() const override { return "torchscript"; }
 
   std::vector<at::Tensor> forward(std::vector<at::Tensor> inputs) const override {
     std::vector<c10::IValue> args(inputs.begin(), inputs.end());
+    // The executor reads this thread-local flag on every call: without
+    // optimisation it runs one plan from the first call, never profiling.
+    torch::jit::GraphOptimizerEnabledGuard optimize(optimize_graph_);
     c10::IValue result = module_.forward(std::move(args));
     return flatten(result);
   }
@@ -91,11 +95,12 @@ class TorchScriptBackend final : public Backend {
   // concurrent calls into one method are safe in the TorchScript interpreter.
   mutable torch::jit::Module module_;
   std::string path_;
+  bool optimize_graph_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
+std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes, bool optimize_graph,
                                           const c10::Device& device) {
   torch::jit::Module module;
   try {
@@ -120,7 +125,7 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  return std::make_unique<TorchScriptBackend>(std::move(module), path);
+  return std::make_unique<TorchScriptBackend>(std::move(module), path, optimize_graph);
 }
 
 }  // namespace torchport::detail
