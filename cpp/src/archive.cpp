@@ -2,8 +2,8 @@
 // model payload checksum, a digest over every record except the manifest (which
 // holds the checksum) and the per-save serialization id. torchport/exporter.py
 // has the runtime compute the same digest at export. The checksum names its
-// algorithm: "xxh3-128:<hex>" (exports since torchport 0.x: fast enough that
-// verifying costs little at load) or "sha256:<hex>" (older exports, still verified).
+// algorithm: "xxh3-128:<hex>" (what export writes: fast enough that verifying
+// costs little at load) or "sha256:<hex>" (older exports, still verified).
 
 #include <algorithm>
 #include <cstdint>
