@@ -38,13 +38,14 @@ $(VENV)/.deps: Makefile | $(PY)
 	$(PY) -m pip install -q $(DEPS)
 	@touch $@
 
-# GoogleTest for the C++ suite and CLI11 for torchport-run's arguments, from
-# Debian when they are missing.
+# GoogleTest for the C++ suite, CLI11 for torchport-run's arguments and xxHash
+# (the payload checksum), from Debian when they are missing.
 .PHONY: gtest
 gtest:
 	@missing=; \
 	[ -f /usr/include/gtest/gtest.h ] || missing="$$missing libgtest-dev"; \
 	[ -f /usr/include/CLI/CLI.hpp ] || missing="$$missing libcli11-dev"; \
+	[ -f /usr/include/xxhash.h ] || missing="$$missing libxxhash-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -30,3 +30,11 @@ def test_localize_cost_script_runs():
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 5  # header + 4 models, each asserted to agree
+
+
+def test_binding_script_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "binding.py"), "--iters", "3", "--rounds", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 3  # header + 2 models

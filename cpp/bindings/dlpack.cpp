@@ -87,9 +87,82 @@ at::Tensor consume(PyObject* raw, const char* name, const char* used, bool* read
   return flips.empty() ? tensor : tensor.flip(flips);
 }
 
+// torch's own objects, looked up once. Kept for the life of the process on
+// purpose: a static py::object would be released after the interpreter is gone.
+struct Torch {
+  PyObject* tensor_type;      // torch.Tensor (exactly; subclasses take the general path)
+  PyObject* strided;          // torch.strided
+  PyObject* to_dlpack;        // torch._C._to_dlpack: Tensor.__dlpack__ without its Python-level checks
+  PyObject* from_dlpack;      // torch._C._from_dlpack: torch.utils.dlpack.from_dlpack without its checks
+  PyObject* requires_grad;    // interned attribute names
+  PyObject* is_cpu;
+  PyObject* layout;
+  PyObject* is_conj;
+  PyObject* is_neg;
+};
+
+const Torch& torch_objects() {
+  static const Torch* objects = [] {
+    py::module_ torch = py::module_::import("torch");
+    py::module_ c = py::module_::import("torch._C");
+    auto keep = [](py::object o) { return o.release().ptr(); };
+    return new Torch{keep(torch.attr("Tensor")),      keep(torch.attr("strided")),
+                     keep(c.attr("_to_dlpack")),      keep(c.attr("_from_dlpack")),
+                     keep(py::str("requires_grad")),  keep(py::str("is_cpu")),
+                     keep(py::str("layout")),         keep(py::str("is_conj")),
+                     keep(py::str("is_neg"))};
+  }();
+  return *objects;
+}
+
+bool attr_true(PyObject* obj, PyObject* name, bool call) {
+  PyObject* value = call ? PyObject_CallMethodNoArgs(obj, name) : PyObject_GetAttr(obj, name);
+  if (value == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  const bool yes = value == Py_True;
+  Py_DECREF(value);
+  return yes;
+}
+
+// The common case, a plain CPU torch.Tensor with nothing DLPack cannot say
+// (no autograd, no lazy conjugate or negative bit): exported by torch's C
+// function directly, skipping Tensor.__dlpack__'s Python-level checks (which
+// are these same ones) and the generic attribute lookups of the general path.
+// Returns nullptr when the tensor needs the general path.
+PyObject* fast_capsule(PyObject* obj) {
+  const Torch& t = torch_objects();
+  if (Py_TYPE(obj) != reinterpret_cast<PyTypeObject*>(t.tensor_type)) return nullptr;
+  if (attr_true(obj, t.requires_grad, false) || !attr_true(obj, t.is_cpu, false)) return nullptr;
+  PyObject* layout = PyObject_GetAttr(obj, t.layout);
+  if (layout == nullptr) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  const bool strided = layout == t.strided;
+  Py_DECREF(layout);
+  if (!strided || attr_true(obj, t.is_conj, true) || attr_true(obj, t.is_neg, true)) return nullptr;
+  PyObject* capsule = PyObject_CallOneArg(t.to_dlpack, obj);
+  if (capsule == nullptr) PyErr_Clear();
+  return capsule;
+}
+
 }  // namespace
 
 at::Tensor from_python(const py::handle& obj, const std::string& where) {
+  if (PyObject* fast = fast_capsule(obj.ptr())) {
+    const py::object capsule = py::reinterpret_steal<py::object>(fast);
+    if (PyCapsule_IsValid(fast, kCapsule)) {
+      bool read_only = false;
+      try {
+        return consume<DLManagedTensor>(fast, kCapsule, kUsedCapsule, &read_only);
+      } catch (const std::exception& e) {
+        throw Error(ErrorKind::BadInput, where + ": this tensor cannot be used by the runtime: " +
+                                             std::string(e.what()).substr(0, 300));
+      }
+    }
+  }
   if (!py::hasattr(obj, "__dlpack__")) {
     throw Error(ErrorKind::BadInput, where + ": expected a torch.Tensor or an array with __dlpack__, got " +
                                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
@@ -132,11 +205,9 @@ at::Tensor from_python(const py::handle& obj, const std::string& where) {
 py::object to_python(const at::Tensor& tensor) {
   DLManagedTensor* managed = at::toDLPack(tensor);
   py::capsule capsule(managed, kCapsule, &delete_unconsumed);
-  // Kept for the life of the process on purpose: a static py::object would be
-  // released after the interpreter is gone.
-  static auto* from_dlpack =
-      new py::object(py::module_::import("torch.utils.dlpack").attr("from_dlpack"));
-  return (*from_dlpack)(capsule);
+  PyObject* out = PyObject_CallOneArg(torch_objects().from_dlpack, capsule.ptr());
+  if (out == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(out);
 }
 
 }  // namespace torchport::bindings

@@ -12,6 +12,7 @@
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
 
+#include "batcher.h"
 #include "dlpack.h"
 #include "localize.h"
 #include "outputs.h"
@@ -24,9 +25,10 @@ namespace {
 // Tensors in input order; errors name the input the model calls it.
 std::vector<at::Tensor> tensors_from(const Model& model, const py::sequence& items) {
   const auto& specs = model.manifest().inputs;
+  const size_t n = py::len(items);
   std::vector<at::Tensor> out;
-  out.reserve(py::len(items));
-  for (size_t i = 0; i < static_cast<size_t>(py::len(items)); ++i) {
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
     const std::string where =
         i < specs.size() ? "input '" + specs[i].name + "'" : "input " + std::to_string(i);
     // None leaves an optional input out (the runtime checks that it is optional).
@@ -209,7 +211,8 @@ A loaded artifact, run by the C++ runtime.
 )doc")
       .def(py::init([](const std::string& path, const std::string& device, const py::object& threads,
                        const py::object& warmup_runs, bool check_nan, bool verify_checksum,
-                       const std::vector<std::string>& libraries, const py::object& concurrency) {
+                       const std::vector<std::string>& libraries, const py::object& concurrency,
+                       bool optimize_graph) {
              Options options;
              options.device = device;
              options.threads = int_option(threads, "threads");
@@ -218,13 +221,14 @@ A loaded artifact, run by the C++ runtime.
              options.verify_checksum = verify_checksum;
              options.libraries = libraries;
              options.concurrency = int_option(concurrency, "concurrency");
+             options.optimize_graph = optimize_graph;
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
            py::arg("path"), py::kw_only(), py::arg("device") = "cpu", py::arg("threads") = 0,
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
            py::arg("libraries") = std::vector<std::string>{},
-           py::arg("concurrency") = Options{}.concurrency,
+           py::arg("concurrency") = Options{}.concurrency, py::arg("optimize_graph") = true,
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
       .def_property_readonly("manifest", &Model::manifest, "The manifest (or the contract derived from forward()).")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
@@ -476,4 +480,5 @@ PYBIND11_MODULE(_native, m) {
   register_tools(m);
   register_localize(m);
   register_outputs(m, &tensors_from, [](const torchport::Model&, const py::dict& d) { return named_from(d); });
+  register_batcher(m);
 }

@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include <torchport/answers.h>
+#include <torchport/batcher.h>
 #include <torchport/io.h>
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
@@ -20,13 +21,17 @@ unreadable, 4 bad input, 5 the model failed while running, 9 an output could not
 (the table, shared with the torchport command, is in docs/runtime.md).)";
 
 struct Settings {
-  std::string artifact, device = "cpu", input, output, check_nan = "no", format = "tensors";
+  std::string artifact, device = "cpu", input, check_nan = "no", format = "tensors";
   int threads = 0, iters = 100, warmup = 10, top_k = 3;
   double atol = 0.0, rtol = 0.0;
   std::vector<std::string> libraries;                    // --load-library, repeatable
   std::vector<std::string> names, sub_inputs, sub_outputs;  // submodule: one of each per call
   bool atol_given = false, rtol_given = false;
   int concurrency = torchport::Options{}.concurrency;
+  std::string optimize_graph = "yes";
+  std::vector<std::string> pred_inputs, pred_outputs;  // predict: one --output per --input
+  int clients = 16, requests = 200;                     // serve-bench
+  torchport::BatcherOptions batcher;
 };
 
 const CLI::Validator kFiniteNonNegative(
@@ -51,6 +56,10 @@ CLI::App* command(CLI::App& app, const std::string& name, const std::string& hel
       ->allow_extra_args(false);
   sub->add_option("--concurrency", s.concurrency, "concurrent runners of a .pt2 package (default 4)")
       ->check(CLI::Range(1, torchport::kMaxConcurrency));
+  sub->add_option("--optimize-graph", s.optimize_graph,
+                  "no: run a TorchScript graph without the profiling executor's optimising passes, so the "
+                  "first call costs about what later ones do (default yes)")
+      ->check(CLI::IsMember({"yes", "no"}));
   return sub;
 }
 
@@ -61,6 +70,7 @@ int run(const std::string& name, const Settings& s) {
   options.concurrency = s.concurrency;
   options.check_nan = s.check_nan == "yes";
   options.libraries = s.libraries;
+  options.optimize_graph = s.optimize_graph == "yes";
   const auto model = torchport::Model::load(s.artifact, options);
 
   if (name == "info") {
@@ -68,16 +78,40 @@ int run(const std::string& name, const Settings& s) {
     return 0;
   }
   if (name == "predict") {
-    // Refused before running: the output may not replace what this command reads.
-    torchport::check_output_path(s.output, {s.artifact, s.input});
-    const auto inputs = torchport::read_tensor_file(s.input);
-    const auto outputs = torchport::run(model, inputs);
-    if (s.format == "tensors") {
-      torchport::write_outputs_file(s.output, model.structure_outputs(outputs), {s.artifact, s.input});
-    } else {
-      torchport::write_file(s.output, torchport::format_answers(outputs, model.manifest(), s.format, s.top_k),
-                            /*overwrite=*/true, {s.artifact, s.input});
+    if (s.pred_outputs.size() != s.pred_inputs.size()) {
+      throw torchport::Error(torchport::ErrorKind::BadOption,
+                             "predict needs one --output per --input (got " + std::to_string(s.pred_inputs.size()) +
+                                 " --input, " + std::to_string(s.pred_outputs.size()) + " --output)");
     }
+    // Every output is refused before anything runs: none may replace the
+    // artifact, an input, or another output of this command.
+    std::vector<std::string> protect = {s.artifact};
+    protect.insert(protect.end(), s.pred_inputs.begin(), s.pred_inputs.end());
+    for (size_t i = 0; i < s.pred_outputs.size(); ++i) {
+      torchport::check_output_path(s.pred_outputs[i], protect);
+      for (size_t j = 0; j < i; ++j) {
+        if (s.pred_outputs[j] == s.pred_outputs[i]) {
+          throw torchport::Error(torchport::ErrorKind::BadOption,
+                                 "--output '" + s.pred_outputs[i] + "' is given twice");
+        }
+      }
+    }
+    // One load for all pairs, in order; the first failure stops the command
+    // (outputs already written stay).
+    for (size_t i = 0; i < s.pred_inputs.size(); ++i) {
+      const auto outputs = torchport::run(model, torchport::read_tensor_file(s.pred_inputs[i]));
+      if (s.format == "tensors") {
+        torchport::write_outputs_file(s.pred_outputs[i], model.structure_outputs(outputs), protect);
+      } else {
+        torchport::write_file(s.pred_outputs[i], torchport::format_answers(outputs, model.manifest(), s.format, s.top_k),
+                              /*overwrite=*/true, protect);
+      }
+    }
+    return 0;
+  }
+  if (name == "serve-bench") {
+    const auto result = torchport::serve_bench(model, s.batcher, s.clients, s.requests);
+    std::cout << torchport::serve_bench_json(result, s.batcher, s.clients, s.requests) << "\n";
     return 0;
   }
   if (name == "submodule") {
@@ -124,10 +158,15 @@ int main(int argc, char** argv) {
       "run the model on IN (a torch.save file holding a tensor, a list of tensors or a dict by input "
       "name, where an optional input may be left out); write OUT, readable by plain torch.load: the outputs "
       "nested as the exported model returned them (a tensor, a tuple in manifest output order, or the "
-      "model's dicts and lists). OUT may not be the artifact or IN.",
+      "model's dicts and lists). OUT may not be the artifact or an IN. Repeat --input and --output to run many "
+      "files with one load, in order; the first failure stops (outputs written before it stay).",
       s);
-  predict->add_option("--input", s.input, "input file (torch.save)")->required();
-  predict->add_option("--output", s.output, "output file, replaced atomically")->required();
+  predict->add_option("--input", s.pred_inputs, "input file (torch.save); repeatable")
+      ->required()
+      ->allow_extra_args(false);
+  predict->add_option("--output", s.pred_outputs, "output file, replaced atomically; one per --input")
+      ->required()
+      ->allow_extra_args(false);
   predict->add_option("--format", s.format,
                       "tensors (default: a torch.save file), json or csv: named outputs, one record per sample, "
                       "with the label and the top-k labels and scores when the manifest has labels")
@@ -150,6 +189,21 @@ int main(int argc, char** argv) {
   bench->add_option("--iters", s.iters, "timed runs (default 100)")->check(CLI::Range(1, 10'000'000));
   bench->add_option("--warmup", s.warmup, "untimed runs first (default 10)")->check(CLI::Range(0, 10'000'000));
   bench->add_option("--input", s.input, "input file (default: the golden inputs)");
+
+  CLI::App* serve = command(
+      app, "serve-bench",
+      "CLIENTS threads each send REQUESTS single-row requests (the first row of the golden inputs), first "
+      "calling the model directly, then through the dynamic batcher; print JSON with throughput and "
+      "p50/p99 latency of both",
+      s);
+  serve->add_option("--clients", s.clients, "concurrent client threads (default 16)")->check(CLI::Range(1, 1024));
+  serve->add_option("--requests", s.requests, "requests per client (default 200)")->check(CLI::Range(1, 1'000'000));
+  serve->add_option("--max-batch", s.batcher.max_batch, "rows per batched call (default 16)")
+      ->check(CLI::Range(1, 4096));
+  serve->add_option("--max-delay-ms", s.batcher.max_delay_ms, "longest wait for a batch to fill (default 2)")
+      ->check(CLI::Range(0.0, 10'000.0));
+  serve->add_option("--max-queue", s.batcher.max_queue, "requests waiting at most (default 1024)")
+      ->check(CLI::Range(1, 1'000'000));
 
   CLI::App* submodule = command(
       app, "submodule",

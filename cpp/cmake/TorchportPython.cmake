@@ -52,6 +52,17 @@ if(NOT nlohmann_json_FOUND)
   message(STATUS "  nlohmann_json headers from ${_tp_json_inc}")
 endif()
 
+# xxHash (XXH3-128, the payload checksum), used header-only: nothing to ship.
+find_path(TORCHPORT_XXHASH_INCLUDE_DIR xxhash.h)
+if(NOT TORCHPORT_XXHASH_INCLUDE_DIR)
+  message(FATAL_ERROR
+    "torchport: xxhash.h not found. Install it with 'apt-get install libxxhash-dev' "
+    "(or pass -DTORCHPORT_XXHASH_INCLUDE_DIR=<folder holding xxhash.h>).")
+endif()
+add_library(torchport_xxhash INTERFACE IMPORTED)
+set_target_properties(torchport_xxhash PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${TORCHPORT_XXHASH_INCLUDE_DIR}")
+message(STATUS "  xxhash.h from ${TORCHPORT_XXHASH_INCLUDE_DIR}")
+
 # Install layout. Inside a wheel everything C++ lives under the package folder
 # (torchport/lib, torchport/include, torchport/share/cmake) and the binary goes
 # to the scripts folder; relative rpaths then find libtorch inside the torch

@@ -1,15 +1,22 @@
 // The archive as a zip of records: torchport's own files inside it, and the
-// model payload checksum, SHA-256 over every record except the manifest (which
+// model payload checksum, a digest over every record except the manifest (which
 // holds the checksum) and the per-save serialization id. torchport/exporter.py
-// computes the same digest at export.
+// has the runtime compute the same digest at export. The checksum names its
+// algorithm: "xxh3-128:<hex>" (what export writes: fast enough that verifying
+// costs little at load) or "sha256:<hex>" (older exports, still verified).
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <iomanip>
+#include <map>
+#include <tuple>
 #include <sstream>
 
 #include <caffe2/serialize/inline_container.h>
+// Header-only: no shared library to ship beside the runtime.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include <torchport/tools.h>
 
@@ -99,6 +106,39 @@ class Sha256 {
   uint64_t length_ = 0;
 };
 
+// The digests a payload checksum may name; XXH3-128 hashes at memory speed
+// (SHA-256 above tripled the load time of a ResNet-18).
+class PayloadHash {
+ public:
+  explicit PayloadHash(std::string algorithm) : algorithm_(std::move(algorithm)) {
+    if (algorithm_ == kXxh3) XXH3_128bits_reset(&xxh_);
+  }
+
+  void update(const void* data, size_t size) {
+    if (algorithm_ == kXxh3) {
+      XXH3_128bits_update(&xxh_, data, size);
+    } else {
+      sha_.update(data, size);
+    }
+  }
+
+  std::string digest() {
+    if (algorithm_ != kXxh3) return algorithm_ + ":" + sha_.hex();
+    const XXH128_hash_t h = XXH3_128bits_digest(&xxh_);
+    std::ostringstream out;
+    out << algorithm_ << ":" << std::hex << std::setfill('0') << std::setw(16) << h.high64 << std::setw(16)
+        << h.low64;
+    return out.str();
+  }
+
+  static constexpr const char* kXxh3 = "xxh3-128";
+
+ private:
+  std::string algorithm_;
+  XXH3_state_t xxh_{};
+  Sha256 sha_;
+};
+
 // torchport's files: under extra/ in a TorchScript archive (its extra files),
 // at the top of a .pt2 package (AOTInductor's loaders ignore them there; torch's
 // Python loader reads extra/ as text, and the golden file is binary).
@@ -141,20 +181,20 @@ void check_records(caffe2::serialize::PyTorchStreamReader& reader, const std::st
 }
 
 // name, a zero byte, the size as 8 little-endian bytes, then the bytes.
-void hash_record(Sha256& sha, const std::string& name, const void* data, size_t size) {
-  sha.update(name.c_str(), name.size() + 1);
+void hash_record(PayloadHash& hash, const std::string& name, const void* data, size_t size) {
+  hash.update(name.c_str(), name.size() + 1);
   uint8_t le[8];
   for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(static_cast<uint64_t>(size) >> (8 * i));
-  sha.update(le, sizeof(le));
-  sha.update(data, size);
+  hash.update(le, sizeof(le));
+  hash.update(data, size);
 }
 
 // A .pte's payload as two records, in name order: the program and the golden file.
-std::string pte_checksum(const PteParts& parts) {
-  Sha256 sha;
-  hash_record(sha, kPteRecord, parts.program.data(), parts.program.size());
-  if (!parts.golden.empty()) hash_record(sha, kGoldenFile, parts.golden.data(), parts.golden.size());
-  return "sha256:" + sha.hex();
+std::string pte_checksum(const PteParts& parts, const std::string& algorithm) {
+  PayloadHash hash(algorithm);
+  hash_record(hash, kPteRecord, parts.program.data(), parts.program.size());
+  if (!parts.golden.empty()) hash_record(hash, kGoldenFile, parts.golden.data(), parts.golden.size());
+  return hash.digest();
 }
 
 // An ExecuTorch program with torchport's tail (pte.cpp). The program itself is
@@ -166,7 +206,7 @@ ArchiveFiles read_pte(const std::string& path, const std::string& bytes, Checksu
   files.manifest_json = std::string(parts.manifest);
   if (!files.manifest_json.empty()) {
     files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
-    if (checksum != Checksum::Skip) files.checksum = pte_checksum(parts);
+    if (checksum != Checksum::Skip) files.checksum = pte_checksum(parts, checksum_algorithm(files.manifest->checksum));
     if (checksum == Checksum::Verify && !files.manifest->checksum.empty() &&
         files.checksum != files.manifest->checksum) {
       throw Error(ErrorKind::BadArtifact,
@@ -180,23 +220,51 @@ ArchiveFiles read_pte(const std::string& path, const std::string& bytes, Checksu
 
 }  // namespace
 
-std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader) {
+std::string checksum_algorithm(const std::string& checksum) {
+  const auto colon = checksum.find(':');
+  return colon == std::string::npos ? kDefaultChecksum : checksum.substr(0, colon);
+}
+
+std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader, const std::string& bytes,
+                             const std::vector<ZipRecord>& zip, const std::string& algorithm) {
+  // Stored (uncompressed) records are hashed where they lie in the file, not
+  // copied out first; the reader names records without the archive's folder.
+  std::map<std::string, const ZipRecord*> stored;
+  for (const auto& r : zip) {
+    const auto slash = r.name.find('/');
+    if (r.method == 0 && r.compressed == r.uncompressed && slash != std::string::npos) {
+      stored.emplace(r.name.substr(slash + 1), &r);
+    }
+  }
   std::vector<std::string> names = reader.getAllRecords();
   std::sort(names.begin(), names.end());
-  Sha256 sha;
+  PayloadHash hash(algorithm);
   for (const auto& name : names) {
     if (std::find(std::begin(kSkipped), std::end(kSkipped), name) != std::end(kSkipped)) continue;
-    auto [data, size] = reader.getRecord(name);
-    hash_record(sha, name, data.get(), size);
+    const auto found = stored.find(name);
+    const ZipRecord* r = found == stored.end() ? nullptr : found->second;
+    const size_t size = r != nullptr ? reader.getRecordSize(name) : 0;
+    const bool in_place = r != nullptr && size == r->uncompressed && r->data <= bytes.size() &&
+                          size <= bytes.size() - r->data;
+    at::DataPtr copy;
+    const void* data = nullptr;
+    size_t length = size;
+    if (in_place) {
+      data = bytes.data() + r->data;
+    } else {
+      std::tie(copy, length) = reader.getRecord(name);
+      data = copy.get();
+    }
+    hash_record(hash, name, data, length);
   }
-  return "sha256:" + sha.hex();
+  return hash.digest();
 }
 
 ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum) {
   if (is_pte(*bytes)) return read_pte(path, *bytes, checksum);
   ArchiveFiles files;
   const std::string where = "artifact '" + path + "'";
-  check_zip_as(*bytes, where, "not a loadable TorchScript archive", ErrorKind::BadArtifact);
+  const auto zip = check_zip_as(*bytes, where, "not a loadable TorchScript archive", ErrorKind::BadArtifact);
   try {
     caffe2::serialize::PyTorchStreamReader reader(memory_reader(bytes));
     check_records(reader, path);
@@ -205,7 +273,10 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
     files.manifest_json = record_string(reader, folder + kManifestFile);
     if (!files.manifest_json.empty()) {
       files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
-      if (checksum != Checksum::Skip) files.checksum = payload_checksum(reader);
+      // Hashed with the algorithm the manifest names (old artifacts: sha256).
+      if (checksum != Checksum::Skip) {
+        files.checksum = payload_checksum(reader, *bytes, zip, checksum_algorithm(files.manifest->checksum));
+      }
       if (checksum == Checksum::Verify && !files.manifest->checksum.empty() &&
           files.checksum != files.manifest->checksum) {
         throw Error(ErrorKind::BadArtifact,
@@ -224,12 +295,12 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
   return files;
 }
 
-std::string payload_checksum(const std::string& bytes, const std::string& where) {
-  if (is_pte(bytes)) return pte_checksum(split_pte(bytes, where));
-  check_zip(bytes, where, ErrorKind::BadArtifact);
+std::string payload_checksum(const std::string& bytes, const std::string& where, const std::string& algorithm) {
+  if (is_pte(bytes)) return pte_checksum(split_pte(bytes, where), algorithm);
+  const auto zip = check_zip(bytes, where, ErrorKind::BadArtifact);
   try {
     caffe2::serialize::PyTorchStreamReader reader(memory_reader(std::make_shared<const std::string>(bytes)));
-    return payload_checksum(reader);
+    return payload_checksum(reader, bytes, zip, algorithm);
   } catch (const std::exception& e) {
     throw Error(ErrorKind::BadArtifact, where + " is not a TorchScript archive: " + brief(e));
   }

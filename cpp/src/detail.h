@@ -41,8 +41,15 @@ struct ArchiveFiles {
 enum class Checksum { Skip, Compute, Verify };
 ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum);
 
-/// The payload checksum of a TorchScript archive held in memory.
-std::string payload_checksum(const std::string& bytes, const std::string& where);
+/// The algorithm new exports use for the payload checksum; "sha256" is also verified.
+inline constexpr const char* kDefaultChecksum = "xxh3-128";
+
+/// The algorithm a checksum names ("xxh3-128:..." -> "xxh3-128"); the default when it names none.
+std::string checksum_algorithm(const std::string& checksum);
+
+/// The payload checksum of a TorchScript archive held in memory, with `algorithm`.
+std::string payload_checksum(const std::string& bytes, const std::string& where,
+                             const std::string& algorithm = kDefaultChecksum);
 
 /// Parses manifest.json text; `where` names its source in error messages.
 Manifest parse_manifest(const std::string& text, const std::string& where);

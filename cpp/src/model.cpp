@@ -48,7 +48,7 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
   // found in the checked bytes decide, not the file's name.
   if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
   if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
-  return open_torchscript(path, std::move(bytes), device, files.manifest ? &*files.manifest : nullptr);
+  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr);
 }
 
 // An output that shares its tensor or its storage with anything but the other

@@ -201,6 +201,7 @@ std::vector<ZipRecord> check_zip(const std::string& b, const std::string& where,
     if (data > cd_offset || r.compressed > cd_offset - data) {
       bad("record '" + r.name + "' (" + std::to_string(r.compressed) + " bytes) lies outside the file");
     }
+    r.data = data;
     records.push_back(std::move(r));
   }
   return records;
@@ -525,9 +526,10 @@ std::shared_ptr<caffe2::serialize::ReadAdapterInterface> memory_reader(std::shar
   return std::make_shared<MemoryReader>(std::move(bytes));
 }
 
-void check_zip_as(const std::string& bytes, const std::string& where, const std::string& what, ErrorKind kind) {
+std::vector<ZipRecord> check_zip_as(const std::string& bytes, const std::string& where, const std::string& what,
+                                    ErrorKind kind) {
   try {
-    check_zip(bytes, where, kind);
+    return check_zip(bytes, where, kind);
   } catch (const Error& e) {
     std::string why = e.what();
     if (why.rfind(where + ": ", 0) == 0) why = why.substr(where.size() + 2);

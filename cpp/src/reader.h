@@ -43,6 +43,7 @@ std::shared_ptr<const std::string> read_regular_file(const std::string& path, co
 struct ZipRecord {
   std::string name;
   uint64_t compressed = 0, uncompressed = 0, offset = 0;
+  uint64_t data = 0;  ///< where its (compressed) bytes start, checked to lie inside the file
   uint16_t method = 0;
 };
 
@@ -52,7 +53,8 @@ struct ZipRecord {
 std::vector<ZipRecord> check_zip(const std::string& bytes, const std::string& where, ErrorKind kind);
 
 /// check_zip, with errors worded "<where> is <what>: <why>" ("not a loadable TorchScript archive").
-void check_zip_as(const std::string& bytes, const std::string& where, const std::string& what, ErrorKind kind);
+std::vector<ZipRecord> check_zip_as(const std::string& bytes, const std::string& where, const std::string& what,
+                                    ErrorKind kind);
 
 /// A tensor storage a pickle refers to: the record key and the bytes it must hold.
 struct StorageNeed {

@@ -11,7 +11,7 @@ accept and refuse exactly the same files::
      "inputs":  [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8]}],
      "outputs": [{"name": "logits", "dtype": "float32", "shape": [null, 10]}],
      "metadata": {"labels": ["0", "1", ...]}, "golden": true,
-     "checksum": "sha256:...",
+     "checksum": "xxh3-128:...",
      "format": "aoti", "tolerance": {"atol": 1e-05, "rtol": 0.0001}}
 
 ``format`` and ``tolerance`` are optional: a manifest without them (every one

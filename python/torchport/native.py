@@ -64,7 +64,9 @@ class NativeModel:
     custom operators loaded (process-wide) before the model. ``run`` releases
     the GIL and may be called from several threads at once; ``concurrency`` is
     how many calls run at once without waiting (the runner pool of an
-    AOTInductor ``.pt2``).
+    AOTInductor ``.pt2``). ``optimize_graph=False`` runs a TorchScript graph
+    without the profiling executor's optimising passes, so that the first
+    call costs about what later ones do (see docs/runtime.md, "Speed").
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class NativeModel:
         verify_checksum: bool = True,
         libraries: Sequence[Union[str, Path]] = (),
         concurrency: int = 4,
+        optimize_graph: bool = True,
     ) -> None:
         native = load_native()
         self.path = Path(path)
@@ -90,6 +93,7 @@ class NativeModel:
             verify_checksum=verify_checksum,
             libraries=[str(p) for p in libraries],
             concurrency=concurrency,
+            optimize_graph=optimize_graph,
         )
         self.manifest: Manifest = Manifest.from_native(self._model.manifest)
 
@@ -109,9 +113,10 @@ class NativeModel:
         >>> m.run({"image": image})  # by name
         """
         # Every check (and every layout fix-up) happens in the runtime.
-        if len(inputs) == 1 and isinstance(inputs[0], Mapping):
+        # A tensor is tested first: the Mapping ABC check costs more than the binding's own work.
+        if len(inputs) == 1 and not isinstance(inputs[0], torch.Tensor) and isinstance(inputs[0], Mapping):
             return tuple(self._model.run_named(dict(inputs[0])))
-        return tuple(self._model.run(list(inputs)))
+        return tuple(self._model.run(inputs))
 
     __call__ = run
 
@@ -166,3 +171,38 @@ class NativeModel:
 
     def __repr__(self) -> str:
         return f"NativeModel({str(self.path)!r}, inputs={self.manifest.input_names}, outputs={self.manifest.output_names})"
+
+
+class Batcher:
+    """Dynamic batching in the process (``torchport::Batcher``): threads that each
+    call ``run`` with one request are grouped into batched calls of up to
+    ``max_batch`` rows, waiting at most ``max_delay_ms`` for one another. The model's
+    inputs and outputs must share a dynamic first dimension. A full queue
+    (``max_queue`` waiting requests) raises ``ModelRuntimeError`` at once.
+
+    >>> batcher = Batcher(NativeModel("model.pt"), max_batch=16, max_delay_ms=2.0)
+    >>> (logits,) = batcher.run(image)  # image: (1, C, H, W); from many threads at once
+    """
+
+    def __init__(self, model: NativeModel, *, max_batch: int = 16, max_delay_ms: float = 2.0,
+                 max_queue: int = 1024) -> None:
+        self._batcher = load_native().Batcher(
+            model._model, max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue
+        )
+
+    def run(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
+        """One request (tensors in manifest order); blocks until its batch has run."""
+        return tuple(self._batcher.run(inputs))
+
+    def submit(self, *inputs: Any) -> Any:
+        """Queues one request; ``.result()`` on the returned future waits for it."""
+        return self._batcher.submit(inputs)
+
+    @property
+    def batches(self) -> int:
+        """Batched calls made so far (``requests / batches`` is the mean batch)."""
+        return self._batcher.batches
+
+    @property
+    def requests(self) -> int:
+        return self._batcher.requests

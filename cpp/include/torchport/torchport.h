@@ -116,7 +116,7 @@ struct Manifest {
   std::vector<TensorSpec> outputs;
   std::string metadata_json = "{}";  ///< free user metadata, as JSON text
   bool has_golden = false;
-  std::string checksum;  ///< "sha256:..." of the model payload, verified at load; "" if none
+  std::string checksum;  ///< "xxh3-128:..." (or older "sha256:...") of the model payload, verified at load; "" if none
   std::string format;    ///< "torchscript", "aoti" or "onnx"; "" in manifests older than formats
   /// How far this format's outputs may be from the eager (golden) outputs, as
   /// allclose's atol and rtol (finite, >= 0); 0 and 0 (bit-exact) unless the manifest says.
@@ -165,6 +165,11 @@ struct Options {
   /// (each with its own activation buffers; weights are shared); a further
   /// concurrent call waits for a free one. TorchScript needs no pool and ignores it.
   int concurrency = 4;
+  /// TorchScript only: run graphs through the profiling executor's optimising
+  /// passes (LibTorch's default). false runs LibTorch's unoptimised plan from the
+  /// first call: no profiling run, no optimisation during the first two calls,
+  /// so the first call costs about what later ones do (docs/runtime.md, "Speed").
+  bool optimize_graph = true;
   /// Shared libraries of custom operators (TORCH_LIBRARY), dlopen'ed with
   /// RTLD_NOW | RTLD_GLOBAL before the model loads. Process-wide; never unloaded.
   std::vector<std::string> libraries;

@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include "backends/backend.h"
@@ -15,8 +16,8 @@ namespace {
 
 class TorchScriptBackend final : public Backend {
  public:
-  TorchScriptBackend(torch::jit::Module module, std::string path, const Manifest* manifest)
-      : module_(std::move(module)), path_(std::move(path)) {
+  TorchScriptBackend(torch::jit::Module module, std::string path, bool optimize_graph, const Manifest* manifest)
+      : module_(std::move(module)), path_(std::move(path)), optimize_graph_(optimize_graph) {
     if (!manifest) return;
     // Non-tensor arguments travel by keyword; so do the inputs when every
     // input is named after a forward() argument (an input left out of the
@@ -98,6 +99,9 @@ class TorchScriptBackend final : public Backend {
         args.push_back(as_value(inputs[i]));
       }
     }
+    // The executor reads this thread-local flag on every call: without
+    // optimisation it runs one plan from the first call, never profiling.
+    torch::jit::GraphOptimizerEnabledGuard optimize(optimize_graph_);
     return module_.get_method("forward")(std::move(args), kwargs);
   }
 
@@ -108,12 +112,13 @@ class TorchScriptBackend final : public Backend {
   std::map<std::string, c10::IValue> constants_;  // non-tensor arguments, by keyword
   std::vector<std::string> input_names_;
   bool by_name_ = false;
+  bool optimize_graph_;
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                          const c10::Device& device, const Manifest* manifest) {
+                                          bool optimize_graph, const c10::Device& device, const Manifest* manifest) {
   torch::jit::Module module;
   try {
     module = torch::jit::load(memory_reader(bytes), device);
@@ -137,7 +142,7 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  return std::make_unique<TorchScriptBackend>(std::move(module), path, manifest);
+  return std::make_unique<TorchScriptBackend>(std::move(module), path, optimize_graph, manifest);
 }
 
 }  // namespace torchport::detail
