@@ -38,6 +38,10 @@ def test_train_then_export_a_csv_model(tmp_path):
     assert m.metadata["config"]["hidden"] == [16]
     proc = run_cli("export", str(ckpt), "--out", str(tmp_path / "price.pt"))
     assert proc.returncode == 2 and "exists; pass force=True (--force)" in proc.stderr
+    proc = run_cli("export", str(ckpt), "--out", str(tmp_path / "fast.pt"), "--optimize", "fast")
+    assert proc.returncode == 0, proc.stderr
+    assert torchport.read_manifest(tmp_path / "fast.pt").optimize == "fast"
+    assert "optimize: fast" in run_cli("inspect", str(tmp_path / "fast.pt")).stdout
     proc = run_cli("export", str(ckpt), "--out", str(tmp_path / "price.pt"), "--postprocess", "argmax", "--force")
     assert proc.returncode == 2 and "needs classes; this is a regression model" in proc.stderr
 

@@ -159,6 +159,7 @@ of the schema).
       .def_readonly("format", &Manifest::format)
       .def_readonly("atol", &Manifest::atol)
       .def_readonly("rtol", &Manifest::rtol)
+      .def_readonly("optimize", &Manifest::optimize)
       .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
       .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
                   "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");

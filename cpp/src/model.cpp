@@ -47,7 +47,8 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
   // The one routing point between artifact formats: the records read_archive
   // found in the checked bytes decide, not the file's name.
   if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
-  return open_torchscript(path, std::move(bytes), options.optimize_graph, device);
+  const bool for_inference = files.manifest && files.manifest->optimize == "fast";
+  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, for_inference);
 }
 
 // An output that shares its tensor or its storage with anything but the other

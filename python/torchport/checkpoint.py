@@ -105,13 +105,15 @@ def export_checkpoint(
     inputs: Optional[torch.Tensor] = None,
     name: Optional[str] = None,
     format: str = "torchscript",
+    optimize: str = "none",
 ) -> Union[Path, dict[str, Path]]:
     """Exports a checkpoint as a torchport artifact whose graph holds the normalisation
     (and ``postprocess``: ``softmax`` or ``argmax``), so a C++ caller feeds raw data.
     Labels, normalisation and validation metrics go into the manifest's metadata.
     An existing ``out`` is replaced only with ``force=True``. ``inputs`` become the
     golden examples (default: noise at the training data's scale). ``format`` is
-    export's: ``"torchscript"``, ``"aoti"`` (.pt2), ``"onnx"`` or ``"all"``.
+    export's: ``"torchscript"``, ``"aoti"`` (.pt2), ``"onnx"`` or ``"all"``; so is
+    ``optimize`` (``"none"``, ``"freeze"`` or ``"fast"``, TorchScript only).
 
         >>> export_checkpoint("runs/wine/checkpoint.pt", "wine.pt", postprocess="argmax")
     """
@@ -154,4 +156,5 @@ def export_checkpoint(
         name=name or f"{ckpt['family']}_{ckpt['dataset']['name']}".replace(":", "_"),
         overwrite=force,  # replaced atomically: the old file stays until the new one is complete
         format=format,
+        optimize=optimize,
     )

@@ -218,6 +218,7 @@ def export(
     name: Optional[str] = None,
     overwrite: bool = False,
     format: str = "torchscript",
+    optimize: str = "none",
 ) -> Union[Path, dict[str, Path]]:
     """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
 
@@ -227,6 +228,12 @@ def export(
     runs it from Python), or ``"all"``: each of them beside ``path`` with the
     suffixes .pt, .pt2 and .onnx, verified against eager and against each other
     before returning ``{format: path}``. ``method`` applies to TorchScript.
+
+    ``optimize`` applies to TorchScript (docs/artifact.md, torchport.optimize):
+    ``"none"`` (bit-exact), ``"freeze"`` (``torch.jit.freeze``: conv-BN folding
+    among others) or ``"fast"`` (freeze + ``torch.jit.optimize_for_inference``).
+    A level other than "none" is recorded in the manifest with 10 times the
+    largest difference from eager measured at export as its ``tolerance``.
 
     ``method="auto"`` scripts and falls back to tracing with an ``ExportWarning``
     saying why. The model is put in eval mode. Input names default to the names
@@ -248,6 +255,11 @@ def export(
         raise BadOptionError(f"method: expected one of {METHODS}, got {method!r}")
     if format not in EXPORT_FORMATS:
         raise BadOptionError(f"format: expected one of {EXPORT_FORMATS}, got {format!r}")
+    from torchport import optimize as levels
+
+    levels.check_level(optimize)
+    if optimize != "none" and format != "torchscript":
+        raise BadOptionError(f"optimize={optimize!r} applies to TorchScript; format {format!r} takes only 'none'")
     if not isinstance(model, torch.nn.Module):
         raise BadOptionError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     meta = dict(metadata or {})
@@ -287,6 +299,14 @@ def export(
     if format == "torchscript":
         module, used = _compile(model, inputs, method)
         out_shapes = _output_shapes(module, inputs, outputs, dynamic, in_names)
+        # Shapes come from the general graph above; the level is measured against eager.
+        module = levels.apply(module, optimize)
+        if optimize != "none":
+            batched = [dynamic[n].get(0) == "batch" for n in in_names]
+            measured = levels.measure(levels.for_inference(module, optimize), model, inputs, batched, optimize,
+                                      _outputs_tuple)
+            meta[levels.METADATA_KEY] = {"level": optimize, "max_abs_diff": measured["max_abs_diff"],
+                                         "safety_factor": measured["safety_factor"]}
     else:
         from torchport import formats
 
@@ -316,7 +336,10 @@ def export(
         metadata=meta,
         golden=True,
         format=format,
+        optimize=optimize if format == "torchscript" else "",
     )
+    if format == "torchscript" and optimize != "none":
+        manifest.tolerance = {"atol": measured["atol"], "rtol": 0.0}
     native = load_native()
     try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)
         manifest.validated(f"export of '{path}': manifest")
@@ -334,9 +357,14 @@ def export(
     # Loaded by the runtime's own reader before anything is written: export
     # never leaves a file that the runtime refuses.
     try:
-        native.load_from_memory(data, str(path))
+        loaded = native.load_from_memory(data, str(path))
     except (BadArtifactError, BadOptionError) as e:
         raise ExportError(f"the runtime refuses the exported model, so nothing was written: {e}") from None
+    if optimize != "none":  # the runtime must reproduce eager within the recorded tolerance
+        check = json.loads(loaded.selfcheck())
+        if not check["ok"]:
+            raise ExportError(f"optimize={optimize!r}: the runtime's outputs are not within the measured tolerance "
+                              f"of eager's, so nothing was written: {check}")
     write_bytes(path, data, overwrite=overwrite)
     return path
 

@@ -87,6 +87,8 @@ class Manifest:
     format: str = ""
     #: {"atol": A, "rtol": R}: how far this format's outputs may be from eager's; None: bit-exact
     tolerance: Optional[dict[str, float]] = None
+    #: TorchScript optimisation level at export: "none", "freeze" or "fast"; "" before levels
+    optimize: str = ""
 
     @property
     def input_names(self) -> list[str]:
@@ -113,6 +115,7 @@ class Manifest:
             checksum=m.checksum,
             format=m.format,
             tolerance={"atol": m.atol, "rtol": m.rtol} if (m.atol or m.rtol) else None,
+            optimize=m.optimize,
         )
         out._source = m  # a derived contract (schema 0) is written as the runtime derived it
         return out
@@ -141,6 +144,7 @@ class Manifest:
                 **({"checksum": self.checksum} if self.checksum else {}),
                 **({"format": self.format} if self.format else {}),
                 **({"tolerance": self.tolerance} if self.tolerance is not None else {}),
+                **({"optimize": self.optimize} if self.optimize else {}),
             }
         )
 

@@ -96,6 +96,9 @@ struct Manifest {
   /// How far this format's outputs may be from the eager (golden) outputs, as
   /// allclose's atol and rtol (finite, >= 0); 0 and 0 (bit-exact) unless the manifest says.
   double atol = 0.0, rtol = 0.0;
+  /// The TorchScript optimisation level export applied: "none", "freeze" or
+  /// "fast"; "" in manifests older than levels (the same as "none").
+  std::string optimize;
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }

@@ -39,9 +39,10 @@ class Backend {
 };
 
 /// A TorchScript archive, from the bytes of the file at `path` (already
-/// checked by read_archive).
+/// checked by read_archive); `for_inference` runs torch::jit::optimize_for_inference
+/// on it (the manifest's optimize level "fast", whose oneDNN constants cannot be saved).
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes, bool optimize_graph,
-                                          const c10::Device& device);
+                                          const c10::Device& device, bool for_inference = false);
 
 struct ArchiveFiles;
 

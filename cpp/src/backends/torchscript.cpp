@@ -101,7 +101,7 @@ class TorchScriptBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes, bool optimize_graph,
-                                          const c10::Device& device) {
+                                          const c10::Device& device, bool for_inference) {
   torch::jit::Module module;
   try {
     module = torch::jit::load(memory_reader(bytes), device);
@@ -125,6 +125,16 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
+  if (for_inference) {
+    // Export saved the frozen graph: the oneDNN layouts this pass adds hold
+    // constants torch.jit.save cannot write, so it runs here, once per load.
+    try {
+      module = torch::jit::optimize_for_inference(module);
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::BadArtifact,
+                  "'" + path + "' (optimize \"fast\"): optimize_for_inference failed: " + brief(e));
+    }
+  }
   return std::make_unique<TorchScriptBackend>(std::move(module), path, optimize_graph);
 }
 
