@@ -9,6 +9,8 @@
         [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
     torchport export CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|all]
         [--optimize none|freeze|fast]
+    torchport bench model.pt [--batch 1,8,32] [--threads 1,2] [--runtimes ...] [--checkpoint CKPT]
+        [--json FILE] [--plot FILE]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
     torchport models
@@ -95,6 +97,30 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
     else:
         outputs = model.run(data)
     save_tensors(output_file, outputs, protect=[path, input_file])
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise BadOptionError(f"--{what}: expected integers separated by commas, got {text!r}") from None
+
+
+def bench_artifact(artifact: str, *, batch: str = "1,8,32", threads: str = "1", runtimes: Optional[str] = None,
+                   checkpoint: Optional[str] = None, iters: int = 100, rounds: int = 3,
+                   json_out: Optional[str] = None, plot: Optional[str] = None):
+    """``torchport bench``: ``torchport.bench.bench`` with the command line's lists; prints the table."""
+    from torchport.bench import bench
+
+    report = bench(artifact, batches=_int_list(batch, "batch"), threads=_int_list(threads, "threads"),
+                   runtimes=runtimes.split(",") if runtimes else None, checkpoint=checkpoint, iters=iters,
+                   rounds=rounds)
+    print(report)
+    if json_out:
+        report.write_json(json_out)
+    if plot:
+        report.plot(plot)
+    return report
 
 
 def model_from_checkpoint(checkpoint: str, artifact: str):
@@ -306,6 +332,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
 
     s = sub.add_parser(
+        "bench",
+        help="time the runtimes that run an artifact, side by side",
+        description="Time every runtime that can run the artifact in one process, in alternating rounds, with "
+        "the same inputs (the golden inputs repeated or sliced to each batch size) and thread settings: eager "
+        "(with --checkpoint), TorchScript in Python, the C++ runtime through the binding (native) and in a C++ "
+        "loop (native-cpp), the .pt2 and .onnx beside the artifact (same stem; ONNX Runtime when installed). "
+        "Reports load time, first call, p50/p90/p99, throughput and the ratio to the first contender.",
+    )
+    s.add_argument("artifact")
+    s.add_argument("--batch", default="1,8,32", metavar="B,B,...", help="batch sizes (default 1,8,32)")
+    s.add_argument("--threads", default="1", metavar="T,T,...", help="intra-op thread counts (default 1)")
+    s.add_argument("--runtimes", default=None, metavar="R,R,...",
+                   help="a subset of eager, torchscript, native, native-cpp, aoti, onnxruntime (default: all that apply)")
+    s.add_argument("--checkpoint", default=None, help="the training checkpoint the artifact came from: adds eager")
+    s.add_argument("--iters", type=int, default=100, help="calls per contender per round (default 100)")
+    s.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    s.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    s.add_argument("--plot", metavar="FILE", help="write a PNG chart of p50 per runtime")
+
+    s = sub.add_parser(
         "export",
         help="export a training checkpoint to an artifact",
         description="Export a checkpoint as a torchport artifact with the normalisation inside the graph (a C++ "
@@ -423,6 +469,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
                 master_port=args.master_port, dist_timeout=args.dist_timeout,
             )
+            return 0
+        if args.command == "bench":
+            bench_artifact(args.artifact, batch=args.batch, threads=args.threads, runtimes=args.runtimes,
+                           checkpoint=args.checkpoint, iters=args.iters, rounds=args.rounds, json_out=args.json,
+                           plot=args.plot)
             return 0
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
