@@ -38,3 +38,11 @@ def test_binding_script_runs():
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 3  # header + 2 models
+
+
+def test_levels_script_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "levels.py"), "--models", "cnn", "--iters", "2",
+                           "--rounds", "1", "--batch", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 2  # header + the CNN at batch 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 import torchport
@@ -38,6 +40,15 @@ def test_train_then_export_a_csv_model(tmp_path):
     assert m.metadata["config"]["hidden"] == [16]
     proc = run_cli("export", str(ckpt), "--out", str(tmp_path / "price.pt"))
     assert proc.returncode == 2 and "exists; pass force=True (--force)" in proc.stderr
+    proc = run_cli("export", str(ckpt), "--out", str(tmp_path / "fast.pt"), "--optimize", "fast")
+    assert proc.returncode == 0, proc.stderr
+    assert torchport.read_manifest(tmp_path / "fast.pt").optimize == "fast"
+    assert "optimize: fast" in run_cli("inspect", str(tmp_path / "fast.pt")).stdout
+    proc = run_cli("bench", str(tmp_path / "price.pt"), "--checkpoint", str(ckpt), "--batch", "2", "--iters", "2",
+                   "--rounds", "1", "--runtimes", "eager,native", "--json", str(tmp_path / "bench.json"))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert [(r["runtime"], r["ratio"]) for r in rows][0] == ("eager", 1.0) and rows[1]["runtime"] == "native"
     proc = run_cli("export", str(ckpt), "--out", str(tmp_path / "price.pt"), "--postprocess", "argmax", "--force")
     assert proc.returncode == 2 and "needs classes; this is a regression model" in proc.stderr
 

@@ -182,6 +182,7 @@ of the schema).
       .def_readonly("structure_json", &Manifest::structure_json, "How the outputs nest, as JSON text ('' if flat).")
       .def_readonly("labels", &Manifest::labels, "Class names in output order; [] when none.")
       .def_readonly("features", &Manifest::features, "A tabular model's input columns in order; [] when none.")
+      .def_readonly("optimize", &Manifest::optimize)
       .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
       .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
                   "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");

@@ -270,6 +270,7 @@ std::string Manifest::to_json(int indent) const {
   };
   if (!checksum.empty()) out["checksum"] = checksum;
   if (!format.empty()) out["format"] = format;
+  if (!optimize.empty()) out["optimize"] = optimize;
   if (atol != 0.0 || rtol != 0.0) out["tolerance"] = {{"atol", atol}, {"rtol", rtol}};
   if (!dim_bounds.empty()) {
     json dims = json::object();
@@ -375,6 +376,15 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     if (m.format != "torchscript" && m.format != "aoti" && m.format != "onnx" && m.format != "executorch") {
       bad(where, "field 'format' must be \"torchscript\", \"aoti\", \"onnx\" or \"executorch\", got " + short_dump(*format));
     }
+  }
+  auto optimize = doc.find("optimize");
+  if (optimize != doc.end()) {
+    if (!optimize->is_string() ||
+        (optimize->get<std::string>() != "none" && optimize->get<std::string>() != "freeze" &&
+         optimize->get<std::string>() != "fast")) {
+      bad(where, "field 'optimize' must be \"none\", \"freeze\" or \"fast\", got " + short_dump(*optimize));
+    }
+    m.optimize = optimize->get<std::string>();
   }
   auto tolerance = doc.find("tolerance");
   if (tolerance != doc.end()) {

@@ -112,6 +112,7 @@ def export_checkpoint(
     name: Optional[str] = None,
     format: str = "torchscript",
     delegate: Optional[str] = None,
+    optimize: str = "none",
 ) -> Union[Path, dict[str, Path]]:
     """Exports a checkpoint as a torchport artifact whose graph holds the normalisation
     (and ``postprocess``: ``softmax`` or ``argmax``), so a C++ caller feeds raw data.
@@ -119,7 +120,8 @@ def export_checkpoint(
     An existing ``out`` is replaced only with ``force=True``. ``inputs`` become the
     golden examples (default: noise at the training data's scale). ``format`` is
     export's: ``"torchscript"``, ``"aoti"`` (.pt2), ``"onnx"``, ``"executorch"``
-    (.pte, lowered to ``delegate``) or ``"all"``.
+    (.pte, lowered to ``delegate``) or ``"all"``; so is
+    ``optimize`` (``"none"``, ``"freeze"`` or ``"fast"``, TorchScript only).
 
         >>> export_checkpoint("runs/wine/checkpoint.pt", "wine.pt", postprocess="argmax")
     """
@@ -167,4 +169,5 @@ def export_checkpoint(
         delegate=delegate,
         labels=ckpt["dataset"]["labels"],
         features=ckpt["dataset"].get("features", []),  # checkpoints before issue 11 have none
+        optimize=optimize,
     )

@@ -8,7 +8,9 @@
     torchport train FAMILY [--data NAME | --csv FILE --target COL | --images DIR] --out runs/NAME
         [--resume RUN_DIR [--epochs N] | --force] [--nproc N] [--nnodes N --node-rank R --master-addr HOST --master-port P]
     torchport export RUN_DIR|CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|executorch|all]
-                     [--delegate xnnpack|none]
+        [--delegate xnnpack|none] [--optimize none|freeze|fast]
+    torchport bench model.pt [--batch 1,8,32] [--threads 1,2] [--runtimes ...] [--checkpoint CKPT]
+        [--json FILE] [--plot FILE]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
     torchport models
@@ -70,6 +72,8 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     if m.format:
         tol = f"atol={m.tolerance['atol']:g}, rtol={m.tolerance['rtol']:g} against eager" if m.tolerance else "bit-exact"
         lines.insert(1, f"  format: {m.format} ({tol})")
+    if m.optimize:
+        lines.insert(2, f"  optimize: {m.optimize}")
     if m.checksum and info is not None:
         ok = info.checksum_ok
         lines.append(f"  payload checksum: {m.checksum[:19]}... {'verified' if ok else 'MISMATCH: modified after export'}")
@@ -101,6 +105,30 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
     native = load_native()
     text = native.format_answers(list(outputs), model._model.manifest, format=format, top_k=top_k)
     native.write_file(str(output_file), text.encode(), overwrite=True, protect=[str(path), str(input_file)])
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise BadOptionError(f"--{what}: expected integers separated by commas, got {text!r}") from None
+
+
+def bench_artifact(artifact: str, *, batch: str = "1,8,32", threads: str = "1", runtimes: Optional[str] = None,
+                   checkpoint: Optional[str] = None, iters: int = 100, rounds: int = 3,
+                   json_out: Optional[str] = None, plot: Optional[str] = None):
+    """``torchport bench``: ``torchport.bench.bench`` with the command line's lists; prints the table."""
+    from torchport.bench import bench
+
+    report = bench(artifact, batches=_int_list(batch, "batch"), threads=_int_list(threads, "threads"),
+                   runtimes=runtimes.split(",") if runtimes else None, checkpoint=checkpoint, iters=iters,
+                   rounds=rounds)
+    print(report)
+    if json_out:
+        report.write_json(json_out)
+    if plot:
+        report.plot(plot)
+    return report
 
 
 def model_from_checkpoint(checkpoint: str, artifact: str):
@@ -163,14 +191,14 @@ def train_model(
 
 
 def export_model(checkpoint: str, out: str, *, postprocess: str = "none", force: bool = False, check: bool = True,
-                 format: str = "torchscript", delegate: Optional[str] = None):
+                 format: str = "torchscript", delegate: Optional[str] = None, optimize: str = "none"):
     """``torchport export``: checkpoint -> artifact with normalisation (and postprocess) inside;
     with ``check``, the parity report through every runtime on its golden examples (one
     report per format; the first that fails is returned, else the last)."""
     from torchport.checkpoint import export_checkpoint
 
     written = export_checkpoint(checkpoint, out, postprocess=postprocess, force=force, format=format,
-                                delegate=delegate)
+                                delegate=delegate, optimize=optimize)
     paths = list(written.values()) if isinstance(written, dict) else [written]
     for path in paths:
         compile_info = read_manifest(path).metadata.get("torchport.compile")
@@ -335,6 +363,26 @@ def _parser() -> argparse.ArgumentParser:
                    "line per epoch)")
 
     s = sub.add_parser(
+        "bench",
+        help="time the runtimes that run an artifact, side by side",
+        description="Time every runtime that can run the artifact in one process, in alternating rounds, with "
+        "the same inputs (the golden inputs repeated or sliced to each batch size) and thread settings: eager "
+        "(with --checkpoint), TorchScript in Python, the C++ runtime through the binding (native) and in a C++ "
+        "loop (native-cpp), the .pt2 and .onnx beside the artifact (same stem; ONNX Runtime when installed). "
+        "Reports load time, first call, p50/p90/p99, throughput and the ratio to the first contender.",
+    )
+    s.add_argument("artifact")
+    s.add_argument("--batch", default="1,8,32", metavar="B,B,...", help="batch sizes (default 1,8,32)")
+    s.add_argument("--threads", default="1", metavar="T,T,...", help="intra-op thread counts (default 1)")
+    s.add_argument("--runtimes", default=None, metavar="R,R,...",
+                   help="a subset of eager, torchscript, native, native-cpp, aoti, onnxruntime (default: all that apply)")
+    s.add_argument("--checkpoint", default=None, help="the training checkpoint the artifact came from: adds eager")
+    s.add_argument("--iters", type=int, default=100, help="calls per contender per round (default 100)")
+    s.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    s.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    s.add_argument("--plot", metavar="FILE", help="write a PNG chart of p50 per runtime")
+
+    s = sub.add_parser(
         "export",
         help="export a training checkpoint to an artifact",
         description="Export a checkpoint as a torchport artifact with the normalisation inside the graph (a C++ "
@@ -351,6 +399,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--delegate", choices=["xnnpack", "none"], default=None,
                    help="with --format executorch: lower to XNNPACK (default) or to ExecuTorch's portable "
                    "kernels only (none)")
+    s.add_argument("--optimize", default="none", choices=["none", "freeze", "fast"],
+                   help="TorchScript optimisation level: none (default, bit-exact); freeze (torch.jit.freeze: "
+                   "conv-BN folding...); fast (freeze + optimize_for_inference: oneDNN layouts and fusion). A "
+                   "level other than none records 10x its measured difference from eager as the tolerance")
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.add_argument("--no-verify", action="store_true", help="skip the parity check")
 
@@ -471,9 +523,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 master_port=args.master_port, dist_timeout=args.dist_timeout,
             )
             return 0
+        if args.command == "bench":
+            bench_artifact(args.artifact, batch=args.batch, threads=args.threads, runtimes=args.runtimes,
+                           checkpoint=args.checkpoint, iters=args.iters, rounds=args.rounds, json_out=args.json,
+                           plot=args.plot)
+            return 0
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
-                                  check=not args.no_verify, format=args.format, delegate=args.delegate)
+                                  check=not args.no_verify, format=args.format, delegate=args.delegate,
+                                  optimize=args.optimize)
             return 0 if report is None or report.ok else EXIT_MISMATCH
         if args.command == "triton":
             if args.check:

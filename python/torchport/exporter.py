@@ -441,6 +441,7 @@ def export(
     delegate: Optional[str] = None,
     labels: Optional[Sequence[str]] = None,
     features: Optional[Sequence[Any]] = None,
+    optimize: str = "none",
 ) -> Union[Path, dict[str, Path]]:
     """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
 
@@ -453,6 +454,12 @@ def export(
     ``.pte`` for mobile and edge devices, lowered to ``delegate`` ("xnnpack",
     the default, or "none"), with dynamic dims bounded by
     ``formats.EXECUTORCH_DIM_MAX``. ``method`` applies to TorchScript.
+
+    ``optimize`` applies to TorchScript (docs/artifact.md, torchport.optimize):
+    ``"none"`` (bit-exact), ``"freeze"`` (``torch.jit.freeze``: conv-BN folding
+    among others) or ``"fast"`` (freeze + ``torch.jit.optimize_for_inference``).
+    A level other than "none" is recorded in the manifest with 10 times the
+    largest difference from eager measured at export as its ``tolerance``.
 
     ``method="auto"`` scripts and falls back to tracing with an ``ExportWarning``
     saying why. The model is put in eval mode. Input names default to the names
@@ -499,6 +506,11 @@ def export(
             raise BadOptionError(f"delegate: applies to format 'executorch', got format {format!r}")
         if delegate not in DELEGATES:
             raise BadOptionError(f"delegate: expected one of {DELEGATES}, got {delegate!r}")
+    from torchport import optimize as levels
+
+    levels.check_level(optimize)
+    if optimize != "none" and format != "torchscript":
+        raise BadOptionError(f"optimize={optimize!r} applies to TorchScript; format {format!r} takes only 'none'")
     if not isinstance(model, torch.nn.Module):
         raise BadOptionError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     meta = dict(metadata or {})
@@ -560,6 +572,17 @@ def export(
             schema = {a.name: str(a.type) for a in module.forward.schema.arguments}
             optional = {n for n, p in zip(in_names, call.names) if schema.get(p, "").startswith("Optional[")}
         custom_ops = _custom_ops(module)
+        # Shapes come from the general graph above; the level is measured against eager.
+        if optimize != "none" and (call.by_keyword or call.changed):
+            raise BadOptionError(f"optimize={optimize!r}: levels apply to models called with positional tensors; "
+                                 "keyword inputs and non-default non-tensor arguments take optimize='none'")
+        module = levels.apply(module, optimize)
+        if optimize != "none":
+            batched = [dynamic[n].get(0) == "batch" for n in in_names]
+            measured = levels.measure(levels.for_inference(module, optimize), model, inputs, batched, optimize,
+                                      lambda out: tuple(_flatten_outputs(out)[0]))
+            meta[levels.METADATA_KEY] = {"level": optimize, "max_abs_diff": measured["max_abs_diff"],
+                                         "safety_factor": measured["safety_factor"]}
     else:
         from torchport import formats
 
@@ -603,7 +626,10 @@ def export(
         features=[f if isinstance(f, FeatureSpec) else FeatureSpec(f["name"], f.get("type", "numeric"),
                                                                    tuple(f.get("vocabulary", ())))
                   for f in features or []],
+        optimize=optimize if format == "torchscript" else "",
     )
+    if format == "torchscript" and optimize != "none":
+        manifest.tolerance = {"atol": measured["atol"], "rtol": 0.0}
     native = load_native()
     try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)
         manifest.validated(f"export of '{path}': manifest")
@@ -621,9 +647,14 @@ def export(
     # Loaded by the runtime's own reader before anything is written: export
     # never leaves a file that the runtime refuses.
     try:
-        native.load_from_memory(data, str(path))
+        loaded = native.load_from_memory(data, str(path))
     except (BadArtifactError, BadOptionError) as e:
         raise ExportError(f"the runtime refuses the exported model, so nothing was written: {e}") from None
+    if optimize != "none":  # the runtime must reproduce eager within the recorded tolerance
+        check = json.loads(loaded.selfcheck())
+        if not check["ok"]:
+            raise ExportError(f"optimize={optimize!r}: the runtime's outputs are not within the measured tolerance "
+                              f"of eager's, so nothing was written: {check}")
     write_bytes(path, data, overwrite=overwrite)
     return path
 

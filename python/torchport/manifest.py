@@ -117,6 +117,8 @@ class Manifest:
     labels: list[str] = field(default_factory=list)
     #: a tabular model's input columns in input-vector order (optional; [] when none)
     features: list[FeatureSpec] = field(default_factory=list)
+    #: TorchScript optimisation level at export: "none", "freeze" or "fast"; "" before levels
+    optimize: str = ""
 
     @property
     def input_names(self) -> list[str]:
@@ -148,6 +150,7 @@ class Manifest:
             structure=json.loads(m.structure_json) if m.structure_json else None,
             labels=list(m.labels),
             features=[FeatureSpec(f.name, f.type, tuple(f.vocabulary)) for f in m.features],
+            optimize=m.optimize,
         )
         out._source = m  # a derived contract (schema 0) is written as the runtime derived it
         return out
@@ -179,6 +182,7 @@ class Manifest:
                 **({"structure": self.structure} if self.structure is not None else {}),
                 **({"labels": list(self.labels)} if self.labels else {}),
                 **({"features": [f.to_dict() for f in self.features]} if self.features else {}),
+                **({"optimize": self.optimize} if self.optimize else {}),
             }
         )
 

@@ -133,6 +133,9 @@ struct Manifest {
   std::vector<std::string> labels;
   /// A tabular model's input columns, in input-vector order; empty when the input is not named columns.
   std::vector<FeatureSpec> features;
+  /// The TorchScript optimisation level export applied: "none", "freeze" or
+  /// "fast"; "" in manifests older than levels (the same as "none").
+  std::string optimize;
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }

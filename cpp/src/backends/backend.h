@@ -40,8 +40,9 @@ class Backend {
 
 /// A TorchScript archive, from the bytes of the file at `path` (already
 /// checked by read_archive); `manifest`, when there is one, gives the
-/// constants passed to forward() by keyword; `optimize_graph` off runs without
-/// the profiling executor's optimising passes.
+/// constants passed to forward() by keyword, and its optimize level "fast" runs
+/// torch::jit::optimize_for_inference at load (its oneDNN constants cannot be
+/// saved); `optimize_graph` off runs without the profiling executor's optimising passes.
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
                                           bool optimize_graph, const c10::Device& device,
                                           const Manifest* manifest = nullptr);

@@ -142,6 +142,16 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
+  if (manifest && manifest->optimize == "fast") {
+    // Export saved the frozen graph: the oneDNN layouts this pass adds hold
+    // constants torch.jit.save cannot write, so it runs here, once per load.
+    try {
+      module = torch::jit::optimize_for_inference(module);
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::BadArtifact,
+                  "'" + path + "' (optimize \"fast\"): optimize_for_inference failed: " + brief(e));
+    }
+  }
   return std::make_unique<TorchScriptBackend>(std::move(module), path, optimize_graph, manifest);
 }
 
