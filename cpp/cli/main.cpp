@@ -70,7 +70,7 @@ int run(const std::string& name, const Settings& s) {
   if (name == "predict") {
     // Refused before running: the output may not replace what this command reads.
     torchport::check_output_path(s.output, {s.artifact, s.input});
-    const auto inputs = torchport::read_tensor_file(s.input);
+    const auto inputs = torchport::read_input_file(s.input, model.manifest());
     const auto outputs = torchport::run(model, inputs);
     if (s.format == "tensors") {
       torchport::write_tensor_file(s.output, outputs, {s.artifact, s.input});
@@ -101,7 +101,7 @@ int run(const std::string& name, const Settings& s) {
   }
   const auto inputs = s.input.empty()
                           ? model.example_inputs()
-                          : torchport::positional_inputs(model, torchport::read_tensor_file(s.input));
+                          : torchport::positional_inputs(model, torchport::read_input_file(s.input, model.manifest()));
   std::cout << torchport::benchmark(model, inputs, s.iters, s.warmup).to_json() << "\n";
   return 0;
 }
@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
       "name); write OUT, readable by torch.load: a tensor for one output, else a tuple in manifest "
       "output order. OUT may not be the artifact or IN.",
       s);
-  predict->add_option("--input", s.input, "input file (torch.save)")->required();
+  predict->add_option("--input", s.input, "input file: torch.save, .npy, or CSV rows with a header for a model whose manifest has features")->required();
   predict->add_option("--output", s.output, "output file, replaced atomically")->required();
   predict->add_option("--format", s.format,
                       "tensors (default: a torch.save file), json or csv: named outputs, one record per sample, "

@@ -79,3 +79,20 @@ TEST(TensorFile, WriteReplacesAtomically) {
     EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << entry.path();
   }
 }
+
+TEST(CsvInput, EncodesColumnsByNameAndRefusesBadCells) {
+  tp::Manifest manifest;
+  manifest.features = {{"temp", "numeric", {}}, {"city", "categorical", {"lyon", "nice"}}};
+  // Columns in another order, a label column ignored, an unknown city as zeros.
+  const auto rows = write_file("rows.csv", "city,label,temp\nnice,hot,21.5\nbrest,cold,-3\n");
+  const auto bundle = tp::read_input_file(rows, manifest);
+  ASSERT_EQ(bundle.positional.size(), 1u);
+  const auto expected = torch::tensor({21.5f, 0.f, 1.f, -3.f, 0.f, 0.f}).reshape({2, 3});
+  EXPECT_TRUE(torch::equal(bundle.positional[0], expected));
+  for (const char* bad : {"city,label\nnice,hot\n", "city,temp\nnice,inf\n", "city,temp\nnice,1,2\n", "city,temp\n"}) {
+    EXPECT_EQ(kind_of([&] { tp::read_input_file(write_file("bad.csv", bad), manifest); }), tp::ErrorKind::BadInput)
+        << bad;
+  }
+  // Without features, CSV text is no input file.
+  EXPECT_EQ(kind_of([&] { tp::read_input_file(rows, tp::Manifest{}); }), tp::ErrorKind::BadInput);
+}
