@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 
+#include "image_input.h"
 #include "npy.h"
 
 namespace torchport::detail {
@@ -132,7 +133,7 @@ float number(const std::string& cell, const std::string& at) {
 
 bool looks_like_csv(const std::string& bytes) {
   if (bytes.compare(0, 4, "PK\x03\x04") == 0 || is_npy(bytes)) return false;
-  if (bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 || bytes.compare(0, 3, "\xff\xd8\xff") == 0) return false;
+  if (is_image(bytes)) return false;
   return std::memchr(bytes.data(), '\0', std::min<size_t>(bytes.size(), 1024)) == nullptr;
 }
 

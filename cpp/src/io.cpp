@@ -17,6 +17,7 @@
 
 #include "detail.h"
 #include "csv_input.h"
+#include "image_input.h"
 #include "npy.h"
 #include "reader.h"
 
@@ -57,9 +58,9 @@ TensorBundle bundle_of(const std::string& path, const std::shared_ptr<const std:
     bundle.positional.push_back(detail::read_npy(*bytes, where));
     return bundle;
   }
-  if (bytes->size() >= 8 && (bytes->compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 || bytes->compare(0, 3, "\xff\xd8\xff") == 0)) {
-    throw Error(ErrorKind::BadInput, where + " is an image; input files are torch.save files or .npy arrays "
-                                             "(images are not read yet: decode to a uint8 array and save it)");
+  if (detail::is_image(*bytes)) {  // a PNG or JPEG picture: uint8 [1, H, W, 3] RGB, the model's first input
+    bundle.positional.push_back(detail::read_image(*bytes, where));
+    return bundle;
   }
   const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
   if (value.isTensor()) {
