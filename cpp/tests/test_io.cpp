@@ -96,3 +96,21 @@ TEST(CsvInput, EncodesColumnsByNameAndRefusesBadCells) {
   // Without features, CSV text is no input file.
   EXPECT_EQ(kind_of([&] { tp::read_input_file(rows, tp::Manifest{}); }), tp::ErrorKind::BadInput);
 }
+
+TEST(ImageInput, RefusesOversizedAndBrokenPicturesBeforeDecoding) {
+  // A PNG signature and an IHDR that declares 100000 x 100000 pixels, and nothing more.
+  std::string huge = "\x89PNG\r\n\x1a\n";
+  huge += std::string("\0\0\0\x0dIHDR", 8) + std::string("\0\x01\x86\xa0\0\x01\x86\xa0\x08\x02\0\0\0", 13) +
+          std::string(4, '\0') + std::string(64, '\0');
+  for (const auto& [name, bytes] : {std::pair<std::string, std::string>{"huge.png", huge},
+                                    {"cut.png", huge.substr(0, 12)},
+                                    {"broken.jpg", std::string("\xff\xd8\xff\xe0") + std::string(40, '\0')}}) {
+    try {
+      tp::read_tensor_file(write_file(name, bytes));
+      ADD_FAILURE() << name << " was read";
+    } catch (const tp::Error& e) {
+      EXPECT_EQ(e.kind(), tp::ErrorKind::BadInput) << name;
+      EXPECT_NE(std::string(e.what()).find(name + "' is not a readable PNG/JPEG image"), std::string::npos) << e.what();
+    }
+  }
+}
