@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
       "name); write OUT, readable by torch.load: a tensor for one output, else a tuple in manifest "
       "output order. OUT may not be the artifact or IN.",
       s);
-  predict->add_option("--input", s.input, "input file: torch.save, .npy, or CSV rows with a header for a model whose manifest has features")->required();
+  predict->add_option("--input", s.input, "input file: torch.save, .npy, CSV rows with a header for a model whose manifest has features, or a PNG/JPEG picture (uint8 [1, H, W, 3] RGB)")->required();
   predict->add_option("--output", s.output, "output file, replaced atomically")->required();
   predict->add_option("--format", s.format,
                       "tensors (default: a torch.save file), json or csv: named outputs, one record per sample, "

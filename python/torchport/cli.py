@@ -240,8 +240,8 @@ def _parser() -> argparse.ArgumentParser:
         "--inputs, with the format's Python runtime), within the manifest's tolerance. Exit 1 on mismatch.",
     )
     s.add_argument("artifact")
-    s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name), .npy array, or CSV rows "
-                   "for a model with features")
+    s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name), .npy array, CSV rows "
+                   "for a model with features, or a PNG/JPEG picture")
     s.add_argument("--atol", type=float, default=None,
                    help="absolute tolerance (default: the manifest's for its format; 0, exact, for TorchScript)")
     s.add_argument("--rtol", type=float, default=None,
@@ -265,7 +265,9 @@ def _parser() -> argparse.ArgumentParser:
         "(a tensor for one output, else a tuple) with torch.save.",
     )
     s.add_argument("artifact")
-    s.add_argument("--input", required=True, metavar="FILE")
+    s.add_argument("--input", required=True, metavar="FILE",
+                   help="torch.save file of inputs, .npy array, CSV rows (a model with features) or a PNG/JPEG "
+                   "picture (uint8 [1, H, W, 3] RGB), read by the runtime as torchport-run predict does")
     s.add_argument("--output", required=True, metavar="FILE")
     s.add_argument("--format", default="tensors", choices=["tensors", "json", "csv"],
                    help="tensors (torch.save), or json/csv answers: named outputs, the label and top-k labels "
