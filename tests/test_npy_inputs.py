@@ -75,4 +75,4 @@ def test_broken_or_hostile_npy_files_are_refused_by_name(tmp_path, case):
 def test_an_image_file_is_named_as_such(artifact, tmp_path):
     (tmp_path / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
     proc = run_binary("predict", str(artifact), "--input", str(tmp_path / "cat.png"), "--output", str(tmp_path / "o"))
-    assert proc.returncode == 4 and "is an image; input files are torch.save files or .npy arrays" in proc.stderr
+    assert proc.returncode == 4 and "cat.png' is not a readable PNG/JPEG image" in proc.stderr, proc.stderr

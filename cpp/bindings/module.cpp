@@ -304,6 +304,23 @@ void register_io(py::module_& m) {
       "Reads a torch.save file of tensors with the runtime's reader (no code is executed): a list "
       "of tensors, or a dict by input name.\n\n    >>> read_tensor_file('inputs.pt')");
   m.def(
+      "read_input_file",
+      [](const std::string& path, const Manifest& manifest) -> py::object {
+        TensorBundle bundle;
+        {
+          py::gil_scoped_release release;
+          bundle = read_input_file(path, manifest);
+        }
+        if (!bundle.by_name) return tensors_to(bundle.positional);
+        py::dict named;
+        for (const auto& [name, tensor] : bundle.named) named[py::str(name)] = to_python(tensor);
+        return named;
+      },
+      py::arg("path"), py::arg("manifest"),
+      "read_tensor_file, and CSV rows for a model whose manifest has features (columns by name, "
+      "categories one-hot), as torchport-run predict reads its --input.\n\n"
+      "    >>> read_input_file('rows.csv', model.manifest)");
+  m.def(
       "write_tensor_file",
       [](const std::string& path, const py::sequence& tensors, const std::vector<std::string>& protect) {
         std::vector<at::Tensor> items;

@@ -99,7 +99,7 @@ int run(const std::string& name, const Settings& s) {
     // One load for all pairs, in order; the first failure stops the command
     // (outputs already written stay).
     for (size_t i = 0; i < s.pred_inputs.size(); ++i) {
-      const auto outputs = torchport::run(model, torchport::read_tensor_file(s.pred_inputs[i]));
+      const auto outputs = torchport::run(model, torchport::read_input_file(s.pred_inputs[i], model.manifest()));
       if (s.format == "tensors") {
         torchport::write_outputs_file(s.pred_outputs[i], model.structure_outputs(outputs), protect);
       } else {
@@ -135,7 +135,7 @@ int run(const std::string& name, const Settings& s) {
   }
   const auto inputs = s.input.empty()
                           ? model.example_inputs()
-                          : torchport::positional_inputs(model, torchport::read_tensor_file(s.input));
+                          : torchport::positional_inputs(model, torchport::read_input_file(s.input, model.manifest()));
   std::cout << torchport::benchmark(model, inputs, s.iters, s.warmup).to_json() << "\n";
   return 0;
 }
@@ -161,7 +161,8 @@ int main(int argc, char** argv) {
       "model's dicts and lists). OUT may not be the artifact or an IN. Repeat --input and --output to run many "
       "files with one load, in order; the first failure stops (outputs written before it stay).",
       s);
-  predict->add_option("--input", s.pred_inputs, "input file (torch.save); repeatable")
+  predict->add_option("--input", s.pred_inputs, "input file: torch.save, .npy, CSV rows with a header for a model whose manifest has features, or a "
+                      "PNG/JPEG picture (uint8 [1, H, W, 3] RGB); repeatable")
       ->required()
       ->allow_extra_args(false);
   predict->add_option("--output", s.pred_outputs, "output file, replaced atomically; one per --input")

@@ -18,6 +18,8 @@
 #include <torchport/io.h>
 
 #include "detail.h"
+#include "csv_input.h"
+#include "image_input.h"
 #include "npy.h"
 #include "reader.h"
 
@@ -51,20 +53,16 @@ std::vector<at::Tensor> as_tensor_list(const c10::IValue& v, const std::string& 
   return out;
 }
 
-}  // namespace
-
-TensorBundle read_tensor_file(const std::string& path) {
+TensorBundle bundle_of(const std::string& path, const std::shared_ptr<const std::string>& bytes) {
   const std::string where = "input file '" + path + "'";
-  // A missing input file is a bad input of the call, not a missing artifact.
-  const auto bytes = detail::read_regular_file(path, "input file", ErrorKind::BadInput);
   TensorBundle bundle;
   if (detail::is_npy(*bytes)) {  // a NumPy array: the model's one (or first) input
     bundle.positional.push_back(detail::read_npy(*bytes, where));
     return bundle;
   }
-  if (bytes->size() >= 8 && (bytes->compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 || bytes->compare(0, 3, "\xff\xd8\xff") == 0)) {
-    throw Error(ErrorKind::BadInput, where + " is an image; input files are torch.save files or .npy arrays "
-                                             "(images are not read yet: decode to a uint8 array and save it)");
+  if (detail::is_image(*bytes)) {  // a PNG or JPEG picture: uint8 [1, H, W, 3] RGB, the model's first input
+    bundle.positional.push_back(detail::read_image(*bytes, where));
+    return bundle;
   }
   const c10::IValue value = detail::load_tensor_archive(*bytes, where, ErrorKind::BadInput);
   if (value.isTensor()) {
@@ -87,6 +85,23 @@ TensorBundle read_tensor_file(const std::string& path) {
                                          "tensors by input name");
   }
   return bundle;
+}
+
+}  // namespace
+
+TensorBundle read_tensor_file(const std::string& path) {
+  // A missing input file is a bad input of the call, not a missing artifact.
+  return bundle_of(path, detail::read_regular_file(path, "input file", ErrorKind::BadInput));
+}
+
+TensorBundle read_input_file(const std::string& path, const Manifest& manifest) {
+  const auto bytes = detail::read_regular_file(path, "input file", ErrorKind::BadInput);
+  if (!manifest.features.empty() && detail::looks_like_csv(*bytes)) {
+    TensorBundle bundle;
+    bundle.positional.push_back(detail::read_csv_rows(*bytes, manifest.features, "input file '" + path + "'"));
+    return bundle;
+  }
+  return bundle_of(path, bytes);
 }
 
 namespace {

@@ -79,3 +79,38 @@ TEST(TensorFile, WriteReplacesAtomically) {
     EXPECT_EQ(entry.path().string().find(".tmp-"), std::string::npos) << entry.path();
   }
 }
+
+TEST(CsvInput, EncodesColumnsByNameAndRefusesBadCells) {
+  tp::Manifest manifest;
+  manifest.features = {{"temp", "numeric", {}}, {"city", "categorical", {"lyon", "nice"}}};
+  // Columns in another order, a label column ignored, an unknown city as zeros.
+  const auto rows = write_file("rows.csv", "city,label,temp\nnice,hot,21.5\nbrest,cold,-3\n");
+  const auto bundle = tp::read_input_file(rows, manifest);
+  ASSERT_EQ(bundle.positional.size(), 1u);
+  const auto expected = torch::tensor({21.5f, 0.f, 1.f, -3.f, 0.f, 0.f}).reshape({2, 3});
+  EXPECT_TRUE(torch::equal(bundle.positional[0], expected));
+  for (const char* bad : {"city,label\nnice,hot\n", "city,temp\nnice,inf\n", "city,temp\nnice,1,2\n", "city,temp\n"}) {
+    EXPECT_EQ(kind_of([&] { tp::read_input_file(write_file("bad.csv", bad), manifest); }), tp::ErrorKind::BadInput)
+        << bad;
+  }
+  // Without features, CSV text is no input file.
+  EXPECT_EQ(kind_of([&] { tp::read_input_file(rows, tp::Manifest{}); }), tp::ErrorKind::BadInput);
+}
+
+TEST(ImageInput, RefusesOversizedAndBrokenPicturesBeforeDecoding) {
+  // A PNG signature and an IHDR that declares 100000 x 100000 pixels, and nothing more.
+  std::string huge = "\x89PNG\r\n\x1a\n";
+  huge += std::string("\0\0\0\x0dIHDR", 8) + std::string("\0\x01\x86\xa0\0\x01\x86\xa0\x08\x02\0\0\0", 13) +
+          std::string(4, '\0') + std::string(64, '\0');
+  for (const auto& [name, bytes] : {std::pair<std::string, std::string>{"huge.png", huge},
+                                    {"cut.png", huge.substr(0, 12)},
+                                    {"broken.jpg", std::string("\xff\xd8\xff\xe0") + std::string(40, '\0')}}) {
+    try {
+      tp::read_tensor_file(write_file(name, bytes));
+      ADD_FAILURE() << name << " was read";
+    } catch (const tp::Error& e) {
+      EXPECT_EQ(e.kind(), tp::ErrorKind::BadInput) << name;
+      EXPECT_NE(std::string(e.what()).find(name + "' is not a readable PNG/JPEG image"), std::string::npos) << e.what();
+    }
+  }
+}

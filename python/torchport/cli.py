@@ -92,7 +92,7 @@ def run_artifact(path: str, input_file: str, output_file: str, *, device: str = 
     model = NativeModel(path, device=device, threads=threads)
     # Refused before running: the output may not replace what this command reads.
     load_native().check_output_path(str(output_file), [str(path), str(input_file)])
-    data = read_tensor_file(input_file)  # the runtime's own reader, as torchport-run predict uses
+    data = read_tensor_file(input_file, path)  # the runtime's own reader, as torchport-run predict uses
     if isinstance(data, (list, tuple)):
         outputs = model.run(*data)
     else:
@@ -265,7 +265,8 @@ def _parser() -> argparse.ArgumentParser:
         "--inputs, with the format's Python runtime), within the manifest's tolerance. Exit 1 on mismatch.",
     )
     s.add_argument("artifact")
-    s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name)")
+    s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name), .npy array, CSV rows "
+                   "for a model with features, or a PNG/JPEG picture")
     s.add_argument("--atol", type=float, default=None,
                    help="absolute tolerance (default: the manifest's for its format; 0, exact, for TorchScript)")
     s.add_argument("--rtol", type=float, default=None,
@@ -290,7 +291,9 @@ def _parser() -> argparse.ArgumentParser:
         "plain torch.load.",
     )
     s.add_argument("artifact")
-    s.add_argument("--input", required=True, metavar="FILE")
+    s.add_argument("--input", required=True, metavar="FILE",
+                   help="torch.save file of inputs, .npy array, CSV rows (a model with features) or a PNG/JPEG "
+                   "picture (uint8 [1, H, W, 3] RGB), read by the runtime as torchport-run predict does")
     s.add_argument("--output", required=True, metavar="FILE")
     s.add_argument("--format", default="tensors", choices=["tensors", "json", "csv"],
                    help="tensors (torch.save), or json/csv answers: named outputs, the label and top-k labels "
@@ -484,7 +487,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from torchport.native import read_tensor_file
 
             # The runtime's own reader, as torchport-run and `torchport run` use.
-            inputs = read_tensor_file(args.inputs) if args.inputs else None
+            inputs = read_tensor_file(args.inputs, args.artifact) if args.inputs else None
             model = model_from_checkpoint(args.model_from, args.artifact) if args.model_from else None
             if args.localize:
                 if model is None:

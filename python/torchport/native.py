@@ -47,10 +47,20 @@ def binary_path() -> Path:
     raise NativeUnavailableError(f"{BINARY} is not installed (looked in {beside.parent} and on PATH)")
 
 
-def read_tensor_file(path: Union[str, Path]) -> Union[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Reads a torch.save file of tensors with the C++ runtime's reader, which
-    executes nothing: a list of tensors, or a dict by input name."""
-    return load_native().read_tensor_file(str(path))
+def read_tensor_file(path: Union[str, Path], artifact: Union[str, Path, None] = None
+                     ) -> Union[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Reads a torch.save file of tensors (or an .npy array) with the C++ runtime's reader,
+    which executes nothing: a list of tensors, or a dict by input name. With the
+    ``artifact`` the file is for, CSV rows too when its manifest has ``features``
+    (the runtime's ``read_input_file``, as ``torchport-run predict --input``)."""
+    manifest = None
+    if artifact is not None:
+        from torchport.manifest import read_manifest
+
+        manifest = read_manifest(artifact)
+    if manifest is None or not manifest.features:  # only features make CSV rows readable
+        return load_native().read_tensor_file(str(path))
+    return load_native().read_input_file(str(path), manifest.validated())
 
 
 class NativeModel:

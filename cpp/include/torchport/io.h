@@ -23,6 +23,12 @@ struct TensorBundle {
 /// torch.load(weights_only=True)). Throws Error (BadInput).
 TensorBundle read_tensor_file(const std::string& path);
 
+/// read_tensor_file, and for a model whose manifest has `features`, CSV rows too
+/// (told apart by content): a header row naming the columns, matched by name to the
+/// features, numbers parsed strictly, categories one-hot over the manifest's
+/// vocabulary (unknown values all zeros). See docs/runtime.md. Throws Error (BadInput).
+TensorBundle read_input_file(const std::string& path, const Manifest& manifest);
+
 /// Writes tensors so that plain torch.load(path) reads them back: one tensor as
 /// a tensor, several as a tuple. The file is replaced atomically (write_file);
 /// `protect` lists the files the command reads, which the output may not be.
