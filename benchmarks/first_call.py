@@ -28,6 +28,9 @@ import torchport
 from torchport.models import Pipeline, build_model, config_for
 from torchport.native import binary_path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from latency import LSTM, MLP  # noqa: E402  (the latency benchmark's models)
+
 PROBE = """
 import json, sys, time, statistics, torch
 torch.set_num_threads({threads})
@@ -39,26 +42,6 @@ for _ in range(202):
     s = time.perf_counter(); m.run(x); t.append((time.perf_counter() - s) * 1e3)
 print(json.dumps({{"first": t[0], "second": t[1], "p50": statistics.median(t[2:]), "warmup_ms": m.warmup_ms}}))
 """
-
-
-class MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class LSTM(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(16, 64, batch_first=True)
-        self.fc = nn.Linear(64, 4)
-
-    def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(seq)  # (B, T, 64)
-        return self.fc(out[:, -1])
 
 
 class Encoder(nn.Module):

@@ -26,43 +26,12 @@ import zipfile
 from pathlib import Path
 
 import torch
-from torch import nn
 
-import torchport
-from torchport.native import NativeModel
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from formats import ResNet18  # noqa: E402  (the same ResNet-18-style model as the format benchmark)
 
-
-class Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(y)) + self.down(x))
-
-
-class ResNet18(nn.Module):
-    """torchvision's resnet18 layout: 4 stages of 2 basic blocks."""
-
-    def __init__(self, classes: int = 1000) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
-        layers, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
-            cin = cout
-        self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(512, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, classes)
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
+import torchport  # noqa: E402
+from torchport.native import NativeModel  # noqa: E402
 
 
 def with_sha256(data: bytes) -> bytes:
@@ -99,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = torchport.export(ResNet18().eval(), torch.rand(1, 3, 64, 64), Path(tmp) / "resnet18.pt")
+        path = torchport.export(ResNet18(classes=1000).eval(), torch.rand(1, 3, 64, 64), Path(tmp) / "resnet18.pt")
         old = Path(tmp) / "resnet18_sha256.pt"
         old.write_bytes(with_sha256(path.read_bytes()))
         mb = path.stat().st_size / 1e6

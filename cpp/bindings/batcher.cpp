@@ -15,17 +15,6 @@ namespace py = pybind11;
 namespace torchport::bindings {
 namespace {
 
-std::vector<at::Tensor> request_from(const Model& model, const py::sequence& items) {
-  const auto& specs = model.manifest().inputs;
-  const size_t n = py::len(items);
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(from_python(items[i], i < specs.size() ? "input '" + specs[i].name + "'" : "input " + std::to_string(i)));
-  }
-  return out;
-}
-
 py::list to_list(const std::vector<at::Tensor>& tensors) {
   py::list out;
   for (const auto& t : tensors) out.append(to_python(t));
@@ -91,14 +80,14 @@ inputs and outputs must share a dynamic first dimension).
       .def(
           "submit",
           [](PyBatcher& self, const py::sequence& inputs) {
-            return BatchFuture{self.batcher->submit(request_from(self.model, inputs)).share()};
+            return BatchFuture{self.batcher->submit(tensors_from(self.model, inputs)).share()};
           },
           py::arg("inputs"), py::keep_alive<0, 1>(),
           "Queues one request (tensors in manifest order); a full queue raises ModelRuntimeError at once.")
       .def(
           "run",
           [](PyBatcher& self, const py::sequence& inputs) {
-            auto future = self.batcher->submit(request_from(self.model, inputs));
+            auto future = self.batcher->submit(tensors_from(self.model, inputs));
             std::vector<at::Tensor> outputs;
             {
               py::gil_scoped_release release;

@@ -210,4 +210,18 @@ py::object to_python(const at::Tensor& tensor) {
   return py::reinterpret_steal<py::object>(out);
 }
 
+std::vector<at::Tensor> tensors_from(const Model& model, const py::sequence& items) {
+  const auto& specs = model.manifest().inputs;
+  const size_t n = py::len(items);
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string where =
+        i < specs.size() ? "input '" + specs[i].name + "'" : "input " + std::to_string(i);
+    // None leaves an optional input out (the runtime checks that it is optional).
+    out.push_back(items[i].is_none() ? at::Tensor() : from_python(items[i], where));
+  }
+  return out;
+}
+
 }  // namespace torchport::bindings

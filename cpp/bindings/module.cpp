@@ -22,21 +22,6 @@ namespace py = pybind11;
 namespace torchport::bindings {
 namespace {
 
-// Tensors in input order; errors name the input the model calls it.
-std::vector<at::Tensor> tensors_from(const Model& model, const py::sequence& items) {
-  const auto& specs = model.manifest().inputs;
-  const size_t n = py::len(items);
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    const std::string where =
-        i < specs.size() ? "input '" + specs[i].name + "'" : "input " + std::to_string(i);
-    // None leaves an optional input out (the runtime checks that it is optional).
-    out.push_back(items[i].is_none() ? at::Tensor() : from_python(items[i], where));
-  }
-  return out;
-}
-
 // Tensors given by input name; errors name the input.
 std::map<std::string, at::Tensor> named_from(const py::dict& inputs) {
   std::map<std::string, at::Tensor> named;

@@ -207,7 +207,8 @@ std::future<std::vector<at::Tensor>> Batcher::submit(std::vector<at::Tensor> inp
   for (size_t i = 0; i < inputs.size(); ++i) {
     const std::string where = "input '" + m.inputs[i].name + "'";
     if (!inputs[i].defined() || inputs[i].dim() == 0) {
-      throw Error(ErrorKind::BadInput, where + ": expected a tensor with a batch dimension, got a scalar");
+      throw Error(ErrorKind::BadInput, where + ": expected a tensor with a batch dimension, got " +
+                                           (inputs[i].defined() ? "a scalar" : "none (the batcher takes every input)"));
     }
     const int64_t rows = inputs[i].size(0);
     if (i == 0) request->rows = rows;
