@@ -69,6 +69,24 @@ def transformer_pte(tmp_path_factory):
     return model, path
 
 
+@pytest.fixture(scope="session")
+def rnn_pte(tmp_path_factory):
+    """A tiny zoo LSTM (6 steps, one layer) without a delegate: ExecuTorch unrolls
+    the recurrence, and export warns past formats.RNN_UNROLL_WARN_STEPS (lowered
+    to 5 here so that a cheap model shows it)."""
+    from unittest import mock
+
+    from torchport import formats
+
+    torch.manual_seed(0)
+    model = build_model("rnn", {"hidden": 4, "layers": 1}).eval()
+    with mock.patch.object(formats, "RNN_UNROLL_WARN_STEPS", 5), \
+            pytest.warns(torchport.ExportWarning, match=r"no LSTM/GRU kernel: lowering RNN unrolls .*aten.lstm: 6 steps"):
+        path = torchport.export(model, torch.randn(3, 6, 1), tmp_path_factory.mktemp("rnn") / "rnn.pte",
+                                format="executorch", delegate="none")
+    return model, path
+
+
 # ---------------------------------------------------------------------- export
 
 
@@ -129,10 +147,12 @@ def test_a_pte_that_runs_only_at_the_example_size_is_refused(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("batch", [1, 7])
-def test_transformer_pte_runs_at_other_batches(transformer_pte, tmp_path, batch):
-    model, path = transformer_pte
-    assert torchport.read_manifest(path).metadata["torchport.compile"]["input_bounds"] == [[EXECUTORCH_DIM_MAX, 12, 1]]
-    x = torch.randn(batch, 12, 1)
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_sequence_families_run_at_other_batches(transformer_pte, rnn_pte, tmp_path, batch, family):
+    model, path = transformer_pte if family == "transformer" else rnn_pte
+    steps = torchport.read_manifest(path).inputs[0].shape[1]
+    assert torchport.read_manifest(path).metadata["torchport.compile"]["input_bounds"] == [[EXECUTORCH_DIM_MAX, steps, 1]]
+    x = torch.randn(batch, steps, 1)
     with torch.inference_mode():
         expected = model(x)
     tol = torchport.read_manifest(path).tolerance
@@ -278,9 +298,9 @@ def test_edge_app_links_no_libtorch(edge_app):
     assert "libexecutorch.so" in needed and "libtorch" not in needed and "libc10" not in needed, needed
 
 
-def test_edge_app_runs_a_pte_within_tolerance(edge_app, mlp_pte, cnn_pte, transformer_pte, tmp_path):
+def test_edge_app_runs_a_pte_within_tolerance(edge_app, mlp_pte, cnn_pte, transformer_pte, rnn_pte, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    for path in (mlp_pte[1]["xnnpack"], cnn_pte[1], transformer_pte[1]):
+    for path in (mlp_pte[1]["xnnpack"], cnn_pte[1], transformer_pte[1], rnn_pte[1]):
         inputs, expected = torchport.read_golden(path)
         src, out = tmp_path / "in.bin", tmp_path / "out.bin"
         src.write_bytes(b"".join(t.contiguous().numpy().tobytes() for t in inputs))

@@ -246,6 +246,31 @@ _SPLIT_AS_SLICES = {torch.ops.aten.split.Tensor: _split_as_slices,
                     torch.ops.aten.split_with_sizes.default: _split_sizes_as_slices}
 
 
+#: recurrent steps (time steps x layers x directions) past which lowering warns:
+#: ExecuTorch has no LSTM/GRU kernel, so its edge lowering unrolls aten.lstm and
+#: aten.gru into about 21 graph nodes per step, and lowering time grows with them
+#: (docs/artifact.md has the figures measured).
+RNN_UNROLL_WARN_STEPS = 32
+
+
+def _recurrent_steps(program) -> list[tuple[str, int]]:
+    """(op, steps) for each aten.lstm/aten.gru in ``program``: the time steps
+    (static) times layers times directions that lowering unrolls."""
+    found = []
+    for node in program.graph.nodes:
+        name = getattr(node.target, "__name__", str(node.target))
+        if node.op != "call_function" or name.split(".")[0] not in ("lstm", "gru") or len(node.args) < 9:
+            continue
+        val = node.args[0].meta.get("val") if hasattr(node.args[0], "meta") else None
+        num_layers, bidirectional, batch_first = node.args[4], node.args[7], node.args[8]
+        if val is None or not isinstance(num_layers, int):
+            continue
+        time_steps = val.shape[1 if batch_first and val.dim() == 3 else 0]
+        if isinstance(time_steps, int):
+            found.append((name.split(".")[0], time_steps * num_layers * (2 if bidirectional else 1)))
+    return found
+
+
 def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str],
                        delegate: str) -> tuple[bytes, float]:
     """(.pte bytes, lowering seconds): torch.export with bounded dims (``split``
@@ -253,6 +278,15 @@ def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, nam
     ``delegate``) and ``.to_executorch()``."""
     exir = _executorch()
     program = capture(model, inputs, dynamic, names, max=EXECUTORCH_DIM_MAX).run_decompositions(_SPLIT_AS_SLICES)
+    long = [f"aten.{op}: {steps} steps" for op, steps in _recurrent_steps(program) if steps > RNN_UNROLL_WARN_STEPS]
+    if long:
+        from torchport.exporter import ExportWarning
+
+        warnings.warn(
+            f"ExecuTorch has no LSTM/GRU kernel: lowering {type(model).__name__} unrolls every time step of every "
+            f"layer ({'; '.join(long)}; more than {RNN_UNROLL_WARN_STEPS}) into separate graph nodes, which takes "
+            "minutes per model (docs/artifact.md); a shorter sequence or fewer layers lowers faster, or export "
+            "format 'torchscript' or 'aoti' keeps the recurrence as one op", ExportWarning, stacklevel=4)
     partitioners = []
     if delegate == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
