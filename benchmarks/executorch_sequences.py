@@ -34,7 +34,7 @@ def row(model: torch.nn.Module, steps: int, delegate: str, folder: Path, label: 
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torchport.ExportWarning)
-        path = torchport.export(model, torch.randn(4, steps, 1), folder / f"{label}_{delegate}.pte",
+        path = torchport.export(model, torch.randn(4, steps, 1), folder / f"{label}_{steps}_{delegate}.pte",
                                 format="executorch", delegate=delegate)
     total = time.perf_counter() - start
     info = torchport.read_manifest(path).metadata[formats.COMPILE_KEY]
