@@ -249,7 +249,8 @@ _SPLIT_AS_SLICES = {torch.ops.aten.split.Tensor: _split_as_slices,
 #: recurrent steps (time steps x layers x directions) past which lowering warns:
 #: ExecuTorch has no LSTM/GRU kernel, so its edge lowering unrolls aten.lstm and
 #: aten.gru into about 21 graph nodes per step, and lowering time grows with them
-#: (docs/artifact.md has the figures measured).
+#: (docs/artifact.md has the figures measured). 32 is a chosen line, about a
+#: minute or more of lowering at the measured rate, not a measured limit.
 RNN_UNROLL_WARN_STEPS = 32
 
 
@@ -488,7 +489,8 @@ def runtime_check(fmt: str, data: bytes, where: str, tol: Optional[dict[str, flo
 
 
 #: the most input bytes the export check of a .pte's largest planned size feeds
-#: (past it the largest size is not run, and export warns)
+#: (past it the largest size is not run, and export warns); a guess at what
+#: export can afford on a small machine, not a measured figure
 EXTREMES_MAX_BYTES = 256 << 20
 
 
