@@ -24,6 +24,7 @@ import torchport
 from conftest import CASES, MLP, run_binary, run_cli
 from torchport import _native
 from torchport.formats import EXECUTORCH_DIM_MAX, EXECUTORCH_TOLERANCES, PTE_TAIL_MAGIC
+from torchport.models import build_model
 
 pytest.importorskip("executorch")
 if not _native.WITH_EXECUTORCH:
@@ -54,6 +55,35 @@ def cnn_pte(tmp_path_factory):
     with pytest.warns(torchport.ExportWarning, match=r"planned memory for smaller dynamic dims .*input 'image' dim 0: at most"):
         path = torchport.export(model, CNN_CASE.example(3), tmp_path_factory.mktemp("cnn") / "cnn.pte",
                                 format="executorch")
+    return model, path
+
+
+@pytest.fixture(scope="session")
+def transformer_pte(tmp_path_factory):
+    """A small zoo transformer lowered to XNNPACK from a batch-4 example (its
+    ``qkv(x).split`` once pinned the planned batch to 4)."""
+    torch.manual_seed(0)
+    model = build_model("transformer", {"d_model": 16, "heads": 2, "layers": 1, "ff": 32, "max_len": 32}).eval()
+    path = torchport.export(model, torch.randn(4, 12, 1), tmp_path_factory.mktemp("tr") / "transformer.pte",
+                            format="executorch")
+    return model, path
+
+
+@pytest.fixture(scope="session")
+def rnn_pte(tmp_path_factory):
+    """A tiny zoo LSTM (6 steps, one layer) without a delegate: ExecuTorch unrolls
+    the recurrence, and export warns past formats.RNN_UNROLL_WARN_STEPS (lowered
+    to 5 here so that a cheap model shows it)."""
+    from unittest import mock
+
+    from torchport import formats
+
+    torch.manual_seed(0)
+    model = build_model("rnn", {"hidden": 4, "layers": 1}).eval()
+    with mock.patch.object(formats, "RNN_UNROLL_WARN_STEPS", 5), \
+            pytest.warns(torchport.ExportWarning, match=r"no LSTM/GRU kernel: lowering RNN unrolls .*aten.lstm: 6 steps"):
+        path = torchport.export(model, torch.randn(3, 6, 1), tmp_path_factory.mktemp("rnn") / "rnn.pte",
+                                format="executorch", delegate="none")
     return model, path
 
 
@@ -96,7 +126,43 @@ def test_what_torch_export_cannot_capture_is_refused_with_the_reason(tmp_path):
     assert not (tmp_path / "dd.pte").exists()
 
 
+def test_a_pte_that_runs_only_at_the_example_size_is_refused(tmp_path, monkeypatch):
+    """Without the split rewrite, ExecuTorch plans the batch for the example's 4
+    only; export runs the .pte at batch 1 and refuses to write it."""
+    from torchport import formats
+
+    class Split(torch.nn.Module):
+        def forward(self, x):
+            a, b = x.split(3, dim=1)
+            return a * b
+
+    monkeypatch.setattr(formats, "_SPLIT_AS_SLICES", {})
+    with pytest.warns(torchport.ExportWarning, match="at most 4"), pytest.raises(torchport.ExportError,
+                       match=r"the exported \.pte fails at input 'x' dim 0 = 1 \(the smallest\), so nothing was written"):
+        torchport.export(Split(), torch.randn(4, 6), tmp_path / "split.pte", format="executorch", delegate="none")
+    assert not list(tmp_path.iterdir())
+
+
 # --------------------------------------------------------------------- running
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_sequence_families_run_at_other_batches(transformer_pte, rnn_pte, tmp_path, batch, family):
+    model, path = transformer_pte if family == "transformer" else rnn_pte
+    steps = torchport.read_manifest(path).inputs[0].shape[1]
+    assert torchport.read_manifest(path).metadata["torchport.compile"]["input_bounds"] == [[EXECUTORCH_DIM_MAX, steps, 1]]
+    x = torch.randn(batch, steps, 1)
+    with torch.inference_mode():
+        expected = model(x)
+    tol = torchport.read_manifest(path).tolerance
+    torch.testing.assert_close(torchport.NativeModel(path).run(x)[0], expected, atol=tol["atol"], rtol=tol["rtol"])
+    src, out = tmp_path / "in.pt", tmp_path / "out.pt"
+    torch.save(x, src)
+    proc = run_binary("predict", str(path), "--input", str(src), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    got = torch.load(out)
+    torch.testing.assert_close(got[0] if isinstance(got, (list, tuple)) else got, expected, atol=tol["atol"], rtol=tol["rtol"])
 
 
 @pytest.mark.parametrize("batch", [1, 3, 11])
@@ -232,9 +298,9 @@ def test_edge_app_links_no_libtorch(edge_app):
     assert "libexecutorch.so" in needed and "libtorch" not in needed and "libc10" not in needed, needed
 
 
-def test_edge_app_runs_a_pte_within_tolerance(edge_app, mlp_pte, cnn_pte, tmp_path):
+def test_edge_app_runs_a_pte_within_tolerance(edge_app, mlp_pte, cnn_pte, transformer_pte, rnn_pte, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    for path in (mlp_pte[1]["xnnpack"], cnn_pte[1]):
+    for path in (mlp_pte[1]["xnnpack"], cnn_pte[1], transformer_pte[1], rnn_pte[1]):
         inputs, expected = torchport.read_golden(path)
         src, out = tmp_path / "in.bin", tmp_path / "out.bin"
         src.write_bytes(b"".join(t.contiguous().numpy().tobytes() for t in inputs))

@@ -692,5 +692,8 @@ def _export_other(fmt: str, model, inputs, dynamic, in_names, out_names, manifes
     else:
         data = formats.export_onnx(model, inputs, dynamic, in_names, out_names, manifest, golden)
     formats.runtime_check(fmt, data, str(path), manifest.tolerance)
+    if fmt == "executorch":
+        # the sizes the manifest allows beyond the example's: 1 and the planned bound
+        formats.executorch_extremes_check(model, data, str(path), inputs, dynamic, in_names, bounds, manifest.tolerance)
     write_bytes(path, data, overwrite=overwrite)
     return path

@@ -79,9 +79,9 @@ COMPILE_KEY = "torchport.compile"
 
 
 #: ExecuTorch's tolerance per delegate. Measured (benchmarks/formats.py, figures in
-#: docs/artifact.md) on the zoo's mlp and cnn only: at most 6.0e-8 from eager with
-#: either delegate, so the other formats' atol is kept (over 100x that); the rnn
-#: and transformer rows are not measured yet.
+#: docs/artifact.md) on the zoo's mlp and cnn: at most 6.0e-8 from eager with
+#: either delegate, and the transformer (benchmarks/executorch_sequences.py) at
+#: most 2.8e-7, so the other formats' atol is kept (over 30x that).
 EXECUTORCH_TOLERANCES: dict[str, dict[str, float]] = {
     "xnnpack": {"atol": 1e-5, "rtol": 1e-4},
     "none": {"atol": 1e-5, "rtol": 1e-4},
@@ -225,12 +225,69 @@ def _executorch():
     return exir
 
 
+def _split_as_slices(x, split_size, dim=0):
+    n = x.shape[dim]
+    if not isinstance(n, int):  # a dynamic split dim stays a split
+        return NotImplemented
+    return tuple(torch.ops.aten.slice.Tensor(x, dim, i, min(i + split_size, n)) for i in range(0, n, split_size))
+
+
+def _split_sizes_as_slices(x, sizes, dim=0):
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(torch.ops.aten.slice.Tensor(x, dim, a, a + s) for a, s in zip(starts, sizes))
+
+
+#: ``split`` rewritten as slices before lowering: executorch 1.5.1's edge lowering
+#: (to_edge) specialises every dynamic dim of a graph with a ``split`` to the
+#: example's size (its range becomes [example, example]), so the transformer's
+#: ``qkv(x).split(C, dim=2)`` planned the batch for the example only and other
+#: batches failed inside ExecuTorch with error 0x10 (NotSupported).
+_SPLIT_AS_SLICES = {torch.ops.aten.split.Tensor: _split_as_slices,
+                    torch.ops.aten.split_with_sizes.default: _split_sizes_as_slices}
+
+
+#: recurrent steps (time steps x layers x directions) past which lowering warns:
+#: ExecuTorch has no LSTM/GRU kernel, so its edge lowering unrolls aten.lstm and
+#: aten.gru into about 21 graph nodes per step, and lowering time grows with them
+#: (docs/artifact.md has the figures measured). 32 is a chosen line, about a
+#: minute or more of lowering at the measured rate, not a measured limit.
+RNN_UNROLL_WARN_STEPS = 32
+
+
+def _recurrent_steps(program) -> list[tuple[str, int]]:
+    """(op, steps) for each aten.lstm/aten.gru in ``program``: the time steps
+    (static) times layers times directions that lowering unrolls."""
+    found = []
+    for node in program.graph.nodes:
+        name = getattr(node.target, "__name__", str(node.target))
+        if node.op != "call_function" or name.split(".")[0] not in ("lstm", "gru") or len(node.args) < 9:
+            continue
+        val = node.args[0].meta.get("val") if hasattr(node.args[0], "meta") else None
+        num_layers, bidirectional, batch_first = node.args[4], node.args[7], node.args[8]
+        if val is None or not isinstance(num_layers, int):
+            continue
+        time_steps = val.shape[1 if batch_first and val.dim() == 3 else 0]
+        if isinstance(time_steps, int):
+            found.append((name.split(".")[0], time_steps * num_layers * (2 if bidirectional else 1)))
+    return found
+
+
 def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str],
                        delegate: str) -> tuple[bytes, float]:
-    """(.pte bytes, lowering seconds): torch.export with bounded dims, then
-    ExecuTorch's edge lowering (to ``delegate``) and ``.to_executorch()``."""
+    """(.pte bytes, lowering seconds): torch.export with bounded dims (``split``
+    as slices, see ``_SPLIT_AS_SLICES``), then ExecuTorch's edge lowering (to
+    ``delegate``) and ``.to_executorch()``."""
     exir = _executorch()
-    program = capture(model, inputs, dynamic, names, max=EXECUTORCH_DIM_MAX)
+    program = capture(model, inputs, dynamic, names, max=EXECUTORCH_DIM_MAX).run_decompositions(_SPLIT_AS_SLICES)
+    long = [f"aten.{op}: {steps} steps" for op, steps in _recurrent_steps(program) if steps > RNN_UNROLL_WARN_STEPS]
+    if long:
+        from torchport.exporter import ExportWarning
+
+        warnings.warn(
+            f"ExecuTorch has no LSTM/GRU kernel: lowering {type(model).__name__} unrolls every time step of every "
+            f"layer ({'; '.join(long)}; more than {RNN_UNROLL_WARN_STEPS}) into separate graph nodes, which takes "
+            "minutes per model (docs/artifact.md); a shorter sequence or fewer layers lowers faster, or export "
+            "format 'torchscript' or 'aoti' keeps the recurrence as one op", ExportWarning, stacklevel=4)
     partitioners = []
     if delegate == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -429,6 +486,60 @@ def runtime_check(fmt: str, data: bytes, where: str, tol: Optional[dict[str, flo
         raise ExportError(f"the runtime refuses the exported {fmt} model, so nothing was written: {e}") from None
     inputs, outputs = native.golden()
     check_outputs(f"the torchport runtime ({fmt})", outputs, native.run(inputs), tol)
+
+
+#: the most input bytes the export check of a .pte's largest planned size feeds
+#: (past it the largest size is not run, and export warns); a guess at what
+#: export can afford on a small machine, not a measured figure
+EXTREMES_MAX_BYTES = 256 << 20
+
+
+def _resized(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """``t`` with ``size`` entries along ``dim``: its first ones, repeated when more."""
+    reps = -(-size // t.shape[dim])
+    return torch.cat([t] * reps, dim).narrow(dim, 0, size).contiguous() if reps > 1 else t.narrow(dim, 0, size).contiguous()
+
+
+def executorch_extremes_check(model: torch.nn.Module, data: bytes, where: str, inputs: tuple, dynamic: dict,
+                              names: list[str], bounds: list[list[int]], tol: Optional[dict[str, float]]) -> list[str]:
+    """The .pte run by the torchport runtime at each dynamic dim's extremes (1 and
+    the size ExecuTorch planned memory for), one dim (or set of dims sharing a
+    name) at a time, against eager within ``tol``: a file that works only at the
+    example's size is refused (ExportError). Returns the sizes checked."""
+    from torchport.errors import TorchportError
+    from torchport.exporter import ExportWarning
+
+    groups: dict[Any, list[tuple[int, int]]] = {}
+    for i, n in enumerate(names):
+        for d, label in dynamic.get(n, {}).items():
+            groups.setdefault(label if label is not None else (n, d), []).append((i, d))
+    native = load_native().load_from_memory(data, where)
+    checked = []
+    for label, dims in groups.items():
+        upper = min(bounds[i][d] for i, d in dims)
+        what = ", ".join(f"input '{names[i]}' dim {d}" for i, d in dims)
+        for size in sorted({1, upper} - {inputs[dims[0][0]].shape[dims[0][1]]}):
+            xs = list(inputs)
+            for i, d in dims:
+                xs[i] = _resized(xs[i], d, size)
+            if size > 1 and sum(x.numel() * x.element_size() for x in xs if isinstance(x, torch.Tensor)) > EXTREMES_MAX_BYTES:
+                warnings.warn(f"{where}: the .pte was not run at {what} = {size} (the size ExecuTorch planned for): "
+                              f"its inputs would exceed {EXTREMES_MAX_BYTES >> 20} MiB", ExportWarning, stacklevel=4)
+                continue
+            at = f"{what} = {size} ({'the smallest' if size == 1 else 'the largest ExecuTorch planned memory for'})"
+            with torch.inference_mode():
+                expected = model(*xs)
+            expected = tuple(expected) if isinstance(expected, (tuple, list)) else (expected,)
+            try:
+                got = native.run(xs)
+            except TorchportError as e:
+                raise ExportError(f"the exported .pte fails at {at}, so nothing was written: {e}") from None
+            try:
+                check_outputs(f"the torchport runtime (executorch) at {at}", expected, got, tol)
+            except ExportError as e:
+                raise ExportError(f"{e}; nothing was written") from None
+            checked.append(f"{what}={size}")
+    return checked
 
 
 def cross_check(paths: dict[str, Path]) -> None:
