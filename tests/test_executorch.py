@@ -197,6 +197,17 @@ def test_selfcheck_and_verify_pass_within_the_delegate_tolerance(mlp_pte, cnn_pt
     assert proc.returncode == 0 and "result: MISMATCH" not in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_verify_passes_for_the_sequence_families(transformer_pte, rnn_pte):
+    # verify against eager: ExecuTorch's own runtime, the C++ runtime and torchport-run,
+    # on inputs at a batch other than the export example's.
+    for model, path in (transformer_pte, rnn_pte):
+        steps = torchport.read_manifest(path).inputs[0].shape[1]
+        report = torchport.verify(path, model=model, inputs=(torch.randn(7, steps, 1),))
+        assert report.ok, str(report)
+        assert {r.runtime for r in report.rows} == {"executorch", "native", "binary"}, str(report)
+        assert "against eager" in str(report)
+
+
 def test_wrong_inputs_get_the_same_error_as_other_formats(mlp_pte, mlp_artifact, tmp_path):
     _, paths = mlp_pte
     messages = {}
