@@ -25,7 +25,7 @@ def test_bench_report_is_complete(artifact):
     report = bench(artifact, batches=[1, 5], threads=[1], iters=3, rounds=2, warmup=1)
     runtimes = ["torchscript", "native", "native-cpp"]
     assert list(report.load_ms) == runtimes and list(report.first_call_ms) == runtimes
-    assert set(report.skipped) == {"aoti", "onnxruntime"}  # no .pt2 or .onnx beside it
+    assert set(report.skipped) == {"aoti", "executorch", "onnxruntime"}  # no .pt2, .pte or .onnx beside it
     assert [(r.batch, r.runtime) for r in report.rows] == [(b, rt) for b in (1, 5) for rt in runtimes]
     for r in report.rows:
         assert 0 < r.p50_ms <= r.p90_ms <= r.p99_ms

@@ -378,7 +378,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", default="1,8,32", metavar="B,B,...", help="batch sizes (default 1,8,32)")
     s.add_argument("--threads", default="1", metavar="T,T,...", help="intra-op thread counts (default 1)")
     s.add_argument("--runtimes", default=None, metavar="R,R,...",
-                   help="a subset of eager, torchscript, native, native-cpp, aoti, onnxruntime (default: all that apply)")
+                   help="a subset of eager, torchscript, native, native-cpp, aoti, executorch, onnxruntime (default: all that apply)")
     s.add_argument("--checkpoint", default=None, help="the training checkpoint the artifact came from: adds eager")
     s.add_argument("--iters", type=int, default=100, help="calls per contender per round (default 100)")
     s.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
