@@ -109,7 +109,7 @@ class NativeModel:
 
     @property
     def format(self) -> str:
-        """The backend that loaded the file: ``"torchscript"`` or ``"aoti"``."""
+        """The backend that loaded the file: ``"torchscript"``, ``"aoti"`` or ``"executorch"``."""
         return self._model.format
 
     @property
