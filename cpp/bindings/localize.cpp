@@ -5,6 +5,8 @@
 
 #include "localize.h"
 
+#include <optional>
+
 #include <pybind11/stl.h>
 
 #include <torchport/tools.h>
@@ -23,32 +25,28 @@ std::string type_of(const py::handle& obj) {
 
 c10::IValue to_ivalue(const py::handle& obj, const std::string& where);
 
+// A c10::List<T> of the values when each one is a T (`is`), else nothing.
+template <typename T>
+std::optional<c10::IValue> typed_list(const std::vector<c10::IValue>& values, bool (c10::IValue::*is)() const) {
+  if (!std::all_of(values.begin(), values.end(), [&](const c10::IValue& v) { return (v.*is)(); })) {
+    return std::nullopt;
+  }
+  c10::List<T> list;
+  for (const auto& v : values) list.push_back(v.to<T>());
+  return c10::IValue(std::move(list));
+}
+
 // TorchScript lists are typed: tensors, ints, floats or bools, all alike.
 c10::IValue list_to_ivalue(const py::sequence& items, const std::string& where) {
   std::vector<c10::IValue> values;
   for (size_t i = 0; i < items.size(); ++i) {
     values.push_back(to_ivalue(items[i], where + "[" + std::to_string(i) + "]"));
   }
-  auto all = [&](auto pred) { return std::all_of(values.begin(), values.end(), pred); };
-  if (all([](const c10::IValue& v) { return v.isTensor(); })) {
-    c10::List<at::Tensor> list;
-    for (const auto& v : values) list.push_back(v.toTensor());
-    return list;
-  }
-  if (all([](const c10::IValue& v) { return v.isInt(); })) {
-    c10::List<int64_t> list;
-    for (const auto& v : values) list.push_back(v.toInt());
-    return list;
-  }
-  if (all([](const c10::IValue& v) { return v.isDouble(); })) {
-    c10::List<double> list;
-    for (const auto& v : values) list.push_back(v.toDouble());
-    return list;
-  }
-  if (all([](const c10::IValue& v) { return v.isBool(); })) {
-    c10::List<bool> list;
-    for (const auto& v : values) list.push_back(v.toBool());
-    return list;
+  for (auto list : {typed_list<at::Tensor>(values, &c10::IValue::isTensor),
+                    typed_list<int64_t>(values, &c10::IValue::isInt),
+                    typed_list<double>(values, &c10::IValue::isDouble),
+                    typed_list<bool>(values, &c10::IValue::isBool)}) {
+    if (list) return *list;
   }
   throw Error(ErrorKind::BadInput,
               where + ": a list must hold only tensors, only ints, only floats or only bools");
