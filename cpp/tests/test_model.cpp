@@ -396,3 +396,63 @@ TEST(Manifest, Schema2StructureBoundsAndConstants) {
     EXPECT_THROW(tp::Manifest::from_json(broken), tp::Error) << bad;
   }
 }
+
+// Schema 3: a list with one item per batch element (issue 8's detection model).
+TEST(Manifest, Schema3ListPerBatchElement) {
+  torch::jit::Module m("PerRow");
+  m.define(R"(
+    def forward(self, x):
+        return [{"row": x[i] * 2.0, "kept": x[i][x[i] > 0.5]} for i in range(x.size(0))]
+  )");
+  auto manifest = [](const std::string& structure, const std::string& first = "output_*.row", int schema = 3) {
+    return R"({"schema": )" + std::to_string(schema) + R"(, "name": "per_row", "torchport_version": "0.1.0",
+      "torch_version": "2.13.0", "export_method": "script", "created": "2026-01-01T00:00:00Z",
+      "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4]}],
+      "outputs": [{"name": ")" + first + R"(", "dtype": "float32", "shape": [4]},
+                  {"name": "output_*.kept", "dtype": "float32", "shape": [null], "data_dependent": [0]}],
+      "metadata": {}, "golden": false, "structure": )" + structure + "}";
+  };
+  const std::string per_batch = R"({"type": "list", "per": "batch", "item": {"type": "dict", "keys": ["row", "kept"], "items": [0, 1]}})";
+  const auto parsed = tp::Manifest::from_json(manifest(per_batch));
+  EXPECT_EQ(tp::Manifest::from_json(parsed.to_json()).structure_json, parsed.structure_json);
+  EXPECT_EQ(parsed.output_names_for(4), (std::vector<std::string>{"output_0.row", "output_0.kept", "output_1.row", "output_1.kept"}));
+  expect_error([&] { parsed.output_names_for(3); }, tp::ErrorKind::Runtime, {"got 3 outputs", "0 + batch x 2"});
+
+  const auto model = tp::Model::load(save(m, "per_row.pt", {{"torchport/manifest.json", manifest(per_batch)}}));
+  for (const int64_t batch : {3, 1}) {
+    const at::Tensor x = at::rand({batch, 4});
+    const tp::Outputs out = model.run_structured({x});
+    ASSERT_EQ(out.tensors.size(), static_cast<size_t>(2 * batch));
+    EXPECT_EQ(out.names.back(), "output_" + std::to_string(batch - 1) + ".kept");
+    ASSERT_TRUE(out.structure.isList());
+    ASSERT_EQ(out.structure.toListRef().size(), static_cast<size_t>(batch));
+    const auto last = out.structure.toListRef().back().toGenericDict();
+    EXPECT_TRUE(last.at("row").toTensor().equal(x[batch - 1] * 2.0));
+    EXPECT_TRUE(last.at("kept").toTensor().equal(x[batch - 1].masked_select(x[batch - 1] > 0.5)));
+  }
+
+  // Hostile or broken per-batch nodes are BadArtifact, never a crash.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {manifest(per_batch, "output_*.row", 2), "needs schema 3"},
+      {manifest(R"({"type": "list", "per": "batch", "item": {"type": "list", "per": "batch", "item": {"type": "tuple", "items": [0, 1]}}})"),
+       "nests inside another"},
+      {manifest(R"({"type": "list", "per": "batch", "item": 7})"), "not an output index"},
+      {manifest(R"({"type": "list", "per": "batch"})"), "needs its 'item'"},
+      {manifest(R"({"type": "list", "per": "batch", "item": {"type": "tuple", "items": []}})"), "holds no output"},
+      {manifest(R"({"type": "tuple", "per": "batch", "item": {"type": "tuple", "items": [0, 1]}})"), "only a list"},
+      {manifest(R"({"type": "list", "per": "seq", "item": {"type": "tuple", "items": [0, 1]}})"), "'per' must be"},
+      {manifest(R"({"type": "list", "per": "batch", "items": [0, 1], "item": {"type": "tuple", "items": [0, 1]}})"), "one 'item'"},
+      {manifest(R"({"type": "list", "per": "batch", "item": {"type": "tuple", "items": [1, 0]}})"), "in order"},
+      {manifest(R"({"type": "tuple", "items": [{"type": "list", "per": "batch", "item": 1}, 0]})"), "in order"},
+      {manifest(R"({"type": "list", "item": 0, "items": [0, 1]})"), "'item' belongs"},
+      {manifest(per_batch, "row"), "must hold one '*'"},
+      {manifest(R"({"type": "tuple", "items": [0, {"type": "list", "per": "batch", "item": 1}]})", "output_7.kept"),
+       "takes for one batch element"},
+  };
+  for (const auto& [text, why] : bad) {
+    expect_error([&] { tp::Manifest::from_json(text); }, tp::ErrorKind::BadArtifact, {why});
+  }
+  std::string no_batch = manifest(per_batch);
+  no_batch.replace(no_batch.find(R"(["batch", 4])"), 12, "[null, 4]");
+  expect_error([&] { tp::Manifest::from_json(no_batch); }, tp::ErrorKind::BadArtifact, {"dim named \"batch\""});
+}
