@@ -252,3 +252,23 @@ def test_script_failure_reason_is_complete():
         _compile(Untypable(), call, "auto", strict=True)
     message = str(next(w.message for w in caught if issubclass(w.category, ExportWarning)))
     assert "torch.jit.script failed" in message and "return x + len({id(x): 1})" in message
+
+
+def test_describe_outputs_is_the_one_naming_rule():
+    # Export's order, names and structure come from the runtime (torchport::describe_outputs).
+    from torchport.native import load_native
+
+    describe = load_native().describe_outputs
+    x = torch.zeros(2, 1)
+    layout = describe({"a": [x, x], "b": (x,)})
+    assert layout.names == ["a.0", "a.1", "b.0"] and layout.schema == 2 and len(layout.tensors) == 3
+    per = describe([{"k": x}, {"k": x}], batch=2, at_other_batch=[{"k": x}] * 3, other_batch=3)
+    assert per.names == ["output_*.k"] and per.specs == [0, 0] and per.specs_for(5) == [0] * 5 and per.schema == 3
+    mixed = describe([{"k": x}, {"j": x}], batch=2, at_other_batch=[{"k": x}] * 3, other_batch=3)
+    assert mixed.names == ["output_0.k", "output_1.j"] and mixed.schema == 2  # items differ: a fixed list
+    with pytest.raises(BadOptionError, match=r"output 'a': dict keys must be non-empty strings, got \[1\]"):
+        describe({"a": {1: x}})
+    loop: list = [x]
+    loop.append(loop)
+    with pytest.raises(BadOptionError, match="nests more than 32 levels deep"):
+        describe(loop)
