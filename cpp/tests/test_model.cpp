@@ -456,3 +456,49 @@ TEST(Manifest, Schema3ListPerBatchElement) {
   no_batch.replace(no_batch.find(R"(["batch", 4])"), 12, "[null, 4]");
   expect_error([&] { tp::Manifest::from_json(no_batch); }, tp::ErrorKind::BadArtifact, {"dim named \"batch\""});
 }
+
+// describe_outputs: the one rule for output order, names and structure (export calls it).
+TEST(Structure, DescribeOutputsFindsAListPerBatchElement) {
+  auto tensor = [](int64_t rows) {
+    tp::ValueTree t;
+    t.kind = "tensor";
+    t.tensor = at::zeros({rows, 4});
+    return t;
+  };
+  auto detections = [&](int64_t images) {  // [{"boxes": ..., "scores": ...} per image]
+    tp::ValueTree list;
+    list.kind = "list";
+    for (int64_t i = 0; i < images; ++i) {
+      tp::ValueTree d;
+      d.kind = "dict";
+      d.keys = {"boxes", "scores"};
+      d.items = {tensor(i), tensor(1)};  // boxes kept: as many as the image's index
+      list.items.push_back(d);
+    }
+    return list;
+  };
+  const tp::OutputLayout fixed = tp::describe_outputs(detections(2));
+  EXPECT_EQ(fixed.names, (std::vector<std::string>{"output_0.boxes", "output_0.scores", "output_1.boxes", "output_1.scores"}));
+  EXPECT_EQ(fixed.schema, 2);
+  const auto at_three = detections(3);
+  const tp::OutputLayout per = tp::describe_outputs(detections(2), 2, &at_three, 3);
+  EXPECT_EQ(per.names, (std::vector<std::string>{"output_*.boxes", "output_*.scores"}));
+  EXPECT_EQ(per.specs, (std::vector<size_t>{0, 1, 0, 1}));
+  EXPECT_EQ(per.tensors.size(), 4u);
+  EXPECT_EQ(per.schema, 3);
+  EXPECT_EQ(per.structure_json,
+            R"({"item":{"items":[0,1],"keys":["boxes","scores"],"type":"dict"},"per":"batch","type":"list"})");
+  EXPECT_EQ(per.specs_for(6), (std::vector<size_t>{0, 1, 0, 1, 0, 1}));
+  expect_error([&] { per.specs_for(5); }, tp::ErrorKind::Runtime, {"got 5 outputs"});
+  // A list that does not follow the batch keeps its length.
+  const auto at_two = detections(2);
+  EXPECT_EQ(tp::describe_outputs(detections(2), 2, &at_two, 4).schema, 2);
+
+  tp::ValueTree text;
+  text.kind = "str";
+  tp::ValueTree dict;
+  dict.kind = "dict";
+  dict.keys = {"y", "extra"};
+  dict.items = {tensor(1), text};
+  expect_error([&] { tp::describe_outputs(dict); }, tp::ErrorKind::BadOption, {"output 'extra' is a str"});
+}

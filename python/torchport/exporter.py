@@ -18,7 +18,6 @@ import io
 import json
 import math
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union

@@ -205,7 +205,7 @@ struct Golden {
 
 /// A call's outputs with their names, and nested as the model returns them.
 struct Outputs {
-  std::vector<std::string> names;  ///< manifest output names ("logits", "hidden_states.0")
+  std::vector<std::string> names;  ///< one per tensor: "logits", "hidden_states.0", "output_1.boxes" (Manifest::output_names_for)
   std::vector<at::Tensor> tensors; ///< in manifest order, as run() returns them
   /// The same tensors in the model's structure: a tensor, or tuples (named
   /// tuples keep their field names), lists and string-keyed dicts of them.
