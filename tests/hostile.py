@@ -319,7 +319,13 @@ def _cases() -> list[Case]:
     art("manifest schema 2^32 + 1", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 2**32 + 1}), "newer than")
     art("manifest schema 2^64", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 2**64}), "schema")
     art("manifest schema as text", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": "1"}), "positive integer")
-    art("manifest schema 3", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 3}), "newer than")
+    art("manifest schema 4", lambda b, f: edit_manifest(b, lambda m: {**m, "schema": 4}), "newer than")
+    art("manifest list per batch element in schema 2", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "schema": 2, "structure": {"type": "list", "per": "batch", "item": 0}}), "needs schema 3")
+    art("manifest nested lists per batch element", lambda b, f: edit_manifest(
+        b, lambda m: {**m, "schema": 3, "structure": {"type": "list", "per": "batch",
+                                                      "item": {"type": "list", "per": "batch", "item": 0}}}),
+        "nests inside another")
     art("manifest structure leaf out of range", lambda b, f: edit_manifest(b, lambda m: {**m, "structure": 7}),
         "not an output index")
     art("manifest structure repeats an output", lambda b, f: edit_manifest(

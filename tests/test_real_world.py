@@ -78,27 +78,69 @@ def test_segmentation_dict(tmp_path):
     assert report.bit_exact and {r.output for r in report.rows} == {"out", "aux"}
 
 
-def test_detection_list_of_dicts_with_data_dependent_sizes(tmp_path, ops_library):
+def blank_threshold(model: Detector) -> float:
+    """The score every pixel of a blank image gets: as the threshold, such an
+    image keeps no box (keep_above keeps scores strictly above it)."""
+    with torch.no_grad():
+        return torch.sigmoid(model.score(torch.relu(model.features(torch.zeros(1, 3, 8, 8)))))[0, 0, 0, 0].item()
+
+
+def test_detection_list_per_batch_element_with_data_dependent_sizes(tmp_path, ops_library):
     torch.manual_seed(0)
     model = Detector().eval()
+    model.threshold = blank_threshold(model)
     images = torch.rand(2, 3, 8, 8)
-    path = torchport.export(model, images, tmp_path / "det.pt", dynamic_dims={"images": {2: "height", 3: "width"}})
+    images[1] = 0  # no detections: [0, 4] boxes
+    dims = {"images": {0: "batch", 2: "height", 3: "width"}}
+    path = torchport.export(model, images, tmp_path / "det.pt", dynamic_dims=dims)
     m = torchport.read_manifest(path)
     assert m.metadata["torchport.custom_ops"] == ["tp_test::keep_above"]
-    assert m.output_names == ["output_0.boxes", "output_0.scores", "output_0.labels",
-                              "output_1.boxes", "output_1.scores", "output_1.labels"]
+    assert m.schema == 3  # the list per batch element: older runtimes refuse it by its schema
+    assert m.output_names == ["output_*.boxes", "output_*.scores", "output_*.labels"]  # one item, described once
+    assert m.structure == {"type": "list", "per": "batch",
+                           "item": {"type": "dict", "keys": ["boxes", "scores", "labels"], "items": [0, 1, 2]}}
     boxes = m.outputs[0]
     assert boxes.shape == (None, 4) and boxes.data_dependent == (0,)  # never "batch"
-    assert m.structure["type"] == "list" and m.structure["items"][0]["keys"] == ["boxes", "scores", "labels"]
-    x = torch.rand(2, 3, 10, 6)
-    with torch.inference_mode():
-        expected = model(x)
+    _, golden = torchport.read_golden(path)
+    assert [tuple(t.shape) for t in golden[3:]] == [(0, 4), (0,), (0,)]  # the blank image's
+    assert 0 < golden[0].shape[0]
+
     native = NativeModel(path, libraries=[ops_library])
-    assert_same(native.run_structured(x), expected)
-    assert_same(predict(path, x, tmp_path, "--load-library", str(ops_library)), expected)
+    for batch in (3, 1):  # other batches than the example's 2
+        x = torch.rand(batch, 3, 10, 6)
+        x[-1] = 0
+        with torch.inference_mode():
+            expected = model(x)
+        assert len(expected) == batch and expected[-1]["boxes"].shape == (0, 4)
+        assert_same(native.run_structured(x), expected)
+        assert_same(predict(path, x, tmp_path, "--load-library", str(ops_library)), expected)
+        # Output by output, by name; verify's binary row cannot load the library (predict above does).
+        report = torchport.verify(path, model=model, inputs=[x], runtimes=["eager", "torchscript", "native"])
+        names = {f"output_{i}.{k}" for i in range(batch) for k in ("boxes", "scores", "labels")}
+        assert report.bit_exact and {r.output for r in report.rows} == names
+    proc = run_binary("selfcheck", str(path), "--load-library", str(ops_library))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"], proc.stdout + proc.stderr
     # Without the library the runtime names the missing op.
     proc = run_binary("info", str(path))
     assert proc.returncode == 3 and "tp_test::keep_above" in proc.stderr
+    # Formats that take positional tensors only cannot carry it: refused at export, naming the output.
+    with pytest.raises(BadOptionError, match=r"output 'output_\*\.boxes': a list with one item per batch element"):
+        torchport.export(model, images, tmp_path / "det.onnx", dynamic_dims=dims, format="onnx")
+
+
+class Heads(nn.Module):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x * 2, x.sum(1)]  # two heads, whatever the batch
+
+
+def test_fixed_list_stays_fixed(tmp_path):
+    # As long as the example's batch (2), but it does not follow the batch.
+    path = torchport.export(Heads(), torch.rand(2, 3), tmp_path / "heads.pt")
+    m = torchport.read_manifest(path)
+    assert m.schema == 2 and m.output_names == ["output_0", "output_1"]
+    assert m.structure == {"type": "list", "items": [0, 1]}
+    x = torch.rand(5, 3)
+    assert_same(NativeModel(path).run_structured(x), Heads()(x))
 
 
 def test_bert_model_output_keyword_inputs_and_bounded_seq(tmp_path):
@@ -210,3 +252,23 @@ def test_script_failure_reason_is_complete():
         _compile(Untypable(), call, "auto", strict=True)
     message = str(next(w.message for w in caught if issubclass(w.category, ExportWarning)))
     assert "torch.jit.script failed" in message and "return x + len({id(x): 1})" in message
+
+
+def test_describe_outputs_is_the_one_naming_rule():
+    # Export's order, names and structure come from the runtime (torchport::describe_outputs).
+    from torchport.native import load_native
+
+    describe = load_native().describe_outputs
+    x = torch.zeros(2, 1)
+    layout = describe({"a": [x, x], "b": (x,)})
+    assert layout.names == ["a.0", "a.1", "b.0"] and layout.schema == 2 and len(layout.tensors) == 3
+    per = describe([{"k": x}, {"k": x}], batch=2, at_other_batch=[{"k": x}] * 3, other_batch=3)
+    assert per.names == ["output_*.k"] and per.specs == [0, 0] and per.specs_for(5) == [0] * 5 and per.schema == 3
+    mixed = describe([{"k": x}, {"j": x}], batch=2, at_other_batch=[{"k": x}] * 3, other_batch=3)
+    assert mixed.names == ["output_0.k", "output_1.j"] and mixed.schema == 2  # items differ: a fixed list
+    with pytest.raises(BadOptionError, match=r"output 'a': dict keys must be non-empty strings, got \[1\]"):
+        describe({"a": {1: x}})
+    loop: list = [x]
+    loop.append(loop)
+    with pytest.raises(BadOptionError, match="nests more than 32 levels deep"):
+        describe(loop)

@@ -169,6 +169,9 @@ of the schema).
       .def_readonly("features", &Manifest::features, "A tabular model's input columns in order; [] when none.")
       .def_readonly("optimize", &Manifest::optimize)
       .def("to_json", &Manifest::to_json, py::kw_only(), py::arg("indent") = 2, "The manifest as JSON text.")
+      .def("output_names_for", &Manifest::output_names_for, py::arg("count"),
+           "The names of a call's `count` flat outputs (a per-batch list's item named per element).\n\n"
+           "    >>> m.output_names_for(6)")
       .def_static("from_json", &Manifest::from_json, py::arg("text"), py::kw_only(), py::arg("where") = "manifest",
                   "Parses and validates manifest JSON; raises BadArtifactError naming `where`.");
   py::class_<Comparison>(m, "Comparison", "One output compared with its expected value.")
@@ -482,6 +485,7 @@ PYBIND11_MODULE(_native, m) {
   register_io(m);
   register_tools(m);
   register_localize(m);
+  register_layout(m);
   register_outputs(m, &tensors_from, [](const torchport::Model&, const py::dict& d) { return named_from(d); });
   register_batcher(m);
 }

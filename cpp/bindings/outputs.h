@@ -15,6 +15,8 @@ namespace torchport::bindings {
 using InputsFn = std::function<std::vector<at::Tensor>(const Model&, const pybind11::sequence&)>;
 using NamedInputsFn = std::function<std::map<std::string, at::Tensor>(const Model&, const pybind11::dict&)>;
 
+/// OutputLayout and describe_outputs: export's view of a return value.
+void register_layout(pybind11::module_& m);
 /// Adds Model.run_structured (after register_model); inputs are converted as Model.run converts them.
 void register_outputs(pybind11::module_& m, const InputsFn& positional, const NamedInputsFn& named);
 

@@ -22,6 +22,8 @@ struct ModelState {
   std::unique_ptr<Backend> backend;
   std::optional<Golden> golden;
   double warmup_ms = 0.0;
+  /// A list per batch element: a call returns fixed_outputs + B x item_outputs.
+  size_t fixed_outputs = 0, item_outputs = 0;
 };
 
 /// torchport's files inside an archive; empty strings when absent.
@@ -69,9 +71,14 @@ c10::Device parse_device(const std::string& device);
 std::vector<at::Tensor> validate_inputs(const ModelState& state,
                                         const std::vector<at::Tensor>& inputs);
 
-/// Checks a manifest's "structure" (JSON text) against its `outputs` count:
-/// every output used exactly once; throws BadArtifact naming `where`.
-void check_structure(const std::string& text, size_t outputs, const std::string& where);
+/// Checks a manifest's "structure" against its outputs: every output used
+/// exactly once; a list per batch element only in schema 3, not nested, with
+/// "*" in its outputs' names and an input with a "batch" dim. Throws
+/// BadArtifact naming `where`.
+void check_structure(const Manifest& manifest, const std::string& where);
+/// How many outputs a call returns with a list per batch element: `fixed` + B
+/// x `per_item`; false (both 0 unless counted) when the structure has none.
+bool per_batch_counts(const std::string& text, size_t& fixed, size_t& per_item);
 /// The flat outputs nested as `text` says ("" : the one tensor, or a tuple).
 c10::IValue build_structure(const std::string& text, const std::vector<at::Tensor>& outputs);
 /// A model's output flattened depth first (tuples and lists in order, dicts in

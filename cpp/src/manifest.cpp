@@ -441,7 +441,7 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   }
   if (auto structure = doc.find("structure"); structure != doc.end()) {
     m.structure_json = structure->dump();
-    detail::check_structure(m.structure_json, m.outputs.size(), where + " structure");
+    detail::check_structure(m, where + " structure");
   }
   auto golden = doc.find("golden");
   if (golden != doc.end() && !golden->is_boolean()) {

@@ -1,5 +1,6 @@
 // Model: loading, the input contract, and running under InferenceMode.
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -345,6 +346,7 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
     state->manifest = std::move(*files.manifest);
     detail::check_against_signature(state->manifest, signature, where);
   }
+  detail::per_batch_counts(state->manifest.structure_json, state->fixed_outputs, state->item_outputs);
   if (!files.golden_bytes.empty()) {
     state->golden = detail::parse_golden(files.golden_bytes, "'" + path + "' torchport/golden.pt");
     state->manifest.has_golden = true;
@@ -385,7 +387,25 @@ std::vector<at::Tensor> Model::run(const std::vector<at::Tensor>& inputs) const 
                 "model '" + state_->manifest.name + "' failed while running: " + detail::brief(e));
   }
   const auto& specs = state_->manifest.outputs;
-  if (!specs.empty() && outputs.size() != specs.size()) {
+  if (state_->item_outputs > 0) {
+    // A list per batch element: as many items as the inputs' "batch" dim.
+    int64_t batch = -1;
+    for (size_t i = 0; i < ready.size() && batch < 0; ++i) {
+      const auto& names = state_->manifest.inputs[i].dim_names;
+      const auto dim = std::find(names.begin(), names.end(), "batch") - names.begin();
+      if (ready[i].defined() && dim < static_cast<int64_t>(names.size()) && dim < ready[i].dim()) {
+        batch = ready[i].size(dim);
+      }
+    }
+    const size_t expected = state_->fixed_outputs + static_cast<size_t>(std::max<int64_t>(batch, 0)) * state_->item_outputs;
+    if (batch >= 0 && outputs.size() != expected) {
+      throw Error(ErrorKind::Runtime, "model '" + state_->manifest.name + "' returned " +
+                                          std::to_string(outputs.size()) + " outputs; at batch " +
+                                          std::to_string(batch) + " its manifest expects " + std::to_string(expected) +
+                                          " (" + std::to_string(state_->fixed_outputs) + " + batch x " +
+                                          std::to_string(state_->item_outputs) + ")");
+    }
+  } else if (!specs.empty() && outputs.size() != specs.size()) {
     throw Error(ErrorKind::Runtime, "model '" + state_->manifest.name + "' returned " +
                                         std::to_string(outputs.size()) + " outputs, manifest lists " +
                                         std::to_string(specs.size()));
@@ -400,10 +420,7 @@ Outputs Model::run_structured(const std::vector<at::Tensor>& inputs) const {
 
 Outputs Model::structure_outputs(std::vector<at::Tensor> outputs) const {
   Outputs out;
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    out.names.push_back(i < state_->manifest.outputs.size() ? state_->manifest.outputs[i].name
-                                                            : "output_" + std::to_string(i));
-  }
+  out.names = state_->manifest.output_names_for(outputs.size());
   out.structure = detail::build_structure(state_->manifest.structure_json, outputs);
   out.tensors = std::move(outputs);
   return out;

@@ -396,3 +396,109 @@ TEST(Manifest, Schema2StructureBoundsAndConstants) {
     EXPECT_THROW(tp::Manifest::from_json(broken), tp::Error) << bad;
   }
 }
+
+// Schema 3: a list with one item per batch element (issue 8's detection model).
+TEST(Manifest, Schema3ListPerBatchElement) {
+  torch::jit::Module m("PerRow");
+  m.define(R"(
+    def forward(self, x):
+        return [{"row": x[i] * 2.0, "kept": x[i][x[i] > 0.5]} for i in range(x.size(0))]
+  )");
+  auto manifest = [](const std::string& structure, const std::string& first = "output_*.row", int schema = 3) {
+    return R"({"schema": )" + std::to_string(schema) + R"(, "name": "per_row", "torchport_version": "0.1.0",
+      "torch_version": "2.13.0", "export_method": "script", "created": "2026-01-01T00:00:00Z",
+      "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4]}],
+      "outputs": [{"name": ")" + first + R"(", "dtype": "float32", "shape": [4]},
+                  {"name": "output_*.kept", "dtype": "float32", "shape": [null], "data_dependent": [0]}],
+      "metadata": {}, "golden": false, "structure": )" + structure + "}";
+  };
+  const std::string per_batch = R"({"type": "list", "per": "batch", "item": {"type": "dict", "keys": ["row", "kept"], "items": [0, 1]}})";
+  const auto parsed = tp::Manifest::from_json(manifest(per_batch));
+  EXPECT_EQ(tp::Manifest::from_json(parsed.to_json()).structure_json, parsed.structure_json);
+  EXPECT_EQ(parsed.output_names_for(4), (std::vector<std::string>{"output_0.row", "output_0.kept", "output_1.row", "output_1.kept"}));
+  expect_error([&] { parsed.output_names_for(3); }, tp::ErrorKind::Runtime, {"got 3 outputs", "0 + batch x 2"});
+
+  const auto model = tp::Model::load(save(m, "per_row.pt", {{"torchport/manifest.json", manifest(per_batch)}}));
+  for (const int64_t batch : {3, 1}) {
+    const at::Tensor x = at::rand({batch, 4});
+    const tp::Outputs out = model.run_structured({x});
+    ASSERT_EQ(out.tensors.size(), static_cast<size_t>(2 * batch));
+    EXPECT_EQ(out.names.back(), "output_" + std::to_string(batch - 1) + ".kept");
+    ASSERT_TRUE(out.structure.isList());
+    ASSERT_EQ(out.structure.toListRef().size(), static_cast<size_t>(batch));
+    const auto last = out.structure.toListRef().back().toGenericDict();
+    EXPECT_TRUE(last.at("row").toTensor().equal(x[batch - 1] * 2.0));
+    EXPECT_TRUE(last.at("kept").toTensor().equal(x[batch - 1].masked_select(x[batch - 1] > 0.5)));
+  }
+
+  // Hostile or broken per-batch nodes are BadArtifact, never a crash.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {manifest(per_batch, "output_*.row", 2), "needs schema 3"},
+      {manifest(R"({"type": "list", "per": "batch", "item": {"type": "list", "per": "batch", "item": {"type": "tuple", "items": [0, 1]}}})"),
+       "nests inside another"},
+      {manifest(R"({"type": "list", "per": "batch", "item": 7})"), "not an output index"},
+      {manifest(R"({"type": "list", "per": "batch"})"), "needs its 'item'"},
+      {manifest(R"({"type": "list", "per": "batch", "item": {"type": "tuple", "items": []}})"), "holds no output"},
+      {manifest(R"({"type": "tuple", "per": "batch", "item": {"type": "tuple", "items": [0, 1]}})"), "only a list"},
+      {manifest(R"({"type": "list", "per": "seq", "item": {"type": "tuple", "items": [0, 1]}})"), "'per' must be"},
+      {manifest(R"({"type": "list", "per": "batch", "items": [0, 1], "item": {"type": "tuple", "items": [0, 1]}})"), "one 'item'"},
+      {manifest(R"({"type": "list", "per": "batch", "item": {"type": "tuple", "items": [1, 0]}})"), "in order"},
+      {manifest(R"({"type": "tuple", "items": [{"type": "list", "per": "batch", "item": 1}, 0]})"), "in order"},
+      {manifest(R"({"type": "list", "item": 0, "items": [0, 1]})"), "'item' belongs"},
+      {manifest(per_batch, "row"), "must hold one '*'"},
+      {manifest(R"({"type": "tuple", "items": [0, {"type": "list", "per": "batch", "item": 1}]})", "output_7.kept"),
+       "takes for one batch element"},
+  };
+  for (const auto& [text, why] : bad) {
+    expect_error([&] { tp::Manifest::from_json(text); }, tp::ErrorKind::BadArtifact, {why});
+  }
+  std::string no_batch = manifest(per_batch);
+  no_batch.replace(no_batch.find(R"(["batch", 4])"), 12, "[null, 4]");
+  expect_error([&] { tp::Manifest::from_json(no_batch); }, tp::ErrorKind::BadArtifact, {"dim named \"batch\""});
+}
+
+// describe_outputs: the one rule for output order, names and structure (export calls it).
+TEST(Structure, DescribeOutputsFindsAListPerBatchElement) {
+  auto tensor = [](int64_t rows) {
+    tp::ValueTree t;
+    t.kind = "tensor";
+    t.tensor = at::zeros({rows, 4});
+    return t;
+  };
+  auto detections = [&](int64_t images) {  // [{"boxes": ..., "scores": ...} per image]
+    tp::ValueTree list;
+    list.kind = "list";
+    for (int64_t i = 0; i < images; ++i) {
+      tp::ValueTree d;
+      d.kind = "dict";
+      d.keys = {"boxes", "scores"};
+      d.items = {tensor(i), tensor(1)};  // boxes kept: as many as the image's index
+      list.items.push_back(d);
+    }
+    return list;
+  };
+  const tp::OutputLayout fixed = tp::describe_outputs(detections(2));
+  EXPECT_EQ(fixed.names, (std::vector<std::string>{"output_0.boxes", "output_0.scores", "output_1.boxes", "output_1.scores"}));
+  EXPECT_EQ(fixed.schema, 2);
+  const auto at_three = detections(3);
+  const tp::OutputLayout per = tp::describe_outputs(detections(2), 2, &at_three, 3);
+  EXPECT_EQ(per.names, (std::vector<std::string>{"output_*.boxes", "output_*.scores"}));
+  EXPECT_EQ(per.specs, (std::vector<size_t>{0, 1, 0, 1}));
+  EXPECT_EQ(per.tensors.size(), 4u);
+  EXPECT_EQ(per.schema, 3);
+  EXPECT_EQ(per.structure_json,
+            R"({"item":{"items":[0,1],"keys":["boxes","scores"],"type":"dict"},"per":"batch","type":"list"})");
+  EXPECT_EQ(per.specs_for(6), (std::vector<size_t>{0, 1, 0, 1, 0, 1}));
+  expect_error([&] { per.specs_for(5); }, tp::ErrorKind::Runtime, {"got 5 outputs"});
+  // A list that does not follow the batch keeps its length.
+  const auto at_two = detections(2);
+  EXPECT_EQ(tp::describe_outputs(detections(2), 2, &at_two, 4).schema, 2);
+
+  tp::ValueTree text;
+  text.kind = "str";
+  tp::ValueTree dict;
+  dict.kind = "dict";
+  dict.keys = {"y", "extra"};
+  dict.items = {tensor(1), text};
+  expect_error([&] { tp::describe_outputs(dict); }, tp::ErrorKind::BadOption, {"output 'extra' is a str"});
+}

@@ -18,7 +18,6 @@ import io
 import json
 import math
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -59,62 +58,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def _outputs_tuple(out: Any) -> tuple[torch.Tensor, ...]:
     """The model's output tensors, flattened depth first (the manifest's output order)."""
-    return tuple(_flatten_outputs(out)[0])
-
-
-def _flatten_outputs(out: Any) -> tuple[list[torch.Tensor], list[str], Optional[Any]]:
-    """(tensors, names, structure): a model's output flattened depth first, the
-    stable name of each tensor ("logits", "hidden_states.0", "output_1") and the
-    manifest's "structure" tree (None for a tensor or a flat tuple, the layouts
-    every runtime has always returned). Tuples, named tuples, lists, dicts with
-    string keys, and dataclasses such as Hugging Face's ``ModelOutput`` nest;
-    anything else is refused, naming where it sits."""
-    tensors: list[torch.Tensor] = []
-    names: list[str] = []
-
-    def join(prefix: str, key: str) -> str:
-        return f"{prefix}.{key}" if prefix else key
-
-    def walk(v: Any, path: str, depth: int) -> Any:
-        where = f"output '{path}'" if path else "the output"
-        if depth > 32:
-            raise BadOptionError(f"{where}: nests more than 32 levels deep")
-        if isinstance(v, torch.Tensor):
-            tensors.append(v)
-            names.append(path or "output")
-            return len(tensors) - 1
-        if isinstance(v, Mapping) or (dataclasses.is_dataclass(v) and not isinstance(v, type)):
-            # A ModelOutput is both; it lists its non-None fields as its items.
-            items = list(v.items()) if isinstance(v, Mapping) else [
-                (f.name, getattr(v, f.name)) for f in dataclasses.fields(v) if getattr(v, f.name) is not None
-            ]
-            bad = [k for k, _ in items if not isinstance(k, str) or not k]
-            if bad:
-                raise BadOptionError(f"{where}: dict keys must be non-empty strings, got {bad!r}")
-            node: dict[str, Any] = {"type": "dict", "keys": [k for k, _ in items],
-                                    "items": [walk(x, join(path, k), depth + 1) for k, x in items]}
-            if type(v) not in (dict, OrderedDict):
-                node["class"] = type(v).__name__
-            return node
-        if isinstance(v, tuple) and hasattr(type(v), "_fields"):  # a named tuple
-            return {"type": "tuple", "class": type(v).__name__, "keys": list(v._fields),
-                    "items": [walk(x, join(path, k), depth + 1) for k, x in zip(v._fields, v)]}
-        if isinstance(v, (tuple, list)):
-            if not v:
-                raise BadOptionError(f"{where}: is an empty {type(v).__name__}, which holds no tensor to carry")
-            prefix = path or "output"
-            sep = "." if path else "_"
-            return {"type": "tuple" if isinstance(v, tuple) else "list",
-                    "items": [walk(x, f"{prefix}{sep}{i}", depth + 1) for i, x in enumerate(v)]}
-        raise BadOptionError(
-            f"{where} is {'None' if v is None else 'a ' + type(v).__name__}; torchport exports tensors, "
-            "alone or nested in tuples, named tuples, lists, dicts and dataclasses (ModelOutput)"
-        )
-
-    structure = walk(out, "", 0)
-    flat_tuple = isinstance(structure, dict) and structure["type"] == "tuple" and "keys" not in structure and all(
-        isinstance(i, int) for i in structure["items"])
-    return tensors, names, (None if isinstance(structure, int) or flat_tuple else structure)
+    return tuple(load_native().describe_outputs(out).tensors)
 
 
 def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
@@ -259,7 +203,7 @@ def _dynamic(
 def _output_shapes(
     run: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]],
     inputs: tuple[torch.Tensor, ...],
-    outputs: tuple[torch.Tensor, ...],
+    layout: Any,
     dynamic: dict[str, DimNames],
     names: list[str],
 ) -> tuple[list[tuple[Union[int, str, None], ...]], list[tuple[int, ...]]]:
@@ -270,9 +214,23 @@ def _output_shapes(
 
     Then which depend on the values rather than the shapes: the same shapes
     with the values moved (every input flipped) and changed (float inputs
-    negated). A dim that moves then is data-dependent (detections kept): dynamic,
-    unnamed, never "batch", and listed in the second result."""
-    movers: list[list[set]] = [[set() for _ in o.shape] for o in outputs]
+    negated). A dim that moves then, or differs between the items of a list
+    per batch element, is data-dependent (detections kept): dynamic, unnamed,
+    never "batch", and listed in the second result. Each output spec is
+    judged over every tensor it describes (one per batch element in a list
+    per batch element), by the set of sizes each dim takes."""
+
+    def grouped(flat: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        groups: list[list[torch.Tensor]] = [[] for _ in layout.names]
+        for k, t in zip(layout.specs_for(len(flat)), flat):
+            groups[k].append(t)  # IndexError: a count the structure does not describe
+        return groups
+
+    def sizes(group: list[torch.Tensor], i: int) -> set:
+        return {t.shape[i] if t.dim() > i else None for t in group}
+
+    base = grouped(layout.tensors)
+    movers: list[list[set]] = [[set() for _ in g[0].shape] for g in base]
     groups = {v for dims in dynamic.values() for v in dims.values()}
     for group in sorted(groups, key=lambda g: (g is None, g or "")):
         probe = []
@@ -283,7 +241,7 @@ def _output_shapes(
             probe.append(t)
         try:
             with torch.inference_mode():
-                grown = run(tuple(probe))
+                grown = grouped(run(tuple(probe)))
         except Exception:  # noqa: BLE001 - a model may refuse other sizes
             # Fall back to the one safe guess: a batch shared by every input.
             if group == "batch" and all(dynamic[n].get(0) == "batch" for n in names):
@@ -291,27 +249,27 @@ def _output_shapes(
                     if m:
                         m[0].add(group)
             continue
-        for m, o, g in zip(movers, outputs, grown):
+        for m, o, g in zip(movers, base, grown):
             for i in range(len(m)):
-                if g.dim() != o.dim() or g.shape[i] != o.shape[i]:
+                if not g or sizes(g, i) != sizes(o, i):
                     m[i].add(group)
-    data_dependent: list[set[int]] = [set() for _ in outputs]
+    data_dependent: list[set[int]] = [{i for i in range(g[0].dim()) if len(sizes(g, i)) > 1} for g in base]
     probes = [lambda: tuple(t.flip(list(range(t.dim()))) for t in inputs),
               lambda: tuple(-t if t.is_floating_point() else t for t in inputs)]
     for probe in probes:
         try:  # some dtypes have no flip or negation: then nothing is learnt
             with torch.inference_mode():
-                moved = run(probe())
+                moved = grouped(run(probe()))
         except Exception:  # noqa: BLE001 - a model may refuse other values
             continue
-        for dd, o, g in zip(data_dependent, outputs, moved):
-            for i in range(o.dim()):
-                if g.dim() != o.dim() or g.shape[i] != o.shape[i]:
+        for dd, o, g in zip(data_dependent, base, moved):
+            for i in range(o[0].dim()):
+                if not g or sizes(g, i) != sizes(o, i):
                     dd.add(i)
     shapes = []
-    for m, o, dd in zip(movers, outputs, data_dependent):
+    for m, o, dd in zip(movers, base, data_dependent):
         dims: list[Union[int, str, None]] = []
-        for i, (size, groups_moving) in enumerate(zip(o.shape, m)):
+        for i, (size, groups_moving) in enumerate(zip(o[0].shape, m)):
             if i in dd:
                 dims.append(None)
             elif not groups_moving:
@@ -543,21 +501,40 @@ def export(
     call = _bind(model, example_inputs, example_kwargs)
     inputs = call.tensors
     model.eval()
+    native = load_native()
     with torch.inference_mode():
-        outputs_list, out_default, structure = _flatten_outputs(model(*call.args, **call.kwargs))
-    outputs = tuple(outputs_list)
+        returned = model(*call.args, **call.kwargs)
+    # The runtime's rule decides what is carried, the order and the names.
+    layout = native.describe_outputs(returned)
     in_names = _names(input_names, call.names, "input_names")
-    out_names = _names(output_names, out_default, "output_names")
     dynamic = _dynamic(dynamic_dims, in_names, inputs)
     bounds = _bounds(model, dim_bounds, dynamic, in_names, inputs)
 
-    def runner(fn):
+    def call_as_exported(fn, tensors):
         """Calls `fn` (the compiled module or the model) on tensors in input order, as export called forward."""
-        def run(tensors):
-            if call.by_keyword and (format == "torchscript" or call.kwargs):
-                return _outputs_tuple(fn(**dict(zip(call.names, tensors)), **constants_for(fn)))
-            return _outputs_tuple(fn(*tensors))
-        return run
+        if call.by_keyword and (format == "torchscript" or call.kwargs):
+            return fn(**dict(zip(call.names, tensors)), **constants_for(fn))
+        return fn(*tensors)
+
+    def runner(fn):
+        return lambda tensors: tuple(native.describe_outputs(call_as_exported(fn, tensors)).tensors)
+
+    def per_batch(fn):
+        """The layout again, now with `fn` run at twice the batch: a list that
+        follows the batch becomes a list per batch element."""
+        batched = [(i, d) for i, n in enumerate(in_names) for d, label in dynamic[n].items() if label == "batch"]
+        if not batched or not layout.structure_json:
+            return layout
+        batch = inputs[batched[0][0]].shape[batched[0][1]]
+        doubled = list(inputs)
+        for i, d in batched:
+            doubled[i] = torch.cat([doubled[i], doubled[i]], dim=d)
+        try:
+            with torch.inference_mode():
+                again = call_as_exported(fn, tuple(doubled))
+        except Exception:  # noqa: BLE001 - a model may refuse other batches: its lists keep their length
+            return layout
+        return native.describe_outputs(returned, batch=batch, at_other_batch=again, other_batch=2 * batch)
 
     def constants_for(fn):
         # A scripted module takes every argument; a traced one only its tensors.
@@ -566,8 +543,9 @@ def export(
     optional: set[str] = set()
     custom_ops: list[str] = []
     if format == "torchscript":
-        module, used = _compile(model, call, method, strict=structure is None)
-        out_shapes, data_dependent = _output_shapes(runner(module), inputs, outputs, dynamic, in_names)
+        module, used = _compile(model, call, method, strict=not layout.structure_json)
+        layout = per_batch(module)  # the compiled module, not the model, must follow the batch
+        out_shapes, data_dependent = _output_shapes(runner(module), inputs, layout, dynamic, in_names)
         if used == "script":
             schema = {a.name: str(a.type) for a in module.forward.schema.arguments}
             optional = {n for n, p in zip(in_names, call.names) if schema.get(p, "").startswith("Optional[")}
@@ -580,7 +558,7 @@ def export(
         if optimize != "none":
             batched = [dynamic[n].get(0) == "batch" for n in in_names]
             measured = levels.measure(levels.for_inference(module, optimize), model, inputs, batched, optimize,
-                                      lambda out: tuple(_flatten_outputs(out)[0]))
+                                      _outputs_tuple)
             meta[levels.METADATA_KEY] = {"level": optimize, "max_abs_diff": measured["max_abs_diff"],
                                          "safety_factor": measured["safety_factor"]}
     else:
@@ -590,15 +568,23 @@ def export(
             raise BadOptionError(f"format={format!r}: keyword inputs and non-default non-tensor arguments are "
                                  "carried by TorchScript artifacts only; pass the tensors positionally")
         used = formats.EXPORT_METHODS[format]
-        out_shapes, data_dependent = _output_shapes(runner(model), inputs, outputs, dynamic, in_names)
+        at_two_batches = per_batch(model)
+        if at_two_batches.schema >= 3:
+            item = next(n for n in at_two_batches.names if "*" in n)
+            raise BadOptionError(f"output '{item}': a list with one item per batch element is carried by TorchScript "
+                                 f"artifacts only, not format={format!r}; export it as 'torchscript', or with a fixed "
+                                 "batch (dynamic_dims without 'batch')")
+        out_shapes, data_dependent = _output_shapes(runner(model), inputs, layout, dynamic, in_names)
     if custom_ops:
         meta[CUSTOM_OPS_KEY] = custom_ops
+    outputs, specs = tuple(layout.tensors), layout.specs
+    out_names = _names(output_names, list(layout.names), "output_names")
 
     golden = io.BytesIO()
     torch.save(
         {
             "inputs": [t.cpu().contiguous().clone() for t in inputs],
-            "outputs": [o.cpu().contiguous().clone() for o in outputs],
+            "outputs": [o.cpu().contiguous().clone() for o in outputs],  # every element's, at the example batch
         },
         golden,
     )
@@ -609,12 +595,12 @@ def export(
                        optional=n in optional)
             for n, t in zip(in_names, inputs)
         ],
-        outputs=[TensorSpec(n, dtype_name(o.dtype), s, data_dependent=dd)
-                 for n, o, s, dd in zip(out_names, outputs, out_shapes, data_dependent)],
+        outputs=[TensorSpec(n, dtype_name(outputs[specs.index(k)].dtype), s, data_dependent=dd)
+                 for k, (n, s, dd) in enumerate(zip(out_names, out_shapes, data_dependent))],
         dims=bounds,
         constants=call.constants,
-        structure=structure,
-        schema=load_native().MANIFEST_SCHEMA,
+        structure=json.loads(layout.structure_json) if layout.structure_json else None,
+        schema=layout.schema,  # 3 only when the structure needs it: older runtimes read the rest
         torchport_version=__version__,
         torch_version=torch.__version__,
         export_method=used,
@@ -630,7 +616,6 @@ def export(
     )
     if format == "torchscript" and optimize != "none":
         manifest.tolerance = {"atol": measured["atol"], "rtol": 0.0}
-    native = load_native()
     try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)
         manifest.validated(f"export of '{path}': manifest")
     except BadArtifactError as e:

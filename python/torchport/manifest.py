@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from torchport.errors import TorchportError
+
 Shape = tuple[Union[int, str, None], ...]
 
 
@@ -127,6 +129,20 @@ class Manifest:
     @property
     def output_names(self) -> list[str]:
         return [s.name for s in self.outputs]
+
+    def output_names_for(self, count: int) -> list[str]:
+        """The names of a call's ``count`` flat outputs, as the runtime gives
+        them: a list per batch element names each element's (``output_*.boxes``
+        -> ``output_0.boxes``, ``output_1.boxes``, ...). When ``count`` does not
+        fit the structure, the outputs' names as listed.
+
+            >>> manifest.output_names_for(6)
+        """
+        source = self.validated() if self.schema > 0 else getattr(self, "_source", None)
+        try:
+            return list(source.output_names_for(count)) if source is not None else self.output_names
+        except TorchportError:
+            return self.output_names
 
     @classmethod
     def from_native(cls, m: Any) -> "Manifest":

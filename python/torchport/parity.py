@@ -207,7 +207,6 @@ def _call(fn, manifest: Manifest, tensors):
 
 
 def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, threads: int, runtimes) -> ParityReport:
-    names = manifest.output_names
 
     if inputs is None:
         tensors, expected = read_golden(path)
@@ -274,6 +273,7 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
             raise results[reference]
         expected = results.pop(reference)
 
+    names = manifest.output_names_for(len(expected))  # a list per batch element names each element's outputs
     report = ParityReport(str(path), reference, atol, rtol, threads, format=manifest.format or "torchscript")
     for runtime, got in results.items():
         if isinstance(got, Exception):

@@ -99,6 +99,55 @@ std::vector<at::Tensor> flatten_tensors(const c10::IValue& value, const std::str
 void run_submodule_file(const Model& model, const std::string& name, const std::string& input,
                         const std::string& output);
 
+/// A model's return value as export holds it (the binding converts the
+/// Python object), for describe_outputs.
+struct ValueTree {
+  /// "tensor", "tuple", "list", "dict", or the type of anything else ("None", "str").
+  std::string kind;
+  at::Tensor tensor;
+  /// The class of a named tuple or of a dict-like value that is not a plain
+  /// dict (a ModelOutput, a dataclass); "" otherwise. Informative only.
+  std::string type_name;
+  /// A dict's keys or a named tuple's fields, one per item ("" where a key is not a string).
+  std::vector<std::string> keys;
+  /// A dict's keys that are not strings, as Python's repr() writes them.
+  std::vector<std::string> non_string_keys;
+  std::vector<ValueTree> items;
+};
+
+/// How deep describe_outputs lets a return value nest.
+constexpr int kMaxOutputDepth = 32;
+
+/// How a return value maps onto the manifest's flat, named outputs: the one
+/// rule for output order, names and "structure" (docs/artifact.md).
+struct OutputLayout {
+  /// Every tensor, depth first (dicts in insertion order): what run() returns.
+  std::vector<at::Tensor> tensors;
+  /// The manifest's output names, one per output spec ("logits",
+  /// "hidden_states.0"); a per-batch list's item is described once, "*" for
+  /// the position in the batch ("output_*.boxes").
+  std::vector<std::string> names;
+  /// For each of `tensors`, the index of its output spec in `names`.
+  std::vector<size_t> specs;
+  /// The manifest's "structure"; "" for one tensor or a flat tuple.
+  std::string structure_json;
+  /// The oldest manifest schema that carries this structure (2, or 3 with a per-batch list).
+  int schema = 2;
+  /// For each of a call's `count` flat outputs, the index of its output spec;
+  /// throws Runtime when `count` does not fit the structure.
+  std::vector<size_t> specs_for(size_t count) const;
+};
+
+/// Describes a model's return value. A list whose length is `batch` here and
+/// `other_batch` in `at_other_batch` (the same model run at another batch),
+/// with items that all share one structure, becomes a list per batch element;
+/// any other list keeps its length. Refuses (BadOption, naming the output)
+/// what the runtime cannot carry: a leaf that is not a tensor, an empty tuple
+/// or list, a dict key that is not a non-empty string, nesting deeper than
+/// kMaxOutputDepth.
+OutputLayout describe_outputs(const ValueTree& value, int64_t batch = -1,
+                              const ValueTree* at_other_batch = nullptr, int64_t other_batch = -1);
+
 /// "float32", "int64", ... (the manifest's dtype names).
 std::string dtype_name(c10::ScalarType dtype);
 /// "[1, 3, 8, 8]"; dynamic dimensions (-1) print as "*".

@@ -28,9 +28,10 @@ const char* version();
 const char* torch_version();
 /// True when this library runs ExecuTorch programs (.pte); built with TORCHPORT_WITH_EXECUTORCH.
 bool with_executorch();
-/// The newest manifest schema this runtime reads (and export writes); 2 added
-/// optional inputs, dimension bounds, constants and the output structure.
-constexpr int kManifestSchema = 2;
+/// The newest manifest schema this runtime reads; 2 added optional inputs,
+/// dimension bounds, constants and the output structure, 3 the list with one
+/// item per batch element. Export writes 3 only when a manifest uses it, else 2.
+constexpr int kManifestSchema = 3;
 
 /// What went wrong, so callers can react without parsing messages.
 enum class ErrorKind {
@@ -139,6 +140,10 @@ struct Manifest {
 
   /// True when read from the artifact, false when derived from forward().
   bool from_artifact() const { return schema > 0; }
+  /// The names of a call's `count` flat outputs: the outputs' names, with the
+  /// names of a per-batch list's item repeated for each batch element ("*" ->
+  /// "0", "1", ...). Throws Runtime when `count` does not fit the structure.
+  std::vector<std::string> output_names_for(size_t count) const;
   /// The manifest as JSON text (the same schema the file uses).
   std::string to_json(int indent = 2) const;
   /// Parses and validates manifest JSON (the one definition of the schema);
@@ -200,7 +205,7 @@ struct Golden {
 
 /// A call's outputs with their names, and nested as the model returns them.
 struct Outputs {
-  std::vector<std::string> names;  ///< manifest output names ("logits", "hidden_states.0")
+  std::vector<std::string> names;  ///< one per tensor: "logits", "hidden_states.0", "output_1.boxes" (Manifest::output_names_for)
   std::vector<at::Tensor> tensors; ///< in manifest order, as run() returns them
   /// The same tensors in the model's structure: a tensor, or tuples (named
   /// tuples keep their field names), lists and string-keyed dicts of them.
