@@ -20,7 +20,7 @@ from conftest import run_binary, run_cli
 from torchport.checkpoint import load_checkpoint, pipeline_from_checkpoint
 from torchport.cli import run_artifact
 from torchport.data import ImageFolder
-from torchport.errors import BadArtifactError
+from torchport.errors import BadArtifactError, DataError
 from torchport.images import ImageFront, read_image
 
 CLASSES = {"discs": (220, 40, 40), "squares": (40, 200, 40), "triangles": (40, 40, 220)}
@@ -157,3 +157,13 @@ def test_the_runtime_refuses_an_image_contract_it_cannot_honour(trained, change,
     assert torchport.Manifest.from_json(json.dumps(good)).inputs[0].image is not None  # the unchanged one loads
     with pytest.raises(BadArtifactError, match=message):
         torchport.Manifest.from_json(_with_image(good, **change))
+
+
+def test_a_file_that_is_no_picture_is_refused_by_name(tmp_path):
+    (tmp_path / "pets" / "cats").mkdir(parents=True)
+    torch.save(torch.zeros(1, 4, 4, 3), tmp_path / "pets" / "cats" / "fake.png")
+    with pytest.raises(DataError, match=r"image '.*fake.png' is not a PNG or JPEG picture"):
+        ImageFolder(tmp_path / "pets")
+    (tmp_path / "pets" / "cats" / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    with pytest.raises(DataError, match=r"image '.*fake.png' cannot be read: .*is not a readable PNG/JPEG image"):
+        ImageFolder(tmp_path / "pets")

@@ -65,10 +65,14 @@ def read_image(path: Union[str, Path]) -> torch.Tensor:
     from torchport.native import read_tensor_file
 
     try:
-        (image,) = read_tensor_file(path)
+        image = read_tensor_file(path)
     except TorchportError as e:
         raise DataError(f"image '{path}' cannot be read: {e}") from None
-    return image
+    # The reader goes by content: a tensor file named .png is read, but it is no picture.
+    if not (isinstance(image, list) and len(image) == 1 and image[0].dtype == torch.uint8 and image[0].dim() == 4
+            and image[0].shape[0] == 1 and image[0].shape[3] == 3):
+        raise DataError(f"image '{path}' is not a PNG or JPEG picture; expected one, decoded as uint8 [1, H, W, 3]")
+    return image[0]
 
 
 __all__ = ["RESIZE", "ImageFront", "ImagePipeline", "read_image"]
