@@ -14,7 +14,7 @@ CMAKE_DEP   := $(shell v=$$(cmake --version 2>/dev/null | sed -n 's/^cmake versi
 DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis \
                tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel "tritonclient[grpc,http]" \
                onnx onnxscript onnxruntime transformers==5.23.0 executorch==1.5.1 $(CMAKE_DEP)
-SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
+SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python examples/image_app -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 
 SAN_DIR     := build/sanitize
