@@ -14,7 +14,7 @@ CMAKE_DEP   := $(shell v=$$(cmake --version 2>/dev/null | sed -n 's/^cmake versi
 DEPS        := $(TORCH) numpy pybind11 scikit-build-core nlohmann-json ninja scikit-learn pytest hypothesis \
                tqdm matplotlib pillow tensorboard nbformat nbclient ipykernel "tritonclient[grpc,http]" \
                onnx onnxscript onnxruntime transformers==5.23.0 executorch==1.5.1 $(CMAKE_DEP)
-SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python -type f -not -path '*/__pycache__/*' 2>/dev/null)
+SOURCES     := CMakeLists.txt pyproject.toml $(shell find cpp python examples/image_app -type f -not -path '*/__pycache__/*' 2>/dev/null)
 INSTALLED   := $(VENV)/.torchport-installed
 
 SAN_DIR     := build/sanitize
@@ -38,8 +38,9 @@ $(VENV)/.deps: Makefile | $(PY)
 	$(PY) -m pip install -q $(DEPS)
 	@touch $@
 
-# GoogleTest for the C++ suite, CLI11 for torchport-run's arguments and xxHash
-# (the payload checksum), from Debian when they are missing.
+# GoogleTest for the C++ suite, CLI11 for torchport-run's arguments, xxHash
+# (the payload checksum), stb_image (PNG/JPEG inputs) and zlib (.npz inputs),
+# from Debian when they are missing.
 .PHONY: gtest
 gtest:
 	@missing=; \
@@ -47,6 +48,7 @@ gtest:
 	[ -f /usr/include/CLI/CLI.hpp ] || missing="$$missing libcli11-dev"; \
 	[ -f /usr/include/xxhash.h ] || missing="$$missing libxxhash-dev"; \
 	[ -f /usr/include/stb/stb_image.h ] || missing="$$missing libstb-dev"; \
+	[ -f /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

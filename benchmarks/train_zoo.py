@@ -99,7 +99,10 @@ def main() -> int:
         rows.append(row)
     total = time.perf_counter() - total
     text = table(rows)
-    footer = (f"\nMeasured with `benchmarks/train_zoo.py` on {platform.machine()} CPU, {args.threads} threads, torch "
+    # The kernels' reduction order (ISA, threads) decides the last bits of every step, and a long
+    # training run amplifies them: the rows compare across machines only with both said.
+    footer = (f"\nMeasured with `benchmarks/train_zoo.py` on {platform.machine()} CPU "
+              f"({torch.backends.cpu.get_cpu_capability()} kernels), {args.threads} threads, torch "
               f"{torch.__version__}, seed 0, each family's default command (its recipe in torchport.recipes, nothing "
               f"else); total {total:.0f} s. Validation = a seeded 20 % hold-out (thermometer: "
               "all 11 points, as in the book's fit). Parity: 64 raw validation samples through eager, TorchScript, "

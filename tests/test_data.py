@@ -131,7 +131,8 @@ def test_image_folder_reads_png_and_jpeg(tmp_path):
     ds = ImageFolder(make_image_folder(tmp_path / "pets"), size=(8, 8))
     assert ds.labels == ["cats", "dogs"] and len(ds) == 8 and ds.input_shape == (3, 8, 8)
     assert ds.y.tolist() == [0] * 4 + [1] * 4
-    assert ds.x[0, 0].mean() > 150 and ds.x[-1, 2].mean() > 150  # red cats, blue dogs, raw 0..255
+    assert ds.x[0, 0].mean() > 150 / 255 and ds.x[-1, 2].mean() > 150 / 255  # red cats, blue dogs, scaled to 0..1
+    assert ds.image_size == (8, 8)  # the exported model takes uint8 [B, H, W, 3] and resizes to this
 
 
 def test_empty_image_folder_is_an_error(tmp_path):

@@ -76,3 +76,100 @@ def test_an_image_file_is_named_as_such(artifact, tmp_path):
     (tmp_path / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
     proc = run_binary("predict", str(artifact), "--input", str(tmp_path / "cat.png"), "--output", str(tmp_path / "o"))
     assert proc.returncode == 4 and "cat.png' is not a readable PNG/JPEG image" in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def two_inputs(tmp_path_factory):
+    class Two(torch.nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return x * 2 + y
+
+    d = tmp_path_factory.mktemp("npz")
+    return torchport.export(Two(), (torch.rand(2, 3), torch.rand(2, 3)), d / "two.pt", overwrite=True)
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "deflated"])
+def test_an_npz_archive_gives_inputs_by_name_or_by_position(two_inputs, tmp_path, save):
+    g = np.random.default_rng(1)
+    x, y = g.random((4, 3), dtype=np.float32), g.random((4, 3), dtype=np.float32)
+    expected = torch.from_numpy(x) * 2 + torch.from_numpy(y)
+    save(tmp_path / "named.npz", y=y, x=x)  # by input name, in any order
+    save(tmp_path / "positional.npz", x, y)  # arr_0, arr_1: forward's order
+    named = read_tensor_file(tmp_path / "named.npz")
+    assert torch.equal(named["x"], torch.from_numpy(x)) and torch.equal(named["y"], torch.from_numpy(y))
+    for name in ("named.npz", "positional.npz"):
+        out = tmp_path / f"{name}.out"
+        proc = run_binary("predict", str(two_inputs), "--input", str(tmp_path / name), "--output", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert torch.equal(torch.load(out), expected), name
+    if save is np.savez:  # `torchport run` reads through the same C++ reader; once is enough
+        proc = run_cli("run", str(two_inputs), "--input", str(tmp_path / "named.npz"), "--output", str(tmp_path / "py.out"))
+        assert proc.returncode == 0, proc.stderr
+        assert torch.equal(torch.load(tmp_path / "py.out"), expected)
+
+
+def npz_of(members: dict[str, bytes], compress: bool = False) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+ARRAY = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3), }", b"\0" * 12)
+
+
+def _damaged_crc() -> bytes:
+    data = bytearray(npz_of({"x.npy": ARRAY}))
+    data[bytes(data).find(ARRAY) + len(ARRAY) - 1] ^= 0xFF  # the last byte of the member's data
+    return bytes(data)
+
+
+def _bomb() -> bytes:
+    # A deflated member that declares 12 bytes but inflates to 1 MiB.
+    import zlib
+
+    payload = ARRAY[:-12] + b"\0" * (1 << 20)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    raw = comp.compress(payload) + comp.flush()
+    good = npz_of({"x.npy": ARRAY}, compress=True)
+    import zipfile
+    import io
+
+    info = zipfile.ZipFile(io.BytesIO(good)).infolist()[0]
+    start = info.header_offset + 30 + len(info.filename)
+    data = good[:start] + raw + good[start + info.compress_size:]
+    # fix the compressed size in the local header and the central directory
+    import struct
+
+    data = bytearray(data)
+    struct.pack_into("<I", data, info.header_offset + 18, len(raw))
+    cd = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, cd + 20, len(raw))
+    struct.pack_into("<I", data, cd + 42, info.header_offset)
+    eocd = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", data, eocd + 16, cd)
+    return bytes(data)
+
+
+HOSTILE_NPZ = {
+    "not an array": (lambda: npz_of({"x.npy": ARRAY, "notes.txt": b"hello"}), r"member 'notes.txt' is not a \.npy"),
+    "mixed": (lambda: npz_of({"arr_0.npy": ARRAY, "x.npy": ARRAY}), "mixes positional arrays"),
+    "gap": (lambda: npz_of({"arr_0.npy": ARRAY, "arr_2.npy": ARRAY}), "has arr_2 but no arr_1"),
+    "bad member": (lambda: npz_of({"x.npy": ARRAY[:-4]}), r"member 'x.npy' is not a readable \.npy array"),
+    "damaged": (_damaged_crc, "CRC-32 does not match"),
+    "inflates beyond its size": (_bomb, "does not inflate to the 81 bytes it declares"),
+    "truncated": (lambda: npz_of({"x.npy": ARRAY})[:-30], "not a valid zip archive"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_NPZ))
+def test_broken_or_hostile_npz_files_are_refused_by_name(tmp_path, case):
+    make, message = HOSTILE_NPZ[case]
+    path = tmp_path / "bad.npz"
+    path.write_bytes(make())
+    with pytest.raises(BadInputError, match=rf"input file '.*bad.npz'.*{message}"):
+        read_tensor_file(path)

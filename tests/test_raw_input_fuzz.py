@@ -1,4 +1,4 @@
-"""Seeded corruption of raw input files (PNG, JPEG and CSV rows: bytes flipped, zeroed,
+"""Seeded corruption of raw input files (PNG, JPEG, CSV rows and .npz, stored and deflated: bytes flipped, zeroed,
 cut) through the C++ readers in a subprocess: every case a tensor or a clean
 BadInputError, no crash."""
 
@@ -38,7 +38,7 @@ WORKER = textwrap.dedent("""
             case.write_bytes(bytes(b))
             try:
                 out = load_native().read_input_file(str(case), manifest)
-                assert all(isinstance(t, torch.Tensor) for t in out)
+                assert all(isinstance(t, torch.Tensor) for t in (out.values() if isinstance(out, dict) else out))
                 tally[seed.suffix + " read"] += 1
             except BadInputError:
                 tally[seed.suffix + " refused"] += 1
@@ -46,11 +46,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_corrupted_pictures_and_csv_rows_are_read_or_refused_cleanly(tmp_path):
+def test_corrupted_pictures_csv_rows_and_npz_are_read_or_refused_cleanly(tmp_path):
     g = np.random.default_rng(0)
     Image.fromarray(g.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)).save(tmp_path / "seed.png")
     Image.fromarray(g.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)).save(tmp_path / "seed.jpg")
     (tmp_path / "seed.csv").write_bytes(RAW_ROWS.encode() * 3)
+    np.savez(tmp_path / "seed.npz", features=g.random((3, 5), dtype=np.float32))
+    np.savez_compressed(tmp_path / "deflated.npz", features=g.random((3, 5), dtype=np.float32))
+    (tmp_path / "deflated.npz").rename(tmp_path / "seed.npzc")  # its own tally
     m = Manifest(name="m", inputs=[TensorSpec("features", "float32", ("batch", 5))],
                  outputs=[TensorSpec("p", "float32", ("batch", 2))], created="2026-01-01T00:00:00Z",
                  features=[FeatureSpec("temp"), FeatureSpec("city", "categorical", ("lyon", "nice", "paris")),
@@ -60,6 +63,7 @@ def test_corrupted_pictures_and_csv_rows_are_read_or_refused_cleanly(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"exit {proc.returncode} (negative: killed by a signal)\n{proc.stderr[-3000:]}"
     tally = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert sum(tally.values()) == 3 * 150, tally
+    assert sum(tally.values()) == 5 * 150, tally
     assert tally.get(".png refused", 0) > 0 and tally.get(".csv refused", 0) > 0, tally
     assert tally.get(".csv read", 0) > 0, tally
+    assert tally.get(".npz refused", 0) > 0 and tally.get(".npzc refused", 0) > 0, tally

@@ -119,6 +119,17 @@ py::object shape_to_python(const TensorSpec& spec) {
 }
 
 void register_types(py::module_& m) {
+  py::class_<ImageSpec>(m, "ImageSpec",
+                        "How an image input takes pictures: uint8 [batch, H, W, 3] RGB, resized, scaled and "
+                        "normalised inside the graph (read-only).")
+      .def_readonly("layout", &ImageSpec::layout, "\"HWC\".")
+      .def_readonly("channels", &ImageSpec::channels, "\"RGB\".")
+      .def_property_readonly(
+          "range", [](const ImageSpec& s) { return std::make_pair(s.range_min, s.range_max); }, "(0, 255).")
+      .def_readonly("size", &ImageSpec::size, "[h, w] the graph resizes to.")
+      .def_readonly("resize", &ImageSpec::resize, "\"bilinear\" (align_corners false, no antialias).")
+      .def_readonly("mean", &ImageSpec::mean, "Per channel, on the [0, 1] scale.")
+      .def_readonly("std", &ImageSpec::std, "Per channel, on the [0, 1] scale.");
   py::class_<TensorSpec>(m, "TensorSpec", "One named tensor of the contract (read-only).")
       .def_readonly("name", &TensorSpec::name)
       .def_property_readonly(
@@ -129,7 +140,8 @@ void register_types(py::module_& m) {
                              "A tuple of int (fixed), str (named dynamic) or None (dynamic); None when unknown.")
       .def_readonly("optional", &TensorSpec::optional, "An input that may be left out (None).")
       .def_readonly("data_dependent_dims", &TensorSpec::data_dependent_dims,
-                    "Output dims whose size depends on the input values.");
+                    "Output dims whose size depends on the input values.")
+      .def_readonly("image", &TensorSpec::image, "How an image input takes pictures (ImageSpec); None otherwise.");
   py::class_<FeatureSpec>(m, "FeatureSpec", "One input column of a tabular model (read-only).")
       .def_readonly("name", &FeatureSpec::name)
       .def_readonly("type", &FeatureSpec::type, "\"numeric\" or \"categorical\".")

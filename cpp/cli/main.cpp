@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
       "model's dicts and lists). OUT may not be the artifact or an IN. Repeat --input and --output to run many "
       "files with one load, in order; the first failure stops (outputs written before it stay).",
       s);
-  predict->add_option("--input", s.pred_inputs, "input file: torch.save, .npy, CSV rows with a header for a model whose manifest has features, or a "
+  predict->add_option("--input", s.pred_inputs, "input file: torch.save, .npy, .npz (arrays by input name, or arr_0, arr_1... by position), CSV rows with a header for a model whose manifest has features, or a "
                       "PNG/JPEG picture (uint8 [1, H, W, 3] RGB); repeatable")
       ->required()
       ->allow_extra_args(false);

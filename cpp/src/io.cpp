@@ -21,6 +21,7 @@
 #include "csv_input.h"
 #include "image_input.h"
 #include "npy.h"
+#include "npz.h"
 #include "reader.h"
 
 namespace torchport {
@@ -60,6 +61,7 @@ TensorBundle bundle_of(const std::string& path, const std::shared_ptr<const std:
     bundle.positional.push_back(detail::read_npy(*bytes, where));
     return bundle;
   }
+  if (detail::is_npz(*bytes)) return detail::read_npz(*bytes, where);  // NumPy arrays, by position or by input name
   if (detail::is_image(*bytes)) {  // a PNG or JPEG picture: uint8 [1, H, W, 3] RGB, the model's first input
     bundle.positional.push_back(detail::read_image(*bytes, where));
     return bundle;

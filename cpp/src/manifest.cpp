@@ -10,6 +10,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "image_input.h"
 #include "reader.h"
 
 namespace torchport {
@@ -66,6 +67,75 @@ void check_name(const std::string& name, const std::string& at, const char* what
 std::string short_dump(const json& v) {
   std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
   return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
+// An input's "image" contract. Every field is required and only the values this runtime
+// implements are accepted, so that an artifact asking for another resize or layout is
+// refused rather than fed differently from how it was trained.
+ImageSpec parse_image(const json& item, const TensorSpec& spec, const std::string& where) {
+  const std::string at = where + " image";
+  if (!item.is_object()) bad(at, "must be an object {layout, channels, range, resize, mean, std}, got " + short_dump(item));
+  auto one_of = [&](const char* key, const char* expected) {
+    const std::string got = string_field(item, key, at);
+    if (got != expected) bad(at, std::string("'") + key + "' must be \"" + expected + "\", got " + json(got).dump());
+    return got;
+  };
+  ImageSpec image;
+  image.layout = one_of("layout", "HWC");
+  image.channels = one_of("channels", "RGB");
+  const json& range = field(item, "range", at);
+  if (range != json::array({0, 255})) bad(at, "'range' must be [0, 255] (8-bit pixels), got " + short_dump(range));
+  image.range_min = 0;
+  image.range_max = 255;
+  const json& resize = field(item, "resize", at);
+  if (!resize.is_object()) bad(at, "'resize' must be {\"size\": [h, w], \"method\": \"bilinear\"}, got " + short_dump(resize));
+  const json& size = field(resize, "size", at + " resize");
+  if (!size.is_array() || size.size() != 2) bad(at, "resize 'size' must be [h, w], got " + short_dump(size));
+  for (const json& d : size) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > detail::limits::kImageSide) {
+      bad(at, "resize 'size' must hold integers from 1 to " + std::to_string(detail::limits::kImageSide) + ", got " +
+                  short_dump(size));
+    }
+    image.size.push_back(d.get<int64_t>());
+  }
+  image.resize = string_field(resize, "method", at + " resize");
+  if (image.resize != "bilinear") bad(at, "resize 'method' must be \"bilinear\", got " + json(image.resize).dump());
+  for (const char* flag : {"antialias", "align_corners"}) {
+    auto it = resize.find(flag);
+    if (it != resize.end() && *it != false) bad(at, std::string("resize '") + flag + "' must be false, got " + short_dump(*it));
+  }
+  auto stats = [&](const char* key, bool positive) {
+    const json& v = field(item, key, at);
+    if (!v.is_array() || v.size() != 3) bad(at, std::string("'") + key + "' must be 3 numbers (R, G, B), got " + short_dump(v));
+    std::vector<double> out;
+    for (const json& x : v) {
+      if (!x.is_number() || !std::isfinite(x.get<double>()) || (positive && x.get<double>() <= 0)) {
+        bad(at, std::string("'") + key + "' must hold finite numbers" + (positive ? " above 0" : "") + ", got " +
+                    short_dump(v));
+      }
+      out.push_back(x.get<double>());
+    }
+    return out;
+  };
+  image.mean = stats("mean", false);
+  image.std = stats("std", true);
+  // The picture itself: uint8 [batch, H, W, 3].
+  const bool fits = spec.dtype == c10::ScalarType::Byte && spec.shape && spec.shape->size() == 4 && (*spec.shape)[3] == 3;
+  if (!fits) {
+    bad(at, "describes uint8 [batch, H, W, 3] pictures, but the input is " +
+                (spec.dtype ? dtype_name(*spec.dtype) : std::string("of unknown dtype")) + " " +
+                (spec.shape ? shape_string(*spec.shape) : std::string("of unknown shape")));
+  }
+  return image;
+}
+
+json image_to_json(const ImageSpec& image) {
+  return {{"layout", image.layout},
+          {"channels", image.channels},
+          {"range", {image.range_min, image.range_max}},
+          {"resize", {{"size", image.size}, {"method", image.resize}, {"antialias", false}, {"align_corners", false}}},
+          {"mean", image.mean},
+          {"std", image.std}};
 }
 
 std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std::string& where) {
@@ -135,6 +205,10 @@ std::vector<TensorSpec> parse_specs(const json& obj, const char* key, const std:
         spec.data_dependent_dims.push_back(d.get<int64_t>());
       }
     }
+    if (auto image = item.find("image"); image != item.end()) {
+      if (std::string(key) != "inputs") bad(at, "field 'image' describes an input; outputs have none");
+      spec.image = parse_image(*image, spec, at);
+    }
     specs.push_back(std::move(spec));
   }
   return specs;
@@ -157,6 +231,7 @@ json specs_to_json(const std::vector<TensorSpec>& specs) {
                  {"shape", shape}};
     if (spec.optional) item["optional"] = true;
     if (!spec.data_dependent_dims.empty()) item["data_dependent"] = spec.data_dependent_dims;
+    if (spec.image) item["image"] = image_to_json(*spec.image);
     list.push_back(std::move(item));
   }
   return list;

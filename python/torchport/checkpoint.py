@@ -70,7 +70,9 @@ def load_checkpoint(path: Union[str, Path]) -> dict[str, Any]:
 
 
 def pipeline_from_checkpoint(ckpt: dict[str, Any], postprocess: str = "none"):
-    """The trained ``Pipeline`` (normalisation, model, postprocess) in eval mode."""
+    """The trained ``Pipeline`` (normalisation, model, postprocess) in eval mode; for an
+    image checkpoint, behind its ``ImageFront``, taking uint8 [B, H, W, 3] pictures
+    (``images.ImagePipeline``), as it exports."""
     from torchport.data import Normalization
     from torchport.models import Pipeline, build_model
 
@@ -82,12 +84,26 @@ def pipeline_from_checkpoint(ckpt: dict[str, Any], postprocess: str = "none"):
     mean, std = Normalization.from_dict(ckpt["normalization"]).tensors()
     target = ckpt.get("target_normalization")  # regression checkpoints since issue 11; older ones have none
     target_mean, target_std = Normalization.from_dict(target).tensors() if target else (None, None)
-    return Pipeline(model, mean, std, postprocess, target_mean, target_std).eval()
+    pipeline = Pipeline(model, mean, std, postprocess, target_mean, target_std)
+    image = ckpt["dataset"].get("image")  # image folders since issue 11; older checkpoints take float (C, H, W)
+    if image:
+        from torchport.images import ImageFront, ImagePipeline
+
+        return ImagePipeline(ImageFront(tuple(image["size"])), pipeline).eval()
+    return pipeline.eval()
 
 
 def example_inputs(ckpt: dict[str, Any], batch: int = 4, seed: int = 0) -> torch.Tensor:
-    """Raw-scale inputs for export: normal noise with the training split's mean and std."""
+    """Raw-scale inputs for export: normal noise with the training split's mean and std;
+    for an image checkpoint, uint8 [B, H, W, 3] noise pictures of another size than the
+    trained one (the graph resizes)."""
     from torchport.data import Normalization
+
+    image = ckpt["dataset"].get("image")
+    if image:
+        h, w = image["size"]
+        g = torch.Generator().manual_seed(seed)
+        return torch.randint(0, 256, (batch, h + 5, w + 3, 3), generator=g, dtype=torch.uint8)  # [B, H, W, 3]
 
     mean, std = Normalization.from_dict(ckpt["normalization"]).tensors()
     g = torch.Generator().manual_seed(seed)
@@ -139,6 +155,15 @@ def export_checkpoint(
         inputs = example_inputs(ckpt)
     input_name = ckpt["dataset"]["input_name"]
     dynamic = [0, 1] if ckpt["family"] in ("rnn", "transformer") else [0]  # batch, and time for sequences
+    image = ckpt["dataset"].get("image")
+    images = None
+    if image:  # pictures of any size: [batch, height, width, 3]
+        from torchport.data import Normalization
+        from torchport.manifest import ImageSpec
+
+        dynamic = {0: "batch", 1: "height", 2: "width"}
+        norm = Normalization.from_dict(ckpt["normalization"])
+        images = {input_name: ImageSpec(tuple(image["size"]), tuple(norm.mean), tuple(norm.std))}
     metrics = {k: v for k, v in ckpt["metrics"].items() if k != "confusion"}
     metadata = {
         "family": ckpt["family"],
@@ -147,7 +172,8 @@ def export_checkpoint(
         "dataset": ckpt["dataset"]["name"],
         "labels": ckpt["dataset"]["labels"],
         "preprocessing": {"normalization": ckpt["normalization"], "inside_model": True,
-                          "input": f"raw {ckpt['dataset']['description']}"},
+                          "input": f"raw {ckpt['dataset']['description']}"
+                          + (" as uint8 [B, H, W, 3] RGB pictures (the input's image contract)" if image else "")},
         **({"target_scaling": {**ckpt["target_normalization"], "inside_model": True}}
            if ckpt.get("target_normalization") else {}),
         "postprocess": postprocess,
@@ -169,5 +195,6 @@ def export_checkpoint(
         delegate=delegate,
         labels=ckpt["dataset"]["labels"],
         features=ckpt["dataset"].get("features", []),  # checkpoints before issue 11 have none
+        images=images,
         optimize=optimize,
     )

@@ -65,6 +65,12 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     ]
     if m.labels:
         lines.append(f"  labels: {json.dumps(m.labels)}")
+    for s in m.inputs:
+        if s.image is not None:
+            i = s.image
+            lines.append(f"  {s.name}: {i.channels} pictures, uint8 {i.layout} 0..255, any size; in the graph: "
+                         f"{i.resize} resize to {i.size[0]}x{i.size[1]}, / 255, mean {[round(v, 4) for v in i.mean]}, "
+                         f"std {[round(v, 4) for v in i.std]}")
     if m.features:
         lines.append("  features (input columns, in order):")
         lines += [f"    {f.name:<16} {f.type}" + (f" one-hot over {json.dumps(list(f.vocabulary))}" if f.vocabulary else "")
@@ -265,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
         "--inputs, with the format's Python runtime), within the manifest's tolerance. Exit 1 on mismatch.",
     )
     s.add_argument("artifact")
-    s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name), .npy array, CSV rows "
+    s.add_argument("--inputs", metavar="FILE", help="torch.save file of inputs (tensor, list, or dict by name), .npy array, .npz arrays (by name or position), CSV rows "
                    "for a model with features, or a PNG/JPEG picture")
     s.add_argument("--atol", type=float, default=None,
                    help="absolute tolerance (default: the manifest's for its format; 0, exact, for TorchScript)")
@@ -292,7 +298,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("artifact")
     s.add_argument("--input", required=True, metavar="FILE",
-                   help="torch.save file of inputs, .npy array, CSV rows (a model with features) or a PNG/JPEG "
+                   help="torch.save file of inputs, .npy array, .npz arrays (by input name or position), CSV rows (a model with features) or a PNG/JPEG "
                    "picture (uint8 [1, H, W, 3] RGB), read by the runtime as torchport-run predict does")
     s.add_argument("--output", required=True, metavar="FILE")
     s.add_argument("--format", default="tensors", choices=["tensors", "json", "csv"],

@@ -65,6 +65,8 @@ class TorchportDataset(Dataset):
     #: which axis of one sample holds channels/features for normalisation, None for one scalar
     channel_axis: Optional[int] = 0
     description: str = ""
+    #: (h, w) for pictures taken as uint8 [B, H, W, 3] and resized in the graph (images.py); None otherwise
+    image_size: Optional[tuple[int, int]] = None
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(x) != len(y):
@@ -455,21 +457,24 @@ class CSVDataset(TorchportDataset):
 
 
 class ImageFolder(TorchportDataset):
-    """A folder with one sub-folder per class of PNG/JPEG images, read with Pillow,
-    converted to RGB (or grey with ``grayscale=True``) and resized to ``size``."""
+    """A folder with one sub-folder per class of PNG/JPEG pictures of any size.
+
+    Each file is decoded by the runtime's decoder into uint8 ``[1, H, W, 3]`` RGB
+    (grey and palette pictures expanded, alpha dropped), then put through
+    ``images.ImageFront(size)``: HWC -> CHW, bilinear resize to ``size``, / 255. So
+    ``x`` is float32 (N, 3, h, w) in [0, 1], and an exported model takes the pictures
+    themselves (uint8 ``[B, H, W, 3]``) and runs the same front in its graph."""
 
     input_name = "image"
 
-    def __init__(self, root: Union[str, Path], size: tuple[int, int] = (32, 32), grayscale: bool = False) -> None:
+    def __init__(self, root: Union[str, Path], size: tuple[int, int] = (32, 32)) -> None:
+        from torchport.images import ImageFront, read_image
+
         root = Path(root)
         self.name = f"images:{root.name}"
         self.description = f"image folder {root}"
         if not root.is_dir():
             raise DataError(f"image folder '{root}' does not exist")
-        try:
-            from PIL import Image
-        except ImportError:
-            raise BadOptionError("image folders need Pillow (pip install pillow)") from None
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         files = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         if not files:
@@ -478,16 +483,11 @@ class ImageFolder(TorchportDataset):
                 f"{'/'.join(IMAGE_SUFFIXES)} files"
             )
         self.labels = classes
-        mode = "L" if grayscale else "RGB"
-        images = []
-        for p, _ in files:
-            try:
-                with Image.open(p) as im:
-                    im = im.convert(mode).resize((size[1], size[0]))
-                    images.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(size[0], size[1], -1))
-            except OSError as e:
-                raise DataError(f"image '{p}' cannot be read: {e}") from None
-        x = torch.stack(images).permute(0, 3, 1, 2).to(torch.float32)  # (N, C, H, W), 0..255
+        self.image_size = (int(size[0]), int(size[1]))
+        self.files = [p for p, _ in files]
+        front = ImageFront(self.image_size)
+        with torch.no_grad():
+            x = torch.cat([front(read_image(p)) for p, _ in files])  # (N, 3, h, w) in [0, 1]
         super().__init__(x, torch.tensor([i for _, i in files], dtype=torch.int64))
 
 

@@ -400,6 +400,7 @@ def export(
     labels: Optional[Sequence[str]] = None,
     features: Optional[Sequence[Any]] = None,
     optimize: str = "none",
+    images: Optional[Mapping[str, Any]] = None,
 ) -> Union[Path, dict[str, Path]]:
     """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
 
@@ -431,7 +432,9 @@ def export(
     within its format's tolerance); an existing file is replaced only with
     ``overwrite=True``. ``labels`` (class names in output order) and ``features`` (a
     tabular model's input columns: ``manifest.FeatureSpec`` or dicts with ``name``,
-    ``type`` and ``vocabulary``) become the manifest's typed fields.
+    ``type`` and ``vocabulary``) become the manifest's typed fields; so does ``images``,
+    ``{input name: manifest.ImageSpec}`` for inputs that take uint8 [B, H, W, 3] pictures
+    and resize, scale and normalise them in the graph (torchport.images).
 
     Inputs as the model takes them: ``example_kwargs`` (or a dict as
     ``example_inputs``) gives arguments by ``forward``'s parameter names. Tensor
@@ -490,7 +493,7 @@ def export(
             f: export(model, example_inputs, p, example_kwargs=example_kwargs, dim_bounds=dim_bounds,
                       method=method, input_names=input_names, output_names=output_names,
                       dynamic_dims=dynamic_dims, metadata=metadata, name=name, overwrite=overwrite, format=f,
-                      labels=labels, features=features)
+                      labels=labels, features=features, images=images)
             for f, p in targets.items()
         }
         cross_check(written)
@@ -508,6 +511,8 @@ def export(
     layout = native.describe_outputs(returned)
     in_names = _names(input_names, call.names, "input_names")
     dynamic = _dynamic(dynamic_dims, in_names, inputs)
+    if set(images or {}) - set(in_names):
+        raise BadOptionError(f"images: unknown input names {sorted(set(images or {}) - set(in_names))}; inputs are {in_names}")
     bounds = _bounds(model, dim_bounds, dynamic, in_names, inputs)
 
     def call_as_exported(fn, tensors):
@@ -592,7 +597,7 @@ def export(
         name=name or type(model).__name__,
         inputs=[
             TensorSpec(n, dtype_name(t.dtype), tuple(dynamic[n][d] if d in dynamic[n] else s for d, s in enumerate(t.shape)),
-                       optional=n in optional)
+                       optional=n in optional, image=(images or {}).get(n))
             for n, t in zip(in_names, inputs)
         ],
         outputs=[TensorSpec(n, dtype_name(outputs[specs.index(k)].dtype), s, data_dependent=dd)

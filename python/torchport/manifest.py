@@ -44,6 +44,33 @@ def _native():
 
 
 @dataclass(frozen=True)
+class ImageSpec:
+    """How an image input takes pictures, as the runtime's ``ImageSpec``: uint8
+    ``[batch, H, W, 3]`` RGB of any size; the graph turns HWC into CHW, resizes to
+    ``size`` (bilinear, align_corners false, no antialias), divides by 255 and
+    normalises with ``mean`` and ``std`` (per channel, on the [0, 1] scale)."""
+
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    layout: str = "HWC"
+    channels: str = "RGB"
+    range: tuple[int, int] = (0, 255)
+    resize: str = "bilinear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layout": self.layout, "channels": self.channels, "range": list(self.range),
+                "resize": {"size": list(self.size), "method": self.resize, "antialias": False, "align_corners": False},
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_native(cls, s: Any) -> Optional["ImageSpec"]:
+        if s is None:
+            return None
+        return cls(tuple(s.size), tuple(s.mean), tuple(s.std), s.layout, s.channels, tuple(s.range), s.resize)
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     """One named tensor of the contract.
 
@@ -60,6 +87,8 @@ class TensorSpec:
     optional: bool = False
     #: output dims whose size depends on the input values (detections kept)
     data_dependent: tuple[int, ...] = ()
+    #: an input that takes 8-bit pictures: how the graph reads them (None otherwise)
+    image: Optional[ImageSpec] = None
 
     def shape_str(self) -> str:
         if self.shape is None:
@@ -149,7 +178,8 @@ class Manifest:
         """From a ``torchport._native.Manifest`` (already validated by the runtime)."""
         out = cls(
             name=m.name,
-            inputs=[TensorSpec(s.name, s.dtype, s.shape, s.optional, tuple(s.data_dependent_dims)) for s in m.inputs],
+            inputs=[TensorSpec(s.name, s.dtype, s.shape, s.optional, tuple(s.data_dependent_dims),
+                               ImageSpec.from_native(s.image)) for s in m.inputs],
             outputs=[TensorSpec(s.name, s.dtype, s.shape, s.optional, tuple(s.data_dependent_dims)) for s in m.outputs],
             schema=m.schema,
             torchport_version=m.torchport_version,
@@ -224,6 +254,8 @@ def _spec(s: TensorSpec) -> dict[str, Any]:
         out["optional"] = True
     if s.data_dependent:
         out["data_dependent"] = list(s.data_dependent)
+    if s.image is not None:
+        out["image"] = s.image.to_dict()
     return out
 
 

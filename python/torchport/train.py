@@ -594,6 +594,7 @@ def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, dev
             "input_name": dataset.input_name,
             "labels": list(dataset.labels),
             "features": dataset.feature_specs(),
+            **({"image": {"size": list(dataset.image_size)}} if dataset.image_size else {}),
         },
         "normalization": norm.to_dict(),
         **({"target_normalization": target_norm.to_dict()} if target_norm is not None else {}),

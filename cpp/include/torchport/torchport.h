@@ -70,6 +70,20 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
+/// How an image model takes pictures (an input's "image" field): 8-bit RGB as an
+/// application holds them, uint8 [batch, H, W, 3] of any H and W, and what the graph
+/// does with them, in this order: HWC -> CHW, a bilinear resize to `size`
+/// (align_corners false, no antialias), division by 255, then (x - mean) / std per
+/// channel. The runtime checks the input against it; the graph does the work.
+struct ImageSpec {
+  std::string layout = "HWC";       ///< the input's layout: "HWC" (height, width, channels)
+  std::string channels = "RGB";     ///< channel order: "RGB"
+  int range_min = 0, range_max = 255;  ///< the pixel values the input holds (uint8: 0 and 255)
+  std::vector<int64_t> size;        ///< [h, w] the graph resizes every picture to
+  std::string resize = "bilinear";  ///< "bilinear" (align_corners false, no antialias)
+  std::vector<double> mean, std;    ///< per channel, on the [0, 1] scale after division by 255
+};
+
 /// One named tensor of the I/O contract. A dimension of -1 is dynamic; a
 /// dynamic dimension may carry a name ("batch"), and every dimension that
 /// shares a name must have the same size across the inputs of one call.
@@ -84,6 +98,8 @@ struct TensorSpec {
   bool optional = false;
   /// Output dims whose size depends on the input values (detections kept), not on their shapes.
   std::vector<int64_t> data_dependent_dims;
+  /// An input that takes 8-bit pictures: how the graph reads them; none for other inputs.
+  std::optional<ImageSpec> image;
 };
 
 /// Inclusive bounds of a named dynamic dimension ("seq" in 1..512).
