@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
+#include <torchport/profile.h>
 #include <torchport/tools.h>
 
 #include "detail.h"
@@ -48,7 +49,12 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
   // found in the checked bytes decide, not the file's name.
   if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
   if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
-  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr);
+  if (!options.optimize.empty() && files.format != "torchscript") {
+    throw Error(ErrorKind::BadOption, "optimize: \"" + options.optimize + "\" applies to TorchScript artifacts, '" +
+                                          path + "' is " + files.format);
+  }
+  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr,
+                          options.optimize);
 }
 
 // An output that shares its tensor or its storage with anything but the other
@@ -268,6 +274,10 @@ Options checked_options(const Options& options) {
     throw Error(ErrorKind::BadOption, "concurrency: expected 1 to " + std::to_string(kMaxConcurrency) +
                                           ", got " + std::to_string(options.concurrency));
   }
+  if (!options.optimize.empty() && options.optimize != "freeze" && options.optimize != "fast") {
+    throw Error(ErrorKind::BadOption, "optimize: expected \"\" (as exported), \"freeze\" or \"fast\", got \"" +
+                                          options.optimize + "\"");
+  }
   checked.device = parse_device(options.device).str();
   return checked;
 }
@@ -314,16 +324,80 @@ int max_threads() {
 
 Model::Model(std::shared_ptr<const detail::ModelState> state) : state_(std::move(state)) {}
 
+namespace {
+
+// The manifest checksum a profile is tied to; BadArtifact when `bytes` has none.
+std::string profile_checksum(const std::string& path, const std::shared_ptr<const std::string>& bytes,
+                             const std::string& profile_path, std::string* format) {
+  const detail::ArchiveFiles files = detail::read_archive(path, bytes, detail::Checksum::Skip);
+  if (!files.manifest || files.manifest->checksum.empty()) {
+    throw Error(ErrorKind::BadArtifact, "profile '" + profile_path + "': '" + path +
+                                            "' records no checksum to tie a profile to (a plain TorchScript file, or "
+                                            "an export older than checksums); load it without the profile");
+  }
+  *format = files.format;
+  return files.manifest->checksum;
+}
+
+// The file and options a profile picks for the artifact at `path` (its bytes
+// in `bytes`): a profile tuned for another artifact, or a sibling that changed
+// since, is refused, never half applied.
+Options use_profile(std::string& path, std::shared_ptr<const std::string>& bytes, const Options& options,
+                    bool may_switch_file) {
+  const Profile profile = Profile::read(options.profile);
+  const std::string where = "profile '" + options.profile + "'";
+  std::string format;
+  const std::string checksum = profile_checksum(path, bytes, options.profile, &format);
+  if (checksum != profile.artifact_checksum) {
+    throw Error(ErrorKind::BadArtifact,
+                where + ": field 'artifact_checksum' is " + profile.artifact_checksum + ", but '" + path +
+                    "' records " + checksum + ": the profile was tuned for another artifact (or an earlier export "
+                    "of this one); run torchport tune on it again");
+  }
+  if (profile.format != format) {
+    static const std::map<std::string, std::string> suffix = {
+        {"torchscript", ".pt"}, {"aoti", ".pt2"}, {"executorch", ".pte"}};
+    const std::string sibling = std::filesystem::path(path).replace_extension(suffix.at(profile.format)).string();
+    if (!may_switch_file) {
+      throw Error(ErrorKind::BadOption, where + ": field 'format' picks the " + profile.format + " sibling '" +
+                                            sibling + "', which an artifact loaded from memory does not have");
+    }
+    auto sibling_bytes = detail::read_regular_file(sibling, "artifact", ErrorKind::BadArtifact);
+    std::string sibling_format;
+    const std::string sibling_checksum = profile_checksum(sibling, sibling_bytes, options.profile, &sibling_format);
+    if (sibling_format != profile.format || sibling_checksum != profile.file_checksum) {
+      throw Error(ErrorKind::BadArtifact,
+                  where + ": field 'file_checksum' is " + profile.file_checksum + " (" + profile.format + "), but '" +
+                      sibling + "' is " + sibling_format + " with " + sibling_checksum +
+                      ": the sibling changed since tuning; run torchport tune again");
+    }
+    path = sibling;
+    bytes = std::move(sibling_bytes);
+  } else if (profile.file_checksum != checksum) {
+    throw Error(ErrorKind::BadArtifact, where + ": field 'file_checksum' is " + profile.file_checksum + ", but '" +
+                                            path + "' records " + checksum);
+  }
+  return detail::checked_options(apply_profile(options, profile));
+}
+
+}  // namespace
+
 Model Model::load(const std::string& path, const Options& options) {
-  const Options checked = detail::checked_options(options);
+  Options checked = detail::checked_options(options);
   // The file is read once; everything below parses these bytes.
-  return load_bytes(path, detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact), checked);
+  auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
+  std::string run_path = path;
+  if (!checked.profile.empty()) checked = use_profile(run_path, bytes, checked, /*may_switch_file=*/true);
+  return load_bytes(run_path, std::move(bytes), checked);
 }
 
 Model Model::load_from_memory(std::string bytes, const std::string& name, const Options& options) {
-  const Options checked = detail::checked_options(options);
+  Options checked = detail::checked_options(options);
   if (bytes.empty()) throw Error(ErrorKind::BadArtifact, "artifact '" + name + "' is empty");
-  return load_bytes(name, std::make_shared<const std::string>(std::move(bytes)), checked);
+  auto shared = std::make_shared<const std::string>(std::move(bytes));
+  std::string run_path = name;
+  if (!checked.profile.empty()) checked = use_profile(run_path, shared, checked, /*may_switch_file=*/false);
+  return load_bytes(run_path, std::move(shared), checked);
 }
 
 Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::string> bytes, const Options& options) {

@@ -176,6 +176,17 @@ struct Options {
   /// Shared libraries of custom operators (TORCH_LIBRARY), dlopen'ed with
   /// RTLD_NOW | RTLD_GLOBAL before the model loads. Process-wide; never unloaded.
   std::vector<std::string> libraries;
+  /// TorchScript only: an optimisation level applied at load on top of the one
+  /// export applied (Manifest::optimize): "" keeps the exported level; "freeze"
+  /// runs torch::jit::freeze, "fast" also optimize_for_inference. Not bit-exact
+  /// in general: outputs may leave the manifest's tolerance (torchport tune
+  /// picks a level only where they stay within the tolerance it was given).
+  std::string optimize;
+  /// A profile written by `torchport tune` (torchport/profile.h): its settings
+  /// apply where these Options are left at their defaults, and it may pick a
+  /// sibling file of another format. Refused (BadArtifact) when it was tuned
+  /// for another artifact. "" for none; never picked up implicitly.
+  std::string profile;
 };
 
 /// One submodule of a loaded model, for diagnostics (the divergence localiser).
