@@ -25,7 +25,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -85,18 +84,28 @@ def prepare(cache: Path) -> dict[str, tuple[Path, Path]]:
     return out
 
 
+# Linux keeps a process's peak RSS across fork and exec, so a child forked from
+# this process (torch loaded) would report at least this process's RSS. A small
+# interpreter without site packages forks the measured process instead, and
+# reports its wait4 peak.
+SPAWN = """import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write(json.dumps({"rc": os.waitstatus_to_exitcode(status), "maxrss_kb": usage.ru_maxrss}) + "\\n")
+"""
+
+
 def measure(artifact: Path, inputs: Path, env: dict[str, str], iters: int) -> tuple[float, float]:
     """(p50 ms, peak RSS MB) of one torchport-run bench process."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([str(binary_path()), "bench", str(artifact), "--threads", "1", "--input", str(inputs),
-                                 "--iters", str(iters), "--warmup", "2"], stdout=out, stderr=subprocess.PIPE,
-                                env={**os.environ, **env})
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise SystemExit(f"torchport-run bench failed ({proc.returncode}): {proc.stderr.read().decode()}")
-        out.seek(0)
-        return json.loads(out.read())["p50_ms"], usage.ru_maxrss / 1024
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", SPAWN, str(binary_path()), "bench", str(artifact),
+                           "--threads", "1", "--input", str(inputs), "--iters", str(iters), "--warmup", "2"],
+                          capture_output=True, text=True, env={**os.environ, **env})
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    if proc.returncode != 0 or report["rc"] != 0:
+        raise SystemExit(f"torchport-run bench failed ({report['rc']}): {proc.stderr}")
+    return json.loads(proc.stdout)["p50_ms"], report["maxrss_kb"] / 1024
 
 
 def main() -> None:
