@@ -19,6 +19,14 @@ from torchport.tune import default_profile_path, tune
 from conftest import MLP, run_binary, run_cli
 
 
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    # Loading with threads (or a profile that sets them) changes the process-wide pool.
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     torch.manual_seed(0)

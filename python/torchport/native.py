@@ -68,7 +68,8 @@ class NativeModel:
     applications and ``torchport-run`` use).
 
     ``threads`` sets LibTorch's intra-op threads, which are process-wide.
-    ``warmup_runs`` runs the golden inputs at load (cost in ``warmup_ms``);
+    ``warmup_runs`` runs the golden inputs at load, each time also their first
+    row alone when the inputs share a dynamic batch dim (cost in ``warmup_ms``);
     ``check_nan`` rejects NaN/Inf inputs; ``verify_checksum`` checks the
     payload checksum recorded at export. ``libraries`` are shared libraries of
     custom operators loaded (process-wide) before the model. ``run`` releases

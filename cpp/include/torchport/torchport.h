@@ -160,7 +160,7 @@ constexpr int kMaxConcurrency = 256;
 struct Options {
   std::string device = "cpu";  ///< "cpu" ("cpu:0"), "cuda", "cuda:1", ...
   int threads = 0;             ///< intra-op threads (process-wide); 0 keeps LibTorch's default; at most max_threads()
-  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load; at most kMaxWarmupRuns
+  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load, each also on their first row when the batch dim allows; at most kMaxWarmupRuns
   bool check_nan = false;      ///< reject inputs holding NaN or Inf
   bool verify_checksum = true; ///< check the manifest's payload checksum at load
   /// Calls that may run at once without waiting for each other, 1 to
