@@ -117,3 +117,13 @@ def test_tune_cli_writes_the_profile_and_refuses_overwriting_the_artifact(tuned,
     assert "fastest:" in proc.stdout and out.is_file()
     with pytest.raises(BadOptionError, match="is the artifact"):
         tune(path, profile=path)
+
+
+def test_levels_at_load_are_checked_and_applied(tuned):
+    path, _ = tuned
+    with pytest.raises(BadOptionError, match="optimize: expected .*got \"turbo\""):
+        NativeModel(path, optimize="turbo")
+    model = NativeModel(path, optimize="freeze")
+    assert model.options.optimize == "freeze"
+    inputs, outputs = read_golden(path)
+    torch.testing.assert_close(model.run(*inputs)[0], outputs[0], atol=1e-5, rtol=1e-5)
