@@ -127,3 +127,44 @@ def test_levels_at_load_are_checked_and_applied(tuned):
     assert model.options.optimize == "freeze"
     inputs, outputs = read_golden(path)
     torch.testing.assert_close(model.run(*inputs)[0], outputs[0], atol=1e-5, rtol=1e-5)
+
+
+FUZZ = r"""
+import json, random, sys
+import torch  # before the extension, which binds to torch's libtorch
+from torchport import _native
+from torchport.errors import BadArtifactError
+
+good = open(sys.argv[1]).read()
+rng = random.Random(0)
+values = [None, True, -1, 0, 2**31, 2**63, 1e308, float("nan"), "", "x" * 300, [], {}, [[[[]]]], "fast", "aoti"]
+refused = parsed = 0
+for i in range(1500):
+    if i % 3 == 0:  # bytes flipped, inserted or cut
+        b = bytearray(good.encode())
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        text = bytes(b[: rng.randint(0, len(b))] if i % 2 else b).decode("utf-8", "replace")
+    else:  # a field given a value of another type or out of range
+        doc = json.loads(good)
+        doc[rng.choice(list(doc) + ["extra"])] = rng.choice(values)
+        text = json.dumps(doc)
+    try:
+        _native.Profile.from_json(text, "fuzz")
+        parsed += 1
+    except BadArtifactError as e:
+        assert "fuzz" in str(e), e
+        refused += 1
+print(json.dumps({"refused": refused, "parsed": parsed}))
+"""
+
+
+def test_mutated_profiles_are_refused_never_crash(tuned):
+    import subprocess
+    import sys
+
+    _, report = tuned
+    proc = subprocess.run([sys.executable, "-c", FUZZ, report.profile], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert counts["refused"] > 1000 and counts["parsed"] > 0, counts
