@@ -337,7 +337,7 @@ def test_bench_runs_a_pte_and_leaves_out_batches_above_its_bound(cnn_pte):
 
 
 def test_a_tune_profile_can_pick_the_pte_sibling(mlp_pte, tmp_path):
-    from torchport.errors import BadArtifactError
+    from torchport.errors import BadArtifactError, BadOptionError
     from torchport.tune import tune
 
     model, paths = mlp_pte
@@ -360,3 +360,5 @@ def test_a_tune_profile_can_pick_the_pte_sibling(mlp_pte, tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(doc))
     with pytest.raises(BadArtifactError, match=r"field 'file_checksum'.*sibling changed"):
         torchport.NativeModel(pt, profile=tmp_path / "p.json")
+    with pytest.raises(BadOptionError, match="optimize: \"freeze\" applies to TorchScript artifacts"):
+        torchport.NativeModel(pte, optimize="freeze")

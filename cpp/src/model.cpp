@@ -47,12 +47,12 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
                                       const c10::Device& device) {
   // The one routing point between artifact formats: the records read_archive
   // found in the checked bytes decide, not the file's name.
-  if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
-  if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
   if (!options.optimize.empty() && files.format != "torchscript") {
     throw Error(ErrorKind::BadOption, "optimize: \"" + options.optimize + "\" applies to TorchScript artifacts, '" +
                                           path + "' is " + files.format);
   }
+  if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
+  if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
   return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr,
                           options.optimize);
 }
