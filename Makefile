@@ -27,6 +27,7 @@ help:
 	@echo "make test    set up, then run the C++ tests (ctest) and the Python suite (pytest)"
 	@echo "make bench   latency figures (benchmarks/)"
 	@echo "make zoo     train every model family, export, check parity (benchmarks/train_zoo.py, ~5 min)"
+	@echo "make allocator  glibc, tuned glibc and jemalloc on large activations (benchmarks/allocator.py)"
 	@echo "make soak    10,000 calls with varying batch sizes; fails if memory grows 5% or more"
 	@echo "make sanitize  C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer (own build folder)"
 	@echo "make clean   remove the build folder; distclean also removes .venv"
@@ -82,6 +83,14 @@ zoo: setup
 
 soak: setup
 	$(PY) benchmarks/soak.py
+
+# glibc against jemalloc on large activations; jemalloc from Debian when missing.
+.PHONY: allocator
+allocator: setup
+	@[ -f /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libjemalloc2 >/dev/null; }
+	$(PY) benchmarks/allocator.py
 
 # The runtime and its C++ tests built with -fsanitize=address,undefined; LibTorch
 # stays as shipped (uninstrumented). See docs/reliability.md.

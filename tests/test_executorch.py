@@ -334,3 +334,31 @@ def test_bench_runs_a_pte_and_leaves_out_batches_above_its_bound(cnn_pte):
     timed = {(r.runtime, r.batch) for r in report.rows}
     assert {("native", 1), ("executorch", 1)} <= timed and ("executorch", 32) not in timed, str(report)
     assert "executorch at batch 32" in report.skipped and "torchscript" in report.skipped, report.skipped
+
+
+def test_a_tune_profile_can_pick_the_pte_sibling(mlp_pte, tmp_path):
+    from torchport.errors import BadArtifactError, BadOptionError
+    from torchport.tune import tune
+
+    model, paths = mlp_pte
+    pte = paths["xnnpack"]
+    pt = torchport.export(model, torch.randn(3, 6), tmp_path / pte.with_suffix(".pt").name)
+    shutil.copy(pte, tmp_path / pte.name)  # the sibling beside it, same stem
+    threads = torch.get_num_threads()
+    try:
+        report = tune(pt, threads=[1], atol=1e-4, profile=tmp_path / "p.json", iters=2, rounds=1, warmup=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert [c.ok for c in report.candidates if c.format == "executorch"] == [True], report
+    doc = json.loads((tmp_path / "p.json").read_text())
+    doc.update(format="executorch", optimize="", file_checksum=torchport.read_manifest(pte).checksum)
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    loaded = torchport.NativeModel(pt, profile=tmp_path / "p.json")
+    assert loaded.format == "executorch" and loaded.path == tmp_path / pte.name
+    torch.set_num_threads(threads)
+    doc["file_checksum"] = "xxh3-128:00"
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    with pytest.raises(BadArtifactError, match=r"field 'file_checksum'.*sibling changed"):
+        torchport.NativeModel(pt, profile=tmp_path / "p.json")
+    with pytest.raises(BadOptionError, match="optimize: \"freeze\" applies to TorchScript artifacts"):
+        torchport.NativeModel(pte, optimize="freeze")

@@ -16,6 +16,7 @@
 #include "dlpack.h"
 #include "localize.h"
 #include "outputs.h"
+#include "profile.h"
 
 namespace py = pybind11;
 
@@ -213,7 +214,7 @@ A loaded artifact, run by the C++ runtime.
       .def(py::init([](const std::string& path, const std::string& device, const py::object& threads,
                        const py::object& warmup_runs, bool check_nan, bool verify_checksum,
                        const std::vector<std::string>& libraries, const py::object& concurrency,
-                       bool optimize_graph) {
+                       bool optimize_graph, const std::string& optimize, const std::string& profile) {
              Options options;
              options.device = device;
              options.threads = int_option(threads, "threads");
@@ -223,6 +224,8 @@ A loaded artifact, run by the C++ runtime.
              options.libraries = libraries;
              options.concurrency = int_option(concurrency, "concurrency");
              options.optimize_graph = optimize_graph;
+             options.optimize = optimize;
+             options.profile = profile;
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
@@ -230,11 +233,13 @@ A loaded artifact, run by the C++ runtime.
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
            py::arg("libraries") = std::vector<std::string>{},
            py::arg("concurrency") = Options{}.concurrency, py::arg("optimize_graph") = true,
+           py::arg("optimize") = "", py::arg("profile") = "",
            "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
       .def_property_readonly("manifest", &Model::manifest, "The manifest (or the contract derived from forward()).")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
       .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript' or 'aoti'.")
       .def_property_readonly("warmup_ms", &Model::warmup_ms, "Milliseconds spent warming up at load.")
+      .def_property_readonly("options", &Model::options, "The Options it runs with (a profile's settings applied).")
       .def(
           "run",
           [](const Model& self, const py::sequence& inputs) {
@@ -493,6 +498,8 @@ PYBIND11_MODULE(_native, m) {
   m.attr("GOLDEN_FILE") = torchport::kGoldenFile;
   register_errors(m);
   register_types(m);
+  register_options(m);
+  register_profile(m);
   register_model(m);
   register_io(m);
   register_tools(m);

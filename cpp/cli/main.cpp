@@ -29,6 +29,7 @@ struct Settings {
   bool atol_given = false, rtol_given = false;
   int concurrency = torchport::Options{}.concurrency;
   std::string optimize_graph = "yes";
+  std::string profile;  // --profile: torchport tune's settings
   std::vector<std::string> pred_inputs, pred_outputs;  // predict: one --output per --input
   int clients = 16, requests = 200;                     // serve-bench
   torchport::BatcherOptions batcher;
@@ -60,6 +61,9 @@ CLI::App* command(CLI::App& app, const std::string& name, const std::string& hel
                   "no: run a TorchScript graph without the profiling executor's optimising passes, so the "
                   "first call costs about what later ones do (default yes)")
       ->check(CLI::IsMember({"yes", "no"}));
+  sub->add_option("--profile", s.profile,
+                  "a profile written by torchport tune: its settings (format, level, threads, optimize-graph, "
+                  "warm-up) apply where no option here sets them; refused if tuned for another artifact");
   return sub;
 }
 
@@ -71,7 +75,16 @@ int run(const std::string& name, const Settings& s) {
   options.check_nan = s.check_nan == "yes";
   options.libraries = s.libraries;
   options.optimize_graph = s.optimize_graph == "yes";
+  options.profile = s.profile;
   const auto model = torchport::Model::load(s.artifact, options);
+  if (!s.profile.empty()) {
+    // On stderr, so that info's stdout stays the manifest JSON.
+    const auto& o = model.options();
+    std::cerr << "torchport-run: profile '" << s.profile << "' applied: " << model.path() << " (" << model.format()
+              << "), threads " << o.threads << ", optimize " << (o.optimize.empty() ? "as exported" : o.optimize)
+              << ", optimize-graph " << (o.optimize_graph ? "yes" : "no") << ", warmup_runs " << o.warmup_runs
+              << "\n";
+  }
 
   if (name == "info") {
     std::cout << model.manifest().to_json() << "\n";

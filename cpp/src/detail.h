@@ -67,6 +67,10 @@ Options checked_options(const Options& options);
 /// The device an Options string names ("cpu:0" is "cpu"); throws BadOption.
 c10::Device parse_device(const std::string& device);
 
+/// The first row of `inputs` when every input shares one named dynamic first
+/// dim (bounds allowing 1) and holds more than one row; empty otherwise.
+std::vector<at::Tensor> first_row(const Manifest& manifest, const std::vector<at::Tensor>& inputs);
+
 /// Checks inputs against the contract; returns them contiguous and validated.
 std::vector<at::Tensor> validate_inputs(const ModelState& state,
                                         const std::vector<at::Tensor>& inputs);

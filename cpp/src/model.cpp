@@ -15,6 +15,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
+#include <torchport/profile.h>
 #include <torchport/tools.h>
 
 #include "detail.h"
@@ -47,9 +48,14 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
                                       const c10::Device& device) {
   // The one routing point between artifact formats: the records read_archive
   // found in the checked bytes decide, not the file's name.
+  if (!options.optimize.empty() && files.format != "torchscript") {
+    throw Error(ErrorKind::BadOption, "optimize: \"" + options.optimize + "\" applies to TorchScript artifacts, '" +
+                                          path + "' is " + files.format);
+  }
   if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
   if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
-  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr);
+  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr,
+                          options.optimize);
 }
 
 // An output that shares its tensor or its storage with anything but the other
@@ -269,6 +275,10 @@ Options checked_options(const Options& options) {
     throw Error(ErrorKind::BadOption, "concurrency: expected 1 to " + std::to_string(kMaxConcurrency) +
                                           ", got " + std::to_string(options.concurrency));
   }
+  if (!options.optimize.empty() && options.optimize != "freeze" && options.optimize != "fast") {
+    throw Error(ErrorKind::BadOption, "optimize: expected \"\" (as exported), \"freeze\" or \"fast\", got \"" +
+                                          options.optimize + "\"");
+  }
   checked.device = parse_device(options.device).str();
   return checked;
 }
@@ -304,6 +314,24 @@ std::vector<at::Tensor> validate_inputs(const ModelState& state,
   return ready;
 }
 
+std::vector<at::Tensor> first_row(const Manifest& manifest, const std::vector<at::Tensor>& inputs) {
+  // Only when every input shares one named dynamic first dim that may be 1.
+  std::string batch;
+  for (size_t i = 0; i < manifest.inputs.size(); ++i) {
+    const auto& spec = manifest.inputs[i];
+    if (i >= inputs.size() || !inputs[i].defined() || inputs[i].dim() == 0 || inputs[i].size(0) < 2) return {};
+    if (!spec.shape || spec.shape->empty() || (*spec.shape)[0] >= 0 || spec.dim_names.empty()) return {};
+    if (spec.dim_names[0].empty() || (!batch.empty() && spec.dim_names[0] != batch)) return {};
+    batch = spec.dim_names[0];
+  }
+  if (batch.empty()) return {};
+  auto bounds = manifest.dim_bounds.find(batch);
+  if (bounds != manifest.dim_bounds.end() && bounds->second.min > 1) return {};
+  std::vector<at::Tensor> rows;
+  for (const auto& t : inputs) rows.push_back(t.narrow(0, 0, 1).contiguous());
+  return rows;
+}
+
 }  // namespace detail
 
 void check_options(const Options& options) { detail::checked_options(options); }
@@ -315,16 +343,80 @@ int max_threads() {
 
 Model::Model(std::shared_ptr<const detail::ModelState> state) : state_(std::move(state)) {}
 
+namespace {
+
+// The manifest checksum a profile is tied to; BadArtifact when `bytes` has none.
+std::string profile_checksum(const std::string& path, const std::shared_ptr<const std::string>& bytes,
+                             const std::string& profile_path, std::string* format) {
+  const detail::ArchiveFiles files = detail::read_archive(path, bytes, detail::Checksum::Skip);
+  if (!files.manifest || files.manifest->checksum.empty()) {
+    throw Error(ErrorKind::BadArtifact, "profile '" + profile_path + "': '" + path +
+                                            "' records no checksum to tie a profile to (a plain TorchScript file, or "
+                                            "an export older than checksums); load it without the profile");
+  }
+  *format = files.format;
+  return files.manifest->checksum;
+}
+
+// The file and options a profile picks for the artifact at `path` (its bytes
+// in `bytes`): a profile tuned for another artifact, or a sibling that changed
+// since, is refused, never half applied.
+Options use_profile(std::string& path, std::shared_ptr<const std::string>& bytes, const Options& options,
+                    bool may_switch_file) {
+  const Profile profile = Profile::read(options.profile);
+  const std::string where = "profile '" + options.profile + "'";
+  std::string format;
+  const std::string checksum = profile_checksum(path, bytes, options.profile, &format);
+  if (checksum != profile.artifact_checksum) {
+    throw Error(ErrorKind::BadArtifact,
+                where + ": field 'artifact_checksum' is " + profile.artifact_checksum + ", but '" + path +
+                    "' records " + checksum + ": the profile was tuned for another artifact (or an earlier export "
+                    "of this one); run torchport tune on it again");
+  }
+  if (profile.format != format) {
+    static const std::map<std::string, std::string> suffix = {
+        {"torchscript", ".pt"}, {"aoti", ".pt2"}, {"executorch", ".pte"}};
+    const std::string sibling = std::filesystem::path(path).replace_extension(suffix.at(profile.format)).string();
+    if (!may_switch_file) {
+      throw Error(ErrorKind::BadOption, where + ": field 'format' picks the " + profile.format + " sibling '" +
+                                            sibling + "', which an artifact loaded from memory does not have");
+    }
+    auto sibling_bytes = detail::read_regular_file(sibling, "artifact", ErrorKind::BadArtifact);
+    std::string sibling_format;
+    const std::string sibling_checksum = profile_checksum(sibling, sibling_bytes, options.profile, &sibling_format);
+    if (sibling_format != profile.format || sibling_checksum != profile.file_checksum) {
+      throw Error(ErrorKind::BadArtifact,
+                  where + ": field 'file_checksum' is " + profile.file_checksum + " (" + profile.format + "), but '" +
+                      sibling + "' is " + sibling_format + " with " + sibling_checksum +
+                      ": the sibling changed since tuning; run torchport tune again");
+    }
+    path = sibling;
+    bytes = std::move(sibling_bytes);
+  } else if (profile.file_checksum != checksum) {
+    throw Error(ErrorKind::BadArtifact, where + ": field 'file_checksum' is " + profile.file_checksum + ", but '" +
+                                            path + "' records " + checksum);
+  }
+  return detail::checked_options(apply_profile(options, profile));
+}
+
+}  // namespace
+
 Model Model::load(const std::string& path, const Options& options) {
-  const Options checked = detail::checked_options(options);
+  Options checked = detail::checked_options(options);
   // The file is read once; everything below parses these bytes.
-  return load_bytes(path, detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact), checked);
+  auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
+  std::string run_path = path;
+  if (!checked.profile.empty()) checked = use_profile(run_path, bytes, checked, /*may_switch_file=*/true);
+  return load_bytes(run_path, std::move(bytes), checked);
 }
 
 Model Model::load_from_memory(std::string bytes, const std::string& name, const Options& options) {
-  const Options checked = detail::checked_options(options);
+  Options checked = detail::checked_options(options);
   if (bytes.empty()) throw Error(ErrorKind::BadArtifact, "artifact '" + name + "' is empty");
-  return load_bytes(name, std::make_shared<const std::string>(std::move(bytes)), checked);
+  auto shared = std::make_shared<const std::string>(std::move(bytes));
+  std::string run_path = name;
+  if (!checked.profile.empty()) checked = use_profile(run_path, shared, checked, /*may_switch_file=*/false);
+  return load_bytes(run_path, std::move(shared), checked);
 }
 
 Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::string> bytes, const Options& options) {
@@ -360,8 +452,16 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
   Model model(state);
   if (options.warmup_runs > 0) {
     const auto inputs = model.example_inputs();
+    // Golden examples hold a few rows, but a server of single requests calls
+    // at one: LibTorch sets up per input shape (the executor's plan, kernel
+    // blocking), so one row is warmed too where the batch dim allows it
+    // (benchmarks/first_call_excess.py).
+    const auto one_row = detail::first_row(state->manifest, inputs);
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < options.warmup_runs; ++i) model.run(inputs);
+    for (int i = 0; i < options.warmup_runs; ++i) {
+      model.run(inputs);
+      if (!one_row.empty()) model.run(one_row);
+    }
     state->warmup_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   }

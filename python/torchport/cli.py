@@ -10,6 +10,7 @@
     torchport export RUN_DIR|CHECKPOINT --out model.pt [--postprocess softmax|argmax] [--format torchscript|aoti|onnx|executorch|all]
         [--delegate xnnpack|none] [--optimize none|freeze|fast]
     torchport bench model.pt [--batch 1,8,32] [--threads 1,2] [--runtimes ...] [--checkpoint CKPT]
+    torchport tune model.pt [--batch N] [--threads 1,2] [--tolerance ATOL] [--profile OUT]
         [--json FILE] [--plot FILE]
     torchport triton model.pt --repo models [--name NAME] [--version N] [--max-batch-size B] [--instances K]
     torchport triton --check models/NAME
@@ -134,6 +135,17 @@ def bench_artifact(artifact: str, *, batch: str = "1,8,32", threads: str = "1", 
         report.write_json(json_out)
     if plot:
         report.plot(plot)
+    return report
+
+
+def tune_artifact(artifact: str, *, batch: int = 1, threads: str = "1", tolerance: Optional[float] = None,
+                  profile: Optional[str] = None, iters: int = 50, rounds: int = 3):
+    """``torchport tune``: ``torchport.tune.tune`` with the command line's lists; prints the table."""
+    from torchport.tune import tune
+
+    report = tune(artifact, batch=batch, threads=_int_list(threads, "threads"), atol=tolerance,
+                  rtol=None if tolerance is None else 0.0, profile=profile, iters=iters, rounds=rounds)
+    print(report)
     return report
 
 
@@ -392,6 +404,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="FILE", help="write a PNG chart of p50 per runtime")
 
     s = sub.add_parser(
+        "tune",
+        help="find the fastest settings that keep parity, and write them into a profile",
+        description="Time the ways the C++ runtime can run the artifact (the artifact and its .pt/.pt2/.pte "
+        "siblings of the same stem; for TorchScript the level applied at load and optimize_graph on/off; each "
+        "thread count) in one process, in alternating rounds, keep those whose outputs on the golden inputs pass "
+        "parity at the tolerance (default: the manifest's own, bit-exact unless it says), and write the fastest "
+        "into a profile that torchport-run --profile, NativeModel(profile=...) and Options::profile apply.",
+    )
+    s.add_argument("artifact")
+    s.add_argument("--batch", type=int, default=1, help="batch size to time at (default 1)")
+    s.add_argument("--threads", default="1", metavar="T,T,...", help="intra-op thread counts to try (default 1)")
+    s.add_argument("--tolerance", type=float, default=None, metavar="ATOL",
+                   help="absolute tolerance against the golden outputs (rtol 0; default: the manifest's)")
+    s.add_argument("--profile", default=None, metavar="OUT",
+                   help="the profile to write (default: STEM.profile.json beside the artifact; replaced)")
+    s.add_argument("--iters", type=int, default=50, help="calls per candidate per round (default 50)")
+    s.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+
+    s = sub.add_parser(
         "export",
         help="export a training checkpoint to an artifact",
         description="Export a checkpoint as a torchport artifact with the normalisation inside the graph (a C++ "
@@ -537,6 +568,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            checkpoint=args.checkpoint, iters=args.iters, rounds=args.rounds, json_out=args.json,
                            plot=args.plot)
             return 0
+        if args.command == "tune":
+            report = tune_artifact(args.artifact, batch=args.batch, threads=args.threads, tolerance=args.tolerance,
+                                   profile=args.profile, iters=args.iters, rounds=args.rounds)
+            return 0 if report.ok else EXIT_MISMATCH
         if args.command == "export":
             report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
                                   check=not args.no_verify, format=args.format, delegate=args.delegate,

@@ -68,7 +68,8 @@ class NativeModel:
     applications and ``torchport-run`` use).
 
     ``threads`` sets LibTorch's intra-op threads, which are process-wide.
-    ``warmup_runs`` runs the golden inputs at load (cost in ``warmup_ms``);
+    ``warmup_runs`` runs the golden inputs at load, each time also their first
+    row alone when the inputs share a dynamic batch dim (cost in ``warmup_ms``);
     ``check_nan`` rejects NaN/Inf inputs; ``verify_checksum`` checks the
     payload checksum recorded at export. ``libraries`` are shared libraries of
     custom operators loaded (process-wide) before the model. ``run`` releases
@@ -77,6 +78,10 @@ class NativeModel:
     AOTInductor ``.pt2``). ``optimize_graph=False`` runs a TorchScript graph
     without the profiling executor's optimising passes, so that the first
     call costs about what later ones do (see docs/runtime.md, "Speed").
+    ``optimize`` (``"freeze"`` or ``"fast"``) applies a TorchScript
+    optimisation level at load, on top of the exported one. ``profile`` is a
+    file written by ``torchport tune``: its settings apply where these
+    arguments are left at their defaults, and ``options`` shows the result.
     """
 
     def __init__(
@@ -91,6 +96,8 @@ class NativeModel:
         libraries: Sequence[Union[str, Path]] = (),
         concurrency: int = 4,
         optimize_graph: bool = True,
+        optimize: str = "",
+        profile: Union[str, Path, None] = None,
     ) -> None:
         native = load_native()
         self.path = Path(path)
@@ -104,13 +111,23 @@ class NativeModel:
             libraries=[str(p) for p in libraries],
             concurrency=concurrency,
             optimize_graph=optimize_graph,
+            optimize=optimize,
+            profile="" if profile is None else str(profile),
         )
+        # The file run: a profile may pick a sibling of another format.
+        self.path = Path(self._model.path)
         self.manifest: Manifest = Manifest.from_native(self._model.manifest)
 
     @property
     def format(self) -> str:
         """The backend that loaded the file: ``"torchscript"``, ``"aoti"`` or ``"executorch"``."""
         return self._model.format
+
+    @property
+    def options(self) -> Any:
+        """The options it runs with, a profile's settings applied (``threads``,
+        ``optimize_graph``, ``optimize``, ``warmup_runs``, ``profile``, ...)."""
+        return self._model.options
 
     @property
     def warmup_ms(self) -> float:

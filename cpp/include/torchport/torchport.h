@@ -181,7 +181,7 @@ constexpr int kMaxConcurrency = 256;
 struct Options {
   std::string device = "cpu";  ///< "cpu" ("cpu:0"), "cuda", "cuda:1", ...
   int threads = 0;             ///< intra-op threads (process-wide); 0 keeps LibTorch's default; at most max_threads()
-  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load; at most kMaxWarmupRuns
+  int warmup_runs = 0;         ///< runs on the golden (or synthetic) inputs at load, each also on their first row when the batch dim allows; at most kMaxWarmupRuns
   bool check_nan = false;      ///< reject inputs holding NaN or Inf
   bool verify_checksum = true; ///< check the manifest's payload checksum at load
   /// Calls that may run at once without waiting for each other, 1 to
@@ -197,6 +197,17 @@ struct Options {
   /// Shared libraries of custom operators (TORCH_LIBRARY), dlopen'ed with
   /// RTLD_NOW | RTLD_GLOBAL before the model loads. Process-wide; never unloaded.
   std::vector<std::string> libraries;
+  /// TorchScript only: an optimisation level applied at load on top of the one
+  /// export applied (Manifest::optimize): "" keeps the exported level; "freeze"
+  /// runs torch::jit::freeze, "fast" also optimize_for_inference. Not bit-exact
+  /// in general: outputs may leave the manifest's tolerance (torchport tune
+  /// picks a level only where they stay within the tolerance it was given).
+  std::string optimize;
+  /// A profile written by `torchport tune` (torchport/profile.h): its settings
+  /// apply where these Options are left at their defaults, and it may pick a
+  /// sibling file of another format. Refused (BadArtifact) when it was tuned
+  /// for another artifact. "" for none; never picked up implicitly.
+  std::string profile;
 };
 
 /// One submodule of a loaded model, for diagnostics (the divergence localiser).

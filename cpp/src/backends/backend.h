@@ -42,10 +42,11 @@ class Backend {
 /// checked by read_archive); `manifest`, when there is one, gives the
 /// constants passed to forward() by keyword, and its optimize level "fast" runs
 /// torch::jit::optimize_for_inference at load (its oneDNN constants cannot be
-/// saved); `optimize_graph` off runs without the profiling executor's optimising passes.
+/// saved); `optimize_graph` off runs without the profiling executor's optimising passes;
+/// `level` ("freeze" or "fast", Options::optimize) is applied at load on top of the exported one.
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
                                           bool optimize_graph, const c10::Device& device,
-                                          const Manifest* manifest = nullptr);
+                                          const Manifest* manifest = nullptr, const std::string& level = "");
 
 struct ArchiveFiles;
 

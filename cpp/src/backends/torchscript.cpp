@@ -118,7 +118,8 @@ class TorchScriptBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                          bool optimize_graph, const c10::Device& device, const Manifest* manifest) {
+                                          bool optimize_graph, const c10::Device& device, const Manifest* manifest,
+                                          const std::string& level) {
   torch::jit::Module module;
   try {
     module = torch::jit::load(memory_reader(bytes), device);
@@ -142,14 +143,24 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
     throw Error(ErrorKind::BadArtifact, "'" + path + "' has no forward() method");
   }
   module.eval();
-  if (manifest && manifest->optimize == "fast") {
+  const std::string exported = manifest ? manifest->optimize : "";
+  if (exported == "fast" || level == "fast") {
     // Export saved the frozen graph: the oneDNN layouts this pass adds hold
-    // constants torch.jit.save cannot write, so it runs here, once per load.
+    // constants torch.jit.save cannot write, so it runs here, once per load
+    // (and freezes first when the artifact was not frozen at export).
     try {
       module = torch::jit::optimize_for_inference(module);
     } catch (const std::exception& e) {
-      throw Error(ErrorKind::BadArtifact,
-                  "'" + path + "' (optimize \"fast\"): optimize_for_inference failed: " + brief(e));
+      const std::string who = exported == "fast" ? "'" + path + "' (optimize \"fast\")"
+                                                 : "optimize \"fast\" at load of '" + path + "'";
+      throw Error(exported == "fast" ? ErrorKind::BadArtifact : ErrorKind::BadOption,
+                  who + ": optimize_for_inference failed: " + brief(e));
+    }
+  } else if (level == "freeze" && exported != "freeze") {
+    try {
+      module = torch::jit::freeze(module);
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::BadOption, "optimize \"freeze\" at load of '" + path + "': " + brief(e));
     }
   }
   return std::make_unique<TorchScriptBackend>(std::move(module), path, optimize_graph, manifest);
