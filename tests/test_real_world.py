@@ -114,10 +114,11 @@ def test_detection_list_per_batch_element_with_data_dependent_sizes(tmp_path, op
         assert len(expected) == batch and expected[-1]["boxes"].shape == (0, 4)
         assert_same(native.run_structured(x), expected)
         assert_same(predict(path, x, tmp_path, "--load-library", str(ops_library)), expected)
-        # Output by output, by name; verify's binary row cannot load the library (predict above does).
-        report = torchport.verify(path, model=model, inputs=[x], runtimes=["eager", "torchscript", "native"])
+        # Output by output, by name, through every runtime, each given the operator library.
+        report = torchport.verify(path, model=model, inputs=[x], libraries=[ops_library])
         names = {f"output_{i}.{k}" for i in range(batch) for k in ("boxes", "scores", "labels")}
         assert report.bit_exact and {r.output for r in report.rows} == names
+        assert {r.runtime for r in report.rows} == {"torchscript", "native", "binary"}
     proc = run_binary("selfcheck", str(path), "--load-library", str(ops_library))
     assert proc.returncode == 0 and json.loads(proc.stdout)["ok"], proc.stdout + proc.stderr
     # Without the library the runtime names the missing op.

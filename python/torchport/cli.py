@@ -1,7 +1,7 @@
 """The ``torchport`` command: a thin layer over the Python API.
 
     torchport inspect model.pt
-    torchport verify model.pt [--inputs FILE] [--atol A] [--rtol R] [--json]
+    torchport verify model.pt [--inputs FILE] [--atol A] [--rtol R] [--load-library PATH] [--json]
     torchport verify model.pt --model-from CHECKPOINT --localize [--runtime native|binary|torchscript]
     torchport run model.pt --input in.pt --output out.pt
     torchport demo
@@ -299,7 +299,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", default="native", choices=["native", "binary", "torchscript"],
                    help="the runtime --localize checks (default native)")
     s.add_argument("--load-library", action="append", default=[], metavar="PATH",
-                   help="a custom operator library the artifact needs (repeatable; with --localize)")
+                   help="a custom operator library the artifact needs (repeatable), loaded before every runtime")
 
     s = sub.add_parser(
         "run",
@@ -537,10 +537,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  libraries=args.load_library)
                 print(found.to_json() if args.json else found)
                 return 0 if found.ok else EXIT_MISMATCH
-            if args.load_library:
-                raise BadOptionError("--load-library goes with --localize")
             report = verify(args.artifact, model=model, inputs=inputs, atol=args.atol, rtol=args.rtol,
-                            threads=args.threads)
+                            threads=args.threads, libraries=args.load_library)
             print(report.to_json() if args.json else report)
             return 0 if report.ok else EXIT_MISMATCH
         if args.command == "run":

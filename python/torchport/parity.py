@@ -120,7 +120,8 @@ def compare(
     return rows
 
 
-def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, threads: Optional[int] = None) -> tuple[torch.Tensor, ...]:
+def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, threads: Optional[int] = None,
+               libraries: Sequence[str] = ()) -> tuple[torch.Tensor, ...]:
     """Runs ``torchport-run predict`` in a subprocess and reads its output back."""
     with tempfile.TemporaryDirectory(prefix="torchport-") as tmp:
         src, dst = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
@@ -128,6 +129,8 @@ def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, thread
         cmd = [str(binary_path()), "predict", str(path), "--input", str(src), "--output", str(dst)]
         if threads:
             cmd += ["--threads", str(threads)]
+        for lib in libraries:
+            cmd += ["--load-library", lib]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise TorchportError(f"torchport-run exited {proc.returncode}: {proc.stderr.strip()}")
@@ -144,6 +147,7 @@ def verify(
     rtol: Optional[float] = None,
     threads: Optional[int] = None,
     runtimes: Optional[Sequence[str]] = None,
+    libraries: Optional[Sequence[Union[str, Path]]] = None,
 ) -> ParityReport:
     """Runs the same inputs through the eager ``model`` (when given) and every
     runtime that reads the artifact's format; compares each with the reference.
@@ -159,7 +163,9 @@ def verify(
     Python runtime. ``atol``/``rtol`` default to the tolerance the manifest
     states for its format (bit-exact for TorchScript); explicit ones may be
     stricter. All runtimes use the same intra-op thread count (``threads``,
-    default torch's current one).
+    default torch's current one). ``libraries`` are the custom operator
+    libraries the artifact needs: loaded into this process (for TorchScript in
+    Python and the binding) and passed to the binary as ``--load-library``.
 
         >>> report = verify("model.pt", model=model)
         >>> report.ok, report.bit_exact
@@ -188,8 +194,11 @@ def verify(
     # One intra-op pool for the whole process (Python torch and the binding
     # share libtorch); the binary gets the same count on its command line.
     torch.set_num_threads(threads)
+    libs = [str(p) for p in libraries or ()]
+    for lib in libs:  # the operators must be registered before torch.jit.load
+        torch.ops.load_library(lib)
     try:
-        return _verify(path, manifest, model, inputs, atol, rtol, threads, runtimes)
+        return _verify(path, manifest, model, inputs, atol, rtol, threads, runtimes, libs)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -206,13 +215,14 @@ def _call(fn, manifest: Manifest, tensors):
     return fn(**kwargs)
 
 
-def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, threads: int, runtimes) -> ParityReport:
+def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, threads: int, runtimes,
+            libraries: list[str]) -> ParityReport:
 
     if inputs is None:
         tensors, expected = read_golden(path)
         reference = "golden outputs"
     elif isinstance(inputs, Mapping):  # by name: the runtime's ordering rule
-        tensors = NativeModel(path).order_inputs(inputs)
+        tensors = NativeModel(path, libraries=libraries).order_inputs(inputs)
         expected = None
     else:
         tensors = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
@@ -260,9 +270,9 @@ def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, t
 
         attempt("onnxruntime", lambda: run_onnxruntime(onnxruntime_session(path, threads), tensors))
     if "native" in runtimes:
-        attempt("native", lambda: NativeModel(path, threads=threads).run(*tensors))
+        attempt("native", lambda: NativeModel(path, threads=threads, libraries=libraries).run(*tensors))
     if "binary" in runtimes:
-        attempt("binary", lambda: run_binary(path, tensors, threads=threads))
+        attempt("binary", lambda: run_binary(path, tensors, threads=threads, libraries=libraries))
 
     if expected is None:
         python_runtime = PYTHON_RUNTIME[manifest.format or "torchscript"]
