@@ -11,6 +11,7 @@
 
 #include "detail.h"
 #include "image_input.h"
+#include "json_document.h"
 #include "reader.h"
 
 namespace torchport {
@@ -376,10 +377,10 @@ std::optional<c10::ScalarType> parse_dtype(const std::string& name) {
   return std::nullopt;
 }
 
-Manifest parse_manifest(const std::string& text, const std::string& where) {
-  if (text.size() > limits::kJsonBytes) {
+nlohmann::json parse_json_object(const std::string& text, const std::string& where, uint64_t max_bytes) {
+  if (text.size() > max_bytes) {
     bad(where, "is " + std::to_string(text.size()) + " bytes, more than the limit of " +
-                   std::to_string(limits::kJsonBytes));
+                   std::to_string(max_bytes));
   }
   // Depth is checked while parsing, before a deep document is built.
   struct TooDeep {};
@@ -403,11 +404,16 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     const auto word = last.find_last_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
     const std::string token = word == std::string::npos ? last : last.substr(word + 1);
     if (!token.empty() && (token[0] == 'N' || token[0] == 'I')) {
-      why = "it holds NaN or Infinity, which JSON cannot carry (metadata numbers must be finite)";
+      why = "it holds NaN or Infinity, which JSON cannot carry (numbers must be finite)";
     }
     bad(where, "not valid JSON: " + why);
   }
   if (!doc.is_object()) bad(where, "must be a JSON object, got " + std::string(doc.type_name()));
+  return doc;
+}
+
+Manifest parse_manifest(const std::string& text, const std::string& where) {
+  json doc = parse_json_object(text, where, limits::kJsonBytes);
   const json& schema = field(doc, "schema", where);
   if (!schema.is_number_integer() || (!schema.is_number_unsigned() && schema.get<int64_t>() < 1) ||
       (schema.is_number_unsigned() && schema.get<uint64_t>() < 1)) {

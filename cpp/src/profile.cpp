@@ -9,6 +9,7 @@
 
 #include <torchport/profile.h>
 
+#include "json_document.h"
 #include "reader.h"
 
 namespace torchport {
@@ -87,26 +88,7 @@ std::string Profile::to_json(int indent) const {
 }
 
 Profile Profile::from_json(const std::string& text, const std::string& where) {
-  if (text.size() > kMaxProfileBytes) {
-    bad(where, "is " + std::to_string(text.size()) + " bytes, more than the limit of " +
-                   std::to_string(kMaxProfileBytes));
-  }
-  struct TooDeep {};
-  json doc;
-  try {
-    doc = json::parse(
-        text,
-        [](int depth, json::parse_event_t, json&) {
-          if (depth > detail::limits::kJsonDepth) throw TooDeep{};
-          return true;
-        },
-        /*allow_exceptions=*/true);
-  } catch (const TooDeep&) {
-    bad(where, "nests more than " + std::to_string(detail::limits::kJsonDepth) + " levels deep (the limit)");
-  } catch (const json::parse_error& e) {
-    bad(where, std::string("not valid JSON: ") + e.what());
-  }
-  if (!doc.is_object()) bad(where, "must be a JSON object, got " + std::string(doc.type_name()));
+  json doc = detail::parse_json_object(text, where, kMaxProfileBytes);
   static const std::set<std::string> known = {"torchport_profile", "artifact_checksum", "format", "file_checksum",
                                               "threads", "warmup_runs", "optimize_graph", "optimize", "atol",
                                               "rtol", "batch", "measured"};
