@@ -433,6 +433,12 @@ std::map<std::string, c10::IValue> parse_constants(const std::string& text) {
 }  // namespace detail
 
 std::vector<std::string> Manifest::output_names_for(size_t count) const {
+  // A call's outputs are tensors it returned; a count beyond this is a caller's mistake, not a model.
+  constexpr size_t kMaxOutputs = 1'000'000;
+  if (count > kMaxOutputs) {
+    throw Error(ErrorKind::BadOption, "output count " + std::to_string(count) + " is more than the limit of " +
+                                          std::to_string(kMaxOutputs));
+  }
   std::vector<std::string> out;
   for (const auto& slot : detail::slots(structure_json, count)) {
     if (slot.spec >= outputs.size()) {
