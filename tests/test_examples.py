@@ -80,9 +80,11 @@ def test_zoo_benchmark_recovers_the_thermometer_line(tmp_path):
     assert abs(float(m.group(1)) - 5.37) < 0.01 and abs(float(m.group(2)) + 17.3) < 0.05
 
 
-def test_native_app_runs_a_pt2_unchanged(workdir):
+@pytest.mark.parametrize("fmt, suffix", [("aoti", "pt2"), ("executorch", "pte")])
+def test_native_app_runs_other_formats_unchanged(workdir, fmt, suffix):
     # The same program, built by the README commands above, on an AOTInductor
-    # package: the backend is picked from the file, not by the application.
+    # package and an ExecuTorch .pte: the backend is picked from the file's
+    # content, not by the application.
     app = workdir / "build" / "native_app" / "native_app"
     if not app.exists():
         pytest.skip("native_app was not built (test_native_app_readme_commands failed)")
@@ -91,10 +93,12 @@ def test_native_app_runs_a_pt2_unchanged(workdir):
     import torchport
     from conftest import MLP
 
+    if fmt == "executorch" and not torchport._native.WITH_EXECUTORCH:
+        pytest.skip("this torchport runtime was built without ExecuTorch")
     torch.manual_seed(0)
-    pt2 = torchport.export(MLP().eval(), torch.randn(3, 6), workdir / "mlp.pt2", format="aoti")
+    path = torchport.export(MLP().eval(), torch.randn(3, 6), workdir / f"mlp.{suffix}", format=fmt)
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    for args, batch in (([str(pt2)], 3), ([str(pt2), "32"], 32)):
+    for args, batch in (([str(path)], 3), ([str(path), "32"], 32)):
         proc = subprocess.run([str(app), *args], cwd=workdir, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"output output: [{batch}, 3]" in proc.stdout and "selfcheck: ok" in proc.stdout, proc.stdout
@@ -136,26 +140,3 @@ def test_native_app_runs_real_world_models(workdir):
         proc = subprocess.run([str(app), str(path), *args], cwd=workdir, capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert line in proc.stdout and "selfcheck: ok" in proc.stdout, proc.stdout
-
-
-def test_native_app_runs_a_pte_unchanged(workdir):
-    # The same program on an ExecuTorch .pte: the runtime's ExecuTorch backend,
-    # picked from the file's content like the .pt2's.
-    app = workdir / "build" / "native_app" / "native_app"
-    if not app.exists():
-        pytest.skip("native_app was not built (test_native_app_readme_commands failed)")
-    import torch
-
-    import torchport
-    from conftest import MLP
-
-    if not torchport._native.WITH_EXECUTORCH:
-        pytest.skip("this torchport runtime was built without ExecuTorch")
-    torch.manual_seed(0)
-    pte = torchport.export(MLP().eval(), torch.randn(3, 6), workdir / "mlp.pte", format="executorch")
-    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    for args, batch in (([str(pte)], 3), ([str(pte), "32"], 32)):
-        proc = subprocess.run([str(app), *args], cwd=workdir, capture_output=True, text=True, env=env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert f"output output: [{batch}, 3]" in proc.stdout and "selfcheck: ok" in proc.stdout, proc.stdout
-        assert "rejected bad input: input 'x': expected 2 dimensions [batch, 6], got 5" in proc.stdout
