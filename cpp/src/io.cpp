@@ -89,21 +89,34 @@ TensorBundle bundle_of(const std::string& path, const std::shared_ptr<const std:
   return bundle;
 }
 
+// Every allocation on the input path: out of memory is the input's fault (too
+// large for this machine), named, and the process stays usable.
+template <typename Read>
+TensorBundle reading(const std::string& path, Read read) {
+  try {
+    return read();
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::BadInput, "input file '" + path + "' could not be read: out of memory");
+  }
+}
+
 }  // namespace
 
 TensorBundle read_tensor_file(const std::string& path) {
   // A missing input file is a bad input of the call, not a missing artifact.
-  return bundle_of(path, detail::read_regular_file(path, "input file", ErrorKind::BadInput));
+  return reading(path, [&] { return bundle_of(path, detail::read_regular_file(path, "input file", ErrorKind::BadInput)); });
 }
 
 TensorBundle read_input_file(const std::string& path, const Manifest& manifest) {
-  const auto bytes = detail::read_regular_file(path, "input file", ErrorKind::BadInput);
-  if (!manifest.features.empty() && detail::looks_like_csv(*bytes)) {
-    TensorBundle bundle;
-    bundle.positional.push_back(detail::read_csv_rows(*bytes, manifest.features, "input file '" + path + "'"));
-    return bundle;
-  }
-  return bundle_of(path, bytes);
+  return reading(path, [&] {
+    const auto bytes = detail::read_regular_file(path, "input file", ErrorKind::BadInput);
+    if (!manifest.features.empty() && detail::looks_like_csv(*bytes)) {
+      TensorBundle bundle;
+      bundle.positional.push_back(detail::read_csv_rows(*bytes, manifest.features, "input file '" + path + "'"));
+      return bundle;
+    }
+    return bundle_of(path, bytes);
+  });
 }
 
 namespace {
@@ -144,6 +157,8 @@ std::string temporary_name(const std::string& folder) {
 // `overwrite` is false (link() fails if `path` exists, even as a dangling
 // symlink, so two racing writers cannot both win), else by rename().
 void place(const std::string& from, const std::string& path, bool overwrite, bool follow) {
+  // Again just before the rename: something may have appeared there while the bytes were written.
+  if (overwrite) check_output_path(path, {});
   if (!overwrite) {
     const int rc = ::linkat(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), follow ? AT_SYMLINK_FOLLOW : 0);
     if (rc != 0 && errno == EEXIST) {
@@ -180,7 +195,19 @@ void check_output_path(const std::string& path, const std::vector<std::string>& 
                                             "', which this command reads; choose another output file");
     }
   }
-  if (S_ISDIR(out.st_mode)) throw Error(ErrorKind::BadOption, describe(path) + " is a directory");
+  // Only a regular file is ever replaced: renaming over a device node, a FIFO or
+  // a socket would swap a system object (as root, /dev/null) for a plain file.
+  const char* kind = S_ISDIR(out.st_mode)    ? "a directory"
+                     : S_ISCHR(out.st_mode)  ? "a character device"
+                     : S_ISBLK(out.st_mode)  ? "a block device"
+                     : S_ISFIFO(out.st_mode) ? "a FIFO (named pipe)"
+                     : S_ISSOCK(out.st_mode) ? "a socket"
+                     : S_ISREG(out.st_mode)  ? nullptr
+                                             : "not a regular file";
+  if (kind != nullptr) {
+    throw Error(ErrorKind::BadOption, describe(path) + " is " + kind +
+                                          "; torchport writes only regular files (expected a new path or a regular file)");
+  }
 }
 
 void write_file(const std::string& path, const std::string& bytes, bool overwrite,

@@ -59,7 +59,8 @@ void write_file(const std::string& path, const std::string& bytes, bool overwrit
                 const std::vector<std::string>& protect = {});
 
 /// Refuses (BadOption) an output path that is one of `protect` (the same file,
-/// through any name or link) or a directory.
+/// through any name or link), or anything there that is not a regular file (a
+/// directory, a device node, a FIFO, a socket): those are never replaced.
 void check_output_path(const std::string& path, const std::vector<std::string>& protect);
 
 /// The bundle's tensors in the model's input order.
