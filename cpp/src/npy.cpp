@@ -27,6 +27,11 @@ constexpr uint64_t kMaxDim = uint64_t{1} << 48;
 size_t value_at(const std::string& header, const std::string& key, const std::string& where) {
   const auto at = header.find("'" + key + "'");
   if (at == std::string::npos) bad(where, "its header has no '" + key + "'");
+  // NumPy's literal_eval keeps the last of repeated keys, this parser would read
+  // the first: a header that repeats one (in either quoting) is refused.
+  if (header.find("'" + key + "'", at + 1) != std::string::npos || header.find("\"" + key + "\"") != std::string::npos) {
+    bad(where, "its header repeats the key '" + key + "'");
+  }
   auto colon = header.find(':', at + key.size() + 2);
   if (colon == std::string::npos) bad(where, "its header's '" + key + "' has no value");
   ++colon;
@@ -51,7 +56,7 @@ std::pair<c10::ScalarType, size_t> dtype_of(const std::string& descr, const std:
 
 bool is_npy(const std::string& bytes) { return bytes.size() >= 6 && bytes.compare(0, 6, "\x93NUMPY") == 0; }
 
-at::Tensor read_npy(const std::string& bytes, const std::string& where) {
+NpyHeader read_npy_header(const std::string& bytes, const std::string& where) {
   if (!is_npy(bytes) || bytes.size() < 10) bad(where, "it is shorter than the .npy preamble");
   const auto major = static_cast<unsigned char>(bytes[6]);
   auto byte = [&](size_t i) { return static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])); };
@@ -90,6 +95,7 @@ at::Tensor read_npy(const std::string& bytes, const std::string& where) {
   if (p >= header.size() || header[p] != '(') bad(where, "its header's 'shape' is not a tuple");
   std::vector<int64_t> shape;
   uint64_t count = 1;
+  uint64_t span = 1;  // the product of the sizes with 0 taken as 1: what the strides reach
   ++p;
   while (p < header.size() && header[p] != ')') {
     if (header[p] == ' ' || header[p] == ',') {
@@ -105,17 +111,39 @@ at::Tensor read_npy(const std::string& bytes, const std::string& where) {
     }
     if (shape.size() == kMaxDims) bad(where, "it has more than " + std::to_string(kMaxDims) + " dimensions");
     shape.push_back(static_cast<int64_t>(d));
-    if (d != 0 && count > std::numeric_limits<uint64_t>::max() / d / itemsize) bad(where, "its size overflows");
+    // Sizes and strides are int64 in a tensor: even an empty array (a 0 among the
+    // sizes) must have strides that fit.
+    const uint64_t kSpanMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / itemsize;
+    if (d > 1 && span > kSpanMax / d) {
+      bad(where, "its shape's byte size or strides overflow 64 bits (shape dimension " +
+                     std::to_string(shape.size() - 1) + " is " + std::to_string(d) + ")");
+    }
+    if (d > 1) span *= d;
     count *= d;
   }
   if (p >= header.size()) bad(where, "its header's 'shape' is not closed");
-  const uint64_t data = bytes.size() - offset - header_len;
-  if (count * itemsize != data) {
-    bad(where, "shape " + std::to_string(shape.size()) + "-d of " + std::to_string(count) + " elements needs " +
-                   std::to_string(count * itemsize) + " bytes of data, the file holds " + std::to_string(data));
+  NpyHeader out;
+  out.dtype = dtype;
+  out.shape = std::move(shape);
+  out.data_offset = offset + header_len;
+  out.data_bytes = count * itemsize;
+  return out;
+}
+
+at::Tensor read_npy(const std::string& bytes, const std::string& where) {
+  const NpyHeader h = read_npy_header(bytes, where);
+  const uint64_t data = bytes.size() - h.data_offset;
+  if (h.data_bytes != data) {
+    bad(where, "shape " + std::to_string(h.shape.size()) + "-d needs " + std::to_string(h.data_bytes) +
+                   " bytes of data, the file holds " + std::to_string(data));
   }
-  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
-  if (data > 0) std::memcpy(t.data_ptr(), bytes.data() + offset + header_len, data);
+  at::Tensor t;
+  try {
+    t = at::empty(h.shape, at::TensorOptions().dtype(h.dtype));
+  } catch (const std::bad_alloc&) {
+    bad(where, "its " + std::to_string(data) + " bytes of data could not be allocated (out of memory)");
+  }
+  if (data > 0) std::memcpy(t.data_ptr(), bytes.data() + h.data_offset, data);
   return t;
 }
 

@@ -41,13 +41,55 @@ int64_t positional_index(const std::string& name) {
   return n;
 }
 
+// Deflate's densest output: 258 bytes from each 2-bit code of a stored
+// Huffman block, about 1032:1; a member declaring more cannot be honest.
+constexpr uint64_t kDeflateRatio = 1032;
+constexpr uint64_t kNpyPrefix = 12 + 64 * 1024;  // the .npy preamble and its largest header
+
+// Up to `want` bytes from the start of a raw deflate stream, into a small buffer.
+std::string inflate_prefix(const std::string& b, const ZipRecord& r, uint64_t want, const std::string& at) {
+  std::string out(want, '\0');
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) bad(at, "zlib could not start");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data() + r.data));
+  z.avail_in = static_cast<uInt>(std::min<uint64_t>(r.compressed, UINT_MAX));
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(want);
+  while (z.avail_out > 0) {
+    const int rc = inflate(&z, Z_NO_FLUSH);
+    if (rc == Z_STREAM_END) break;
+    if (rc != Z_OK) break;  // damaged, or no progress: what came out is checked by the caller
+  }
+  out.resize(want - z.avail_out);
+  inflateEnd(&z);
+  return out;
+}
+
 // A member's bytes: stored as they are, or deflated (raw deflate) to exactly the declared size.
 std::string member_bytes(const std::string& b, const ZipRecord& r, const std::string& at) {
   std::string out;
   if (r.method == 0) {
     out = b.substr(r.data, r.compressed);
   } else {
-    out.resize(r.uncompressed);
+    // Nothing of the declared size is allocated before two checks: that deflate
+    // can produce it from the compressed bytes, and that the .npy header it
+    // starts with needs exactly that many bytes.
+    if (r.uncompressed > r.compressed * kDeflateRatio + 1024) {
+      bad(at, "it declares " + std::to_string(r.uncompressed) + " inflated bytes from " +
+                  std::to_string(r.compressed) + " compressed bytes, more than deflate can produce (about " +
+                  std::to_string(kDeflateRatio) + ":1)");
+    }
+    const std::string prefix = inflate_prefix(b, r, std::min<uint64_t>(r.uncompressed, kNpyPrefix), at);
+    const NpyHeader header = read_npy_header(prefix, at);
+    if (header.data_offset + header.data_bytes != r.uncompressed) {
+      bad(at, "its .npy header needs " + std::to_string(header.data_offset + header.data_bytes) +
+                  " bytes, the member declares " + std::to_string(r.uncompressed));
+    }
+    try {
+      out.resize(r.uncompressed);
+    } catch (const std::bad_alloc&) {
+      bad(at, "its " + std::to_string(r.uncompressed) + " inflated bytes could not be allocated (out of memory)");
+    }
     z_stream z{};
     if (inflateInit2(&z, -MAX_WBITS) != Z_OK) bad(at, "zlib could not start");
     z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(b.data() + r.data));
