@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,10 +25,61 @@ std::string shown(const std::string& s) {
   return "'" + (s.size() > 60 ? s.substr(0, 57) + "..." : s) + "'";
 }
 
+// The length of the whitespace character Python's str.strip() removes at
+// s[i] (ASCII or UTF-8), or 0: training strips cells with str.strip(), so the
+// runtime strips exactly the same characters.
+size_t space_at(const std::string& s, size_t i) {
+  const auto b = [&](size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+  const unsigned c = b(i);
+  if (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) return 1;
+  if (c == 0xC2 && (b(i + 1) == 0x85 || b(i + 1) == 0xA0)) return 2;  // U+0085, U+00A0
+  if (c == 0xE1 && b(i + 1) == 0x9A && b(i + 2) == 0x80) return 3;   // U+1680
+  if (c == 0xE2 && b(i + 1) == 0x80 && (b(i + 2) <= 0x8A || b(i + 2) == 0xA8 || b(i + 2) == 0xA9 || b(i + 2) == 0xAF)) {
+    return b(i + 2) >= 0x80 ? 3 : 0;  // U+2000..U+200A, U+2028, U+2029, U+202F
+  }
+  if (c == 0xE2 && b(i + 1) == 0x81 && b(i + 2) == 0x9F) return 3;   // U+205F
+  if (c == 0xE3 && b(i + 1) == 0x80 && b(i + 2) == 0x80) return 3;   // U+3000
+  return 0;
+}
+
+// Where the whitespace character ending just before `end` starts, or `end`.
+size_t space_before(const std::string& s, size_t end) {
+  for (size_t n = 1; n <= 3 && n <= end; ++n) {
+    if (space_at(s, end - n) == n) return end - n;
+  }
+  return end;
+}
+
 std::string trimmed(const std::string& s) {
-  const auto first = s.find_first_not_of(" \t");
-  if (first == std::string::npos) return "";
-  return s.substr(first, s.find_last_not_of(" \t") - first + 1);
+  size_t first = 0, last = s.size();
+  while (first < last) {
+    const size_t n = space_at(s, first);
+    if (n == 0) break;
+    first += n;
+  }
+  while (last > first) {
+    const size_t p = space_before(s, last);
+    if (p == last || p < first) break;
+    last = p;
+  }
+  return s.substr(first, last - first);
+}
+
+// Python's float() takes '_' between two digits ("1_000"); anything else with
+// '_' it refuses. The same here, and the underscores dropped before parsing.
+bool python_underscores(std::string& text) {
+  if (text.find('_') == std::string::npos) return true;
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '_') {
+      out.push_back(text[i]);
+      continue;
+    }
+    if (i == 0 || i + 1 == text.size() || !digit(text[i - 1]) || !digit(text[i + 1])) return false;
+  }
+  text = std::move(out);
+  return true;
 }
 
 // One record of the file: its cells, and the line it starts on (1-based).
@@ -116,9 +168,19 @@ class Records {
 
 float number(const std::string& cell, const std::string& at) {
   if (cell.empty()) bad(at, "is empty; expected a number");
-  const char* first = cell.data();
-  const char* last = cell.data() + cell.size();
-  if (*first == '+') ++first;  // Python's float() takes a leading '+'; from_chars does not
+  // ASCII only: Python's float() also reads other scripts' digits ("\u0663"),
+  // which training (data.py _number) refuses as numbers too.
+  std::string text = cell;
+  for (const char c : text) {
+    if (static_cast<unsigned char>(c) >= 0x80) bad(at, "holds " + shown(cell) + "; expected a number (ASCII digits)");
+  }
+  if (!python_underscores(text)) bad(at, "holds " + shown(cell) + "; expected a number");
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  if (*first == '+') {  // Python's float() takes a leading '+'; from_chars does not
+    ++first;
+    if (first < last && (*first == '-' || *first == '+')) bad(at, "holds " + shown(cell) + "; expected a number");
+  }
   double value = 0;
   const auto [end, ec] = std::from_chars(first, last, value);
   if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == last && !std::isfinite(value))) {
@@ -137,7 +199,9 @@ bool looks_like_csv(const std::string& bytes) {
   return std::memchr(bytes.data(), '\0', std::min<size_t>(bytes.size(), 1024)) == nullptr;
 }
 
-at::Tensor read_csv_rows(const std::string& bytes, const std::vector<FeatureSpec>& features, const std::string& where) {
+namespace {
+
+at::Tensor read_rows(const std::string& bytes, const std::vector<FeatureSpec>& features, const std::string& where) {
   if (bytes.size() > limits::kCsvBytes) {
     bad(where, "has " + std::to_string(bytes.size()) + " bytes, more than the CSV limit of " +
                    std::to_string(limits::kCsvBytes));
@@ -188,6 +252,13 @@ at::Tensor read_csv_rows(const std::string& bytes, const std::vector<FeatureSpec
                      " cells, the header has " + std::to_string(header.cells.size()));
     }
     if (++rows > limits::kCsvRows) bad(where, "has more than the limit of " + std::to_string(limits::kCsvRows) + " rows");
+    // Rows times the encoded width (one-hot columns included) is what will be
+    // allocated: bounded before it grows.
+    if (static_cast<uint64_t>(rows) * width > limits::kCsvValues) {
+      bad(where, "encodes to more than the limit of " + std::to_string(limits::kCsvValues) + " values (" +
+                     std::to_string(rows) + " rows so far x " + std::to_string(width) +
+                     " values per row, one-hot columns included); split the file");
+    }
     for (size_t i = 0; i < features.size(); ++i) {
       const auto& f = features[i];
       const std::string& cell = r.cells[source[i]];
@@ -205,7 +276,21 @@ at::Tensor read_csv_rows(const std::string& bytes, const std::vector<FeatureSpec
   }
   if (rows == 0) bad(where, "has a header but no data rows");
   // [rows, width]: the features' floats side by side, in the manifest's order.
-  return at::from_blob(values.data(), {static_cast<int64_t>(rows), static_cast<int64_t>(width)}, at::kFloat).clone();
+  try {
+    return at::from_blob(values.data(), {static_cast<int64_t>(rows), static_cast<int64_t>(width)}, at::kFloat).clone();
+  } catch (const std::bad_alloc&) {
+    bad(where, "its " + std::to_string(rows) + " rows could not be allocated (out of memory)");
+  }
+}
+
+}  // namespace
+
+at::Tensor read_csv_rows(const std::string& bytes, const std::vector<FeatureSpec>& features, const std::string& where) {
+  try {
+    return read_rows(bytes, features, where);
+  } catch (const std::bad_alloc&) {
+    bad(where, "could not be read: out of memory");
+  }
 }
 
 }  // namespace torchport::detail

@@ -19,6 +19,7 @@ constexpr uint64_t kCsvBytes = 256ull << 20;  ///< size of a CSV input file
 constexpr uint64_t kCsvRows = 1'000'000;      ///< data rows in a CSV input file
 constexpr uint64_t kCsvColumns = 10'000;      ///< cells in one CSV row
 constexpr uint64_t kCsvCellBytes = 64 * 1024;  ///< bytes in one CSV cell
+constexpr uint64_t kCsvValues = 64ull << 20;   ///< rows x encoded width (one-hot included): 256 MiB of float32
 }  // namespace limits
 
 /// True when `bytes` may be CSV text: not a zip, an .npy array or an image, and no NUL byte

@@ -336,6 +336,9 @@ def encode_rows(features: Sequence[Feature], columns: Sequence[Sequence[Any]]) -
 
 
 def _number(cell: str) -> Optional[float]:
+    # ASCII only, as the C++ runtime reads CSV cells: float() would also take other scripts' digits.
+    if not cell.isascii():
+        return None
     try:
         return float(cell)
     except ValueError:
