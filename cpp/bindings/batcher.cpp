@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <future>
+#include <string>
+#include <thread>
 
 #include <pybind11/stl.h>
 
@@ -39,6 +41,66 @@ struct BatchFuture {
   std::shared_future<std::vector<at::Tensor>> future;
 };
 
+bool python_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+// Waits without the GIL. While Python shuts down, a thread that takes the GIL
+// back is ended with pthread_exit: a forced unwind, which aborts the process
+// when it meets a noexcept frame such as ~gil_scoped_release. So the GIL is
+// released and retaken by hand here, in a frame the unwind may cross, and a
+// thread whose result comes after shutdown began stays parked instead (the
+// process is ending; daemon threads never run again).
+std::vector<at::Tensor> wait_for(const std::shared_future<std::vector<at::Tensor>>& future) {
+  std::vector<at::Tensor> outputs;
+  std::exception_ptr error;
+  PyThreadState* state = PyEval_SaveThread();
+  try {
+    outputs = future.get();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  while (python_finalizing()) std::this_thread::sleep_for(std::chrono::seconds(1));
+  PyEval_RestoreThread(state);
+  if (error) std::rethrow_exception(error);
+  return outputs;
+}
+
+// An option as a C++ int within [lo, hi]; any other Python value (a huge int,
+// a float, a bool) is a BadOption naming it, not a TypeError.
+int int_option(const char* name, const py::handle& value, long long lo, long long hi) {
+  if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+    throw Error(ErrorKind::BadOption, std::string(name) + ": expected an integer " + std::to_string(lo) + " to " +
+                                          std::to_string(hi) + ", got " + py::str(py::type::of(value)).cast<std::string>());
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+  if (overflow != 0 || v < lo || v > hi) {
+    throw Error(ErrorKind::BadOption, std::string(name) + ": expected " + std::to_string(lo) + " to " +
+                                          std::to_string(hi) + ", got " + py::str(value).cast<std::string>());
+  }
+  return static_cast<int>(v);
+}
+
+double float_option(const char* name, const py::handle& value, double lo, double hi) {
+  if (!(PyLong_Check(value.ptr()) || PyFloat_Check(value.ptr())) || PyBool_Check(value.ptr())) {
+    throw Error(ErrorKind::BadOption, std::string(name) + ": expected a number, got " +
+                                          py::str(py::type::of(value)).cast<std::string>());
+  }
+  const double v = PyFloat_AsDouble(value.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw Error(ErrorKind::BadOption, std::string(name) + ": expected " + std::to_string(static_cast<long long>(lo)) +
+                                          " to " + std::to_string(static_cast<long long>(hi)) + ", got " +
+                                          py::str(value).cast<std::string>());
+  }
+  return v;  // the range (and NaN) is the library's check
+}
+
 }  // namespace
 
 void register_batcher(py::module_& m) {
@@ -46,12 +108,7 @@ void register_batcher(py::module_& m) {
       .def(
           "result",
           [](const BatchFuture& self) {
-            std::vector<at::Tensor> outputs;
-            {
-              py::gil_scoped_release release;
-              outputs = self.future.get();
-            }
-            return to_list(outputs);
+            return to_list(wait_for(self.future));
           },
           "Waits (without the GIL) and returns the outputs as a list; raises the request's error.")
       .def(
@@ -67,11 +124,12 @@ inputs and outputs must share a dynamic first dimension).
     >>> b = Batcher(model, max_batch=16, max_delay_ms=2.0)
     >>> (logits,) = b.run([image])   # image: [1, C, H, W]; call from many threads
 )doc")
-      .def(py::init([](const Model& model, int max_batch, double max_delay_ms, int max_queue) {
+      .def(py::init([](const Model& model, const py::object& max_batch, const py::object& max_delay_ms,
+                       const py::object& max_queue) {
              BatcherOptions options;
-             options.max_batch = max_batch;
-             options.max_delay_ms = max_delay_ms;
-             options.max_queue = max_queue;
+             options.max_batch = int_option("max_batch", max_batch, 1, 4096);
+             options.max_delay_ms = float_option("max_delay_ms", max_delay_ms, 0, 10'000);
+             options.max_queue = int_option("max_queue", max_queue, 1, 1'000'000);
              return std::make_unique<PyBatcher>(model, options);
            }),
            py::arg("model"), py::kw_only(), py::arg("max_batch") = BatcherOptions{}.max_batch,
@@ -87,13 +145,7 @@ inputs and outputs must share a dynamic first dimension).
       .def(
           "run",
           [](PyBatcher& self, const py::sequence& inputs) {
-            auto future = self.batcher->submit(tensors_from(self.model, inputs));
-            std::vector<at::Tensor> outputs;
-            {
-              py::gil_scoped_release release;
-              outputs = future.get();
-            }
-            return to_list(outputs);
+            return to_list(wait_for(self.batcher->submit(tensors_from(self.model, inputs)).share()));
           },
           py::arg("inputs"), "submit(inputs).result().")
       .def_property_readonly("batches", [](const PyBatcher& self) { return self.batcher->batches(); },

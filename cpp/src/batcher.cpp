@@ -8,6 +8,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <iomanip>
+#include <sstream>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -61,6 +63,15 @@ void check_batchable(const Manifest& m) {
   for (const auto& spec : m.outputs) check(spec, "output");
 }
 
+// A promise is kept once: a second answer (after a failure half-way through
+// handing results out) is dropped rather than thrown from the worker.
+void fail(Request& r, std::exception_ptr e) {
+  try {
+    r.promise.set_exception(std::move(e));
+  } catch (const std::future_error&) {
+  }
+}
+
 }  // namespace
 
 struct Batcher::Impl {
@@ -75,7 +86,19 @@ struct Batcher::Impl {
 
   Impl(Model m, BatcherOptions o) : model(std::move(m)), options(o) {}
 
+  // Nothing escapes the worker (an exception there would end the process):
+  // whatever goes wrong around a group fails that group's requests.
   void loop() {
+    try {
+      serve_queue();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex);
+      stopping = true;
+    }
+    fail_waiting("the batcher for model '" + model.manifest().name + "' was stopped");
+  }
+
+  void serve_queue() {
     for (;;) {
       std::vector<std::unique_ptr<Request>> group;
       {
@@ -99,19 +122,22 @@ struct Batcher::Impl {
           it = queue.erase(it);
         }
       }
-      run_group(group);
+      try {
+        run_group(group);
+      } catch (...) {
+        for (auto& r : group) fail(*r, std::current_exception());
+      }
     }
-    // Stopping: nothing waiting is run. The requests are freed outside the
-    // lock (freeing a tensor that came from Python takes the GIL).
+  }
+
+  // Stopping: nothing waiting is run; each waiting request gets a clean error.
+  void fail_waiting(const std::string& why) {
     std::deque<std::unique_ptr<Request>> left;
     {
       std::lock_guard<std::mutex> lock(mutex);
       left.swap(queue);
     }
-    for (auto& r : left) {
-      r->promise.set_exception(std::make_exception_ptr(
-          Error(ErrorKind::Runtime, "the batcher for model '" + model.manifest().name + "' was stopped")));
-    }
+    for (auto& r : left) fail(*r, std::make_exception_ptr(Error(ErrorKind::Runtime, why)));
   }
 
   // Rows the head of the queue could be batched with now (called locked).
@@ -124,10 +150,16 @@ struct Batcher::Impl {
   }
 
   void run_alone(Request& r) {
+    std::vector<at::Tensor> out;
     try {
-      r.promise.set_value(model.run(r.inputs));
+      out = model.run(r.inputs);
     } catch (...) {
-      r.promise.set_exception(std::current_exception());
+      fail(r, std::current_exception());
+      return;
+    }
+    try {
+      r.promise.set_value(std::move(out));
+    } catch (const std::future_error&) {
     }
   }
 
@@ -174,10 +206,15 @@ struct Batcher::Impl {
 };
 
 Batcher::Batcher(Model model, BatcherOptions options) {
-  auto range = [](const char* name, double value, double lo, double hi) {
-    if (!(value >= lo && value <= hi)) {
-      throw Error(ErrorKind::BadOption, std::string(name) + ": expected " + std::to_string(lo) + " to " +
-                                            std::to_string(hi) + ", got " + std::to_string(value));
+  auto text = [](double v) {
+    std::ostringstream out;
+    out << std::setprecision(17) << v;
+    return out.str();
+  };
+  auto range = [&](const char* name, double value, double lo, double hi) {
+    if (!(value >= lo && value <= hi)) {  // NaN too
+      throw Error(ErrorKind::BadOption, std::string(name) + ": expected " + text(lo) + " to " + text(hi) + ", got " +
+                                            text(value));
     }
   };
   range("max_batch", options.max_batch, 1, 4096);
@@ -222,10 +259,23 @@ std::future<std::vector<at::Tensor>> Batcher::submit(std::vector<at::Tensor> inp
                                          std::to_string(impl_->options.max_batch) + ") rows, got " +
                                          std::to_string(request->rows));
   }
-  request->inputs = std::move(inputs);
+  // The request owns a copy: the caller may refill (or free) its buffers as
+  // soon as submit returns, and the worker never frees memory the caller's
+  // runtime (Python) owns.
+  try {
+    request->inputs.reserve(inputs.size());
+    for (const auto& t : inputs) request->inputs.push_back(t.clone(at::MemoryFormat::Contiguous));
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::BadInput, "model '" + m.name + "': the request's " + std::to_string(request->rows) +
+                                         " rows could not be copied (out of memory)");
+  }
+  inputs.clear();
   auto future = request->promise.get_future();
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (impl_->stopping) {
+      throw Error(ErrorKind::Runtime, "the batcher for model '" + m.name + "' was stopped");
+    }
     if (static_cast<int64_t>(impl_->queue.size()) >= impl_->options.max_queue) {
       throw Error(ErrorKind::Runtime, "the batcher for model '" + m.name + "' is full: " +
                                           std::to_string(impl_->options.max_queue) +

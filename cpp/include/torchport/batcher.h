@@ -35,13 +35,15 @@ class Batcher {
   /// Throws BadOption for options out of range and for a model without a shared
   /// dynamic batch dimension (the message says which input or output lacks it).
   explicit Batcher(Model model, BatcherOptions options = {});
-  /// Stops the worker; requests still waiting fail with a Runtime error.
+  /// Finishes the batch in flight, then stops the worker; requests still waiting
+  /// (and any submit racing with the destructor) fail with a Runtime error.
   ~Batcher();
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
   /// Queues one request (inputs in manifest order, each with the same number of
-  /// rows, at most max_batch). Throws BadInput for a malformed request and
+  /// rows, at most max_batch). The inputs are copied: the caller may reuse its
+  /// buffers once submit returns. Throws BadInput for a malformed request and
   /// Runtime, at once, when max_queue requests are already waiting.
   std::future<std::vector<at::Tensor>> submit(std::vector<at::Tensor> inputs);
   /// submit(inputs).get().
