@@ -102,6 +102,7 @@ sanitize: $(VENV)/.deps | gtest
 	ASAN_OPTIONS=detect_leaks=1:strict_init_order=1 \
 	LSAN_OPTIONS=suppressions=$(abspath cpp/tests/lsan.supp):print_suppressions=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	TORCHPORT_INPUT_CORPUS=$(abspath build/image-corpus) \
 	  ctest --test-dir $(SAN_DIR) --output-on-failure -j 2
 
 clean:

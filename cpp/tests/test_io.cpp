@@ -1,5 +1,9 @@
 // Tensor files: what torchport-run predict reads and writes.
 
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
 #include <gtest/gtest.h>
 
 #include <torchport/io.h>
@@ -113,4 +117,26 @@ TEST(ImageInput, RefusesOversizedAndBrokenPicturesBeforeDecoding) {
       EXPECT_NE(std::string(e.what()).find(name + "' is not a readable PNG/JPEG image"), std::string::npos) << e.what();
     }
   }
+}
+
+// The image and .npz fuzz corpus (tests/test_image_fuzz.py writes it to
+// build/image-corpus; `make sanitize` points TORCHPORT_INPUT_CORPUS at it):
+// every file decodes or is refused with a torchport::Error, under ASan too.
+TEST(InputCorpus, EveryFileDecodesOrIsRefusedCleanly) {
+  const char* folder = std::getenv("TORCHPORT_INPUT_CORPUS");
+  if (folder == nullptr || !std::filesystem::is_directory(folder)) {
+    GTEST_SKIP() << "TORCHPORT_INPUT_CORPUS is not set to a folder (run tests/test_image_fuzz.py first)";
+  }
+  int decoded = 0, refused = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    try {
+      tp::read_tensor_file(entry.path().string());
+      ++decoded;
+    } catch (const tp::Error& e) {
+      EXPECT_EQ(e.kind(), tp::ErrorKind::BadInput) << entry.path() << ": " << e.what();
+      ++refused;
+    }
+  }
+  EXPECT_GT(decoded + refused, 0);
+  std::cout << "corpus: " << decoded << " decoded, " << refused << " refused\n";
 }
