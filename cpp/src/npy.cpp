@@ -115,7 +115,7 @@ NpyHeader read_npy_header(const std::string& bytes, const std::string& where) {
     // sizes) must have strides that fit.
     const uint64_t kSpanMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / itemsize;
     if (d > 1 && span > kSpanMax / d) {
-      bad(where, "its shape's byte size or strides overflow 64 bits (shape dimension " +
+      bad(where, "its size overflows: the byte size or strides overflow 64 bits (shape dimension " +
                      std::to_string(shape.size() - 1) + " is " + std::to_string(d) + ")");
     }
     if (d > 1) span *= d;
