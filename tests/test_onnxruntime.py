@@ -60,15 +60,17 @@ def test_an_onnx_export_runs_in_the_cpp_runtime_with_its_manifest_and_golden(mlp
     model, path = mlp_onnx
     native = torchport.NativeModel(path, threads=1)
     assert native.format == "onnx"
-    assert native.manifest.format == "onnx" and native.manifest.labels == ["a", "b", "c"]
+    assert native.manifest.format == "onnx" and native.manifest.metadata["labels"] == ["a", "b", "c"]
     assert [s.name for s in native.manifest.inputs] == ["x"]
     report = native.selfcheck()
     assert report["ok"], report
     x = torch.randn(5, 6)
     (y,) = native.run(x)
     torch.testing.assert_close(y, model(x).detach(), atol=1e-5, rtol=1e-4)
-    (named,) = native.run_named({"x": x})
+    (named,) = native.run(*native.order_inputs({"x": x}))  # the Python face of Model::run_named's ordering
     assert torch.equal(named, y)
+    with pytest.raises(torchport.BadInputError, match="unknown"):
+        native.order_inputs({"x": x, "extra": x})
     inputs, outputs = native.golden()
     torch.testing.assert_close(native.run(*inputs)[0], outputs[0], atol=1e-5, rtol=1e-4)
 
@@ -77,9 +79,11 @@ def test_the_cnn_matches_eager_and_onnxruntime_python(cnn_onnx):
     import onnxruntime as ort
 
     model, path = cnn_onnx
-    x = CNN_CASE.example(4)
+    (x,) = CNN_CASE.example(4)
     (ours,) = torchport.NativeModel(path, threads=1).run(x)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     (theirs,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert torch.equal(ours, torch.from_numpy(theirs)), "the same ORT graph on the same bytes must agree exactly"
     torch.testing.assert_close(ours, model(x).detach(), atol=1e-5, rtol=1e-4)
