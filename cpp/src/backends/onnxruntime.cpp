@@ -16,6 +16,7 @@
 #include <c10/core/Allocator.h>
 
 #include "backend.h"
+#include "../detail.h"
 #include "onnxruntime_api.h"
 
 namespace torchport::detail {
@@ -164,6 +165,14 @@ std::optional<c10::ScalarType> torch_type(ONNXTensorElementDataType t) {
   }
 }
 
+// The manifest's name of a dtype ("float32"), for messages.
+std::string dtype_name(c10::ScalarType t) {
+  for (const auto& name : supported_dtypes()) {
+    if (parse_dtype(name) == t) return name;
+  }
+  return c10::toString(t);
+}
+
 const char* onnx_type_name(ONNXTensorElementDataType t) {
   static const char* names[] = {"undefined", "float",  "uint8",  "int8",      "uint16",     "int16",
                                 "int32",     "int64",  "string", "bool",      "float16",    "double",
@@ -198,8 +207,9 @@ class OnnxRuntimeBackend final : public Backend {
     // ONNX Runtime parses the graph: a truncated or foreign protobuf, an
     // unknown operator or a type error is refused here, as BadArtifact.
     OrtSession* session = nullptr;
-    check(api->CreateSessionFromArray(rt_.env, bytes.data(), bytes.size(), so, &session), ErrorKind::BadArtifact,
-          "ONNX Runtime " + rt_.version + " cannot load the model");
+    if (OrtStatus* status = api->CreateSessionFromArray(rt_.env, bytes.data(), bytes.size(), so, &session)) {
+      fail(status, ErrorKind::BadArtifact, "ONNX Runtime " + rt_.version + " cannot load the model");
+    }
     session_.reset(session);
     read_signature();
     if (manifest) check_manifest(*manifest);
@@ -239,9 +249,9 @@ class OnnxRuntimeBackend final : public Backend {
       }
       // The input's own memory (validated contiguous CPU): ONNX Runtime reads it, no copy.
       void* data = t.numel() == 0 ? static_cast<void*>(empty_buffer) : const_cast<void*>(t.const_data_ptr());
-      const std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
-      check(api->CreateTensorWithDataAsOrtValue(rt_.cpu, data, t.nbytes(), shape.data(), shape.size(), *type, &in[i]),
-            ErrorKind::BadInput, "input '" + name + "'");
+      check(api->CreateTensorWithDataAsOrtValue(rt_.cpu, data, t.nbytes(), t.sizes().data(), t.sizes().size(), *type,
+                                                &in[i]),
+            ErrorKind::BadInput, "input", name);
     }
     check(api->Run(session_.get(), nullptr, input_ptrs_.data(), in.data(), in.size(), output_ptrs_.data(), out.size(),
                    out.data()),
@@ -258,21 +268,21 @@ class OnnxRuntimeBackend final : public Backend {
   at::Tensor take_output(OrtValue*& value, const std::string& name) const {
     const OrtApi* api = rt_.api;
     ONNXType kind = ONNX_TYPE_UNKNOWN;
-    check(api->GetValueType(value, &kind), ErrorKind::Runtime, "output '" + name + "'");
+    check(api->GetValueType(value, &kind), ErrorKind::Runtime, "output", name);
     if (kind != ONNX_TYPE_TENSOR) {
       throw Error(ErrorKind::Runtime, "'" + path_ + "' output '" + name + "': expected a tensor, got ONNX value type " +
                                           std::to_string(kind) + " (sequences and maps are not supported)");
     }
     OrtTensorTypeAndShapeInfo* info = nullptr;
-    check(api->GetTensorTypeAndShape(value, &info), ErrorKind::Runtime, "output '" + name + "'");
+    check(api->GetTensorTypeAndShape(value, &info), ErrorKind::Runtime, "output", name);
     std::unique_ptr<OrtTensorTypeAndShapeInfo, void (*)(OrtTensorTypeAndShapeInfo*)> info_guard(
         info, api->ReleaseTensorTypeAndShapeInfo);
     ONNXTensorElementDataType elem = ONNX_UNDEFINED;
     size_t rank = 0;
-    check(api->GetTensorElementType(info, &elem), ErrorKind::Runtime, "output '" + name + "'");
-    check(api->GetDimensionsCount(info, &rank), ErrorKind::Runtime, "output '" + name + "'");
-    std::vector<int64_t> dims(rank);
-    check(api->GetDimensions(info, dims.data(), rank), ErrorKind::Runtime, "output '" + name + "'");
+    check(api->GetTensorElementType(info, &elem), ErrorKind::Runtime, "output", name);
+    check(api->GetDimensionsCount(info, &rank), ErrorKind::Runtime, "output", name);
+    c10::SmallVector<int64_t, 8> dims(rank);
+    check(api->GetDimensions(info, dims.data(), rank), ErrorKind::Runtime, "output", name);
     const auto dtype = torch_type(elem);
     if (!dtype) {
       throw Error(ErrorKind::Runtime, "'" + path_ + "' output '" + name + "': ONNX type " + onnx_type_name(elem) +
@@ -283,7 +293,7 @@ class OnnxRuntimeBackend final : public Backend {
     for (const int64_t d : dims) numel *= d;
     if (numel == 0) return at::empty(dims, options);
     void* data = nullptr;
-    check(api->GetTensorMutableData(value, &data), ErrorKind::Runtime, "output '" + name + "'");
+    check(api->GetTensorMutableData(value, &data), ErrorKind::Runtime, "output", name);
     OrtValue* owned = value;
     value = nullptr;
     return at::from_blob(data, dims, [api, owned](void*) { api->ReleaseValue(owned); }, options);
@@ -307,32 +317,33 @@ class OnnxRuntimeBackend final : public Backend {
   TensorSpec spec(size_t index, bool input) {
     const OrtApi* api = rt_.api;
     const std::string what = std::string(input ? "input " : "output ") + std::to_string(index);
+    const char* kind_name = input ? "input" : "output";
     char* raw = nullptr;
     check(input ? api->SessionGetInputName(session_.get(), index, rt_.allocator, &raw)
                 : api->SessionGetOutputName(session_.get(), index, rt_.allocator, &raw),
-          ErrorKind::BadArtifact, what + " name");
+          ErrorKind::BadArtifact, kind_name, std::to_string(index));
     TensorSpec s;
     s.name = raw ? raw : "";
     if (raw) static_cast<void>(api->AllocatorFree(rt_.allocator, raw));  // its status carries nothing to act on
     OrtTypeInfo* type_info = nullptr;
     check(input ? api->SessionGetInputTypeInfo(session_.get(), index, &type_info)
                 : api->SessionGetOutputTypeInfo(session_.get(), index, &type_info),
-          ErrorKind::BadArtifact, what + " type");
+          ErrorKind::BadArtifact, kind_name, std::to_string(index));
     std::unique_ptr<OrtTypeInfo, void (*)(OrtTypeInfo*)> guard(type_info, api->ReleaseTypeInfo);
     ONNXType kind = ONNX_TYPE_UNKNOWN;
-    check(api->GetOnnxTypeFromTypeInfo(type_info, &kind), ErrorKind::BadArtifact, what + " type");
+    check(api->GetOnnxTypeFromTypeInfo(type_info, &kind), ErrorKind::BadArtifact, kind_name, std::to_string(index));
     if (kind != ONNX_TYPE_TENSOR) {
       throw Error(ErrorKind::BadArtifact, "'" + path_ + "' " + what + " ('" + s.name +
                                               "'): expected a tensor, got ONNX value type " + std::to_string(kind));
     }
     const OrtTensorTypeAndShapeInfo* info = nullptr;
-    check(api->CastTypeInfoToTensorInfo(type_info, &info), ErrorKind::BadArtifact, what + " type");
+    check(api->CastTypeInfoToTensorInfo(type_info, &info), ErrorKind::BadArtifact, kind_name, std::to_string(index));
     ONNXTensorElementDataType elem = ONNX_UNDEFINED;
     size_t rank = 0;
-    check(api->GetTensorElementType(info, &elem), ErrorKind::BadArtifact, what + " type");
-    check(api->GetDimensionsCount(info, &rank), ErrorKind::BadArtifact, what + " rank");
+    check(api->GetTensorElementType(info, &elem), ErrorKind::BadArtifact, kind_name, std::to_string(index));
+    check(api->GetDimensionsCount(info, &rank), ErrorKind::BadArtifact, kind_name, std::to_string(index));
     std::vector<int64_t> dims(rank);
-    check(api->GetDimensions(info, dims.data(), rank), ErrorKind::BadArtifact, what + " shape");
+    check(api->GetDimensions(info, dims.data(), rank), ErrorKind::BadArtifact, kind_name, std::to_string(index));
     s.dtype = torch_type(elem);
     if (!s.dtype) {
       throw Error(ErrorKind::BadArtifact, "'" + path_ + "' " + what + " ('" + s.name + "') is ONNX type " +
@@ -352,8 +363,8 @@ class OnnxRuntimeBackend final : public Backend {
     auto compare = [&](const TensorSpec& declared, const TensorSpec& graph, const std::string& what) {
       if (declared.dtype && *declared.dtype != *graph.dtype) {
         throw Error(ErrorKind::BadArtifact, where + ": " + what + " '" + declared.name + "' is " +
-                                                c10::toString(*declared.dtype) + ", but the ONNX graph's '" +
-                                                graph.name + "' is " + c10::toString(*graph.dtype));
+                                                dtype_name(*declared.dtype) + ", but the ONNX graph's '" +
+                                                graph.name + "' is " + dtype_name(*graph.dtype));
       }
       if (!declared.shape) return;
       const auto& a = *declared.shape;
@@ -380,8 +391,14 @@ class OnnxRuntimeBackend final : public Backend {
     }
   }
 
-  void check(OrtStatus* status, ErrorKind kind, const std::string& what) const {
+  // `what` and `name` are joined only on failure: the success path of a call
+  // allocates nothing here.
+  void check(OrtStatus* status, ErrorKind kind, const char* what, const std::string& name = {}) const {
     if (!status) return;
+    fail(status, kind, name.empty() ? std::string(what) : std::string(what) + " '" + name + "'");
+  }
+
+  [[noreturn]] void fail(OrtStatus* status, ErrorKind kind, const std::string& what) const {
     const OrtApi* api = rt_.api;
     const int code = api->GetErrorCode(status);
     const std::string msg = api->GetErrorMessage(status);
