@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iomanip>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <sstream>
 
@@ -266,8 +267,19 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
   // An ONNX model carries no payload checksum: the protobuf is not
   // canonical, and ONNX Runtime parses the graph it was given.
   const bool onnx_name = path.size() > 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
-  if (looks_like_onnx(*bytes) || onnx_name) {
-    const OnnxRecords records = read_onnx_records(*bytes, "artifact '" + path + "'");
+  std::optional<OnnxRecords> onnx;
+  if (onnx_name) {
+    onnx = read_onnx_records(*bytes, "artifact '" + path + "'");
+  } else if (looks_like_onnx(*bytes)) {
+    // One byte is a weak sign: a file not named .onnx is an ONNX model only
+    // when its protobuf walks; anything else gets the archive's diagnosis.
+    try {
+      onnx = read_onnx_records(*bytes, "artifact '" + path + "'");
+    } catch (const Error&) {
+    }
+  }
+  if (onnx) {
+    const OnnxRecords& records = *onnx;
     ArchiveFiles files;
     files.format = "onnx";
     files.manifest_json = records.manifest_json;
