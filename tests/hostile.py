@@ -461,7 +461,64 @@ def _cases() -> list[Case]:
         "which this command reads")
     out("output is a directory", lambda folder, good: {"output": folder}, "is a directory")
     out("output folder missing", lambda folder, good: {"output": folder / "no" / "such" / "out.pt"}, "does not exist")
+
+    # ONNX models (.onnx): the protobuf walk, then ONNX Runtime's own parser.
+    def onnx_art(name, data_fn, message):
+        def build(folder: Path, good: Good) -> dict:
+            return {"artifact": _file(folder, "hostile.onnx", data_fn(good))}
+
+        c.append(Case(f"onnx: {name}", "artifact", "bad_artifact", build, message))
+
+    onnx_art("random bytes", lambda g: b"\0" + bytes(range(256)) * 16, "not an ONNX model")
+    onnx_art("a TorchScript archive named .onnx", lambda g: g.bytes, "does not start with field 1")
+    onnx_art("truncated to half", lambda g: onnx_model(g)[: len(onnx_model(g)) // 2], "ONNX")
+    onnx_art("truncated by one byte", lambda g: onnx_model(g)[:-1], "ONNX")
+    onnx_art("wire type 7", lambda g: b"\x08\x07\x3f\x01", "wire type 7")
+    onnx_art("graph length past the end", lambda g: b"\x08\x07\x3a\xff\xff\xff\x07", "truncated")
+    onnx_art("varint of 11 bytes", lambda g: b"\x08" + b"\xff" * 11, "longer than 10 bytes")
+    onnx_art("no graph", lambda g: b"\x08\x07\x12\x04abcd", "has no graph")
+    onnx_art("golden not base64", lambda g: onnx_model(g, golden="!!!!"), "not base64")
+    onnx_art("golden base64 of junk", lambda g: onnx_model(g, golden="AAAAAAAA"), "golden")
+    onnx_art("manifest not JSON", lambda g: onnx_model(g, manifest="{"), "manifest.json")
+    onnx_art("manifest lies about the input shape",
+             lambda g: onnx_model(g, manifest=_onnx_manifest(g, lambda m: _spec(m, "shape", m["inputs"][0]["shape"][:1] + [5]))),
+             "ONNX graph")
+    onnx_art("manifest lies about the input dtype",
+             lambda g: onnx_model(g, manifest=_onnx_manifest(g, lambda m: _spec(m, "dtype", "int64"))), "ONNX graph")
+    onnx_art("unknown operator", lambda g: onnx_model(g, op="TorchportNoSuchOp"), "cannot load the model")
+    onnx_art("operator of an unknown domain", lambda g: onnx_model(g, domain="tp.unknown"), "cannot load the model")
     return c
+
+
+def onnx_model(good: Good, *, op: str = "Relu", domain: str = "", manifest: Optional[str] = None,
+               golden: Optional[str] = None) -> bytes:
+    """A one-node ONNX model, y = op(x) with x float32 [N, 4] (the good artifact's
+    contract), carrying `manifest` and `golden` in its metadata_props when given."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], domain=domain)], "hostile", [x], [y])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    for key, value in (("torchport/manifest.json", manifest), ("torchport/golden.pt", golden)):
+        if value is not None:
+            model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString()
+
+
+def _onnx_manifest(good: Good, change: Callable[[dict], object]) -> str:
+    """The good artifact's manifest as an ONNX model's, edited by `change`."""
+    with zipfile.ZipFile(io.BytesIO(good.bytes)) as z:
+        name = next(n for n in z.namelist() if n.endswith("extra/torchport/manifest.json"))
+        m = json.loads(z.read(name))
+    m.update(format="onnx", has_golden=False)
+    m.pop("checksum", None)
+    m.pop("optimize", None)
+    change(m)
+    return json.dumps(m)
 
 
 def _spec(m: dict, key: str, value) -> dict:

@@ -122,10 +122,14 @@ def test_the_runtime_picks_the_backend_by_content_not_name(mlp_formats, tmp_path
     assert json.loads(proc.stdout)["format"] == "aoti"
 
 
-def test_onnx_is_refused_by_the_cpp_runtime_with_a_clear_message(mlp_formats):
+def test_onnx_runs_in_the_cpp_runtime_through_its_onnxruntime_backend(mlp_formats):
+    pytest.importorskip("onnxruntime")
     _, paths = mlp_formats
-    with pytest.raises(torchport.BadArtifactError, match=r"mlp\.onnx.*not a loadable TorchScript archive"):
-        torchport.NativeModel(paths["onnx"])
+    native = torchport.NativeModel(paths["onnx"])
+    assert native.format == "onnx" and native.selfcheck()["ok"]
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(native.run(x)[0], torchport.NativeModel(paths["torchscript"]).run(x)[0],
+                               atol=1e-5, rtol=1e-4)
 
 
 # --------------------------------------------------------------------- capture
@@ -294,7 +298,7 @@ def test_mlp_parity_in_every_runtime(mlp_formats):
         rows[fmt] = {r.runtime for r in report.rows}
     assert rows == {"torchscript": {"eager", "torchscript", "native", "binary"},
                     "aoti": {"eager", "aoti", "native", "binary"},
-                    "onnx": {"eager", "onnxruntime"}}
+                    "onnx": {"eager", "onnxruntime", "native", "binary"}}
     aoti = torchport.verify(paths["aoti"], model=model)
     assert (aoti.atol, aoti.rtol) == (TOLERANCES["aoti"]["atol"], TOLERANCES["aoti"]["rtol"])
     assert "(aoti) against golden outputs" in str(aoti)

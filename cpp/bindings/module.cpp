@@ -214,7 +214,8 @@ A loaded artifact, run by the C++ runtime.
       .def(py::init([](const std::string& path, const std::string& device, const py::object& threads,
                        const py::object& warmup_runs, bool check_nan, bool verify_checksum,
                        const std::vector<std::string>& libraries, const py::object& concurrency,
-                       bool optimize_graph, const std::string& optimize, const std::string& profile) {
+                       bool optimize_graph, const std::string& optimize, const std::string& profile,
+                       const std::string& onnxruntime, const std::string& onnx_optimization) {
              Options options;
              options.device = device;
              options.threads = int_option(threads, "threads");
@@ -226,6 +227,8 @@ A loaded artifact, run by the C++ runtime.
              options.optimize_graph = optimize_graph;
              options.optimize = optimize;
              options.profile = profile;
+             options.onnxruntime = onnxruntime;
+             options.onnx_optimization = onnx_optimization;
              py::gil_scoped_release release;
              return Model::load(path, options);
            }),
@@ -233,11 +236,15 @@ A loaded artifact, run by the C++ runtime.
            py::arg("warmup_runs") = 0, py::arg("check_nan") = false, py::arg("verify_checksum") = true,
            py::arg("libraries") = std::vector<std::string>{},
            py::arg("concurrency") = Options{}.concurrency, py::arg("optimize_graph") = true,
-           py::arg("optimize") = "", py::arg("profile") = "",
-           "Loads an artifact; raises a torchport.errors.TorchportError subclass.")
+           py::arg("optimize") = "", py::arg("profile") = "", py::arg("onnxruntime") = "",
+           py::arg("onnx_optimization") = "",
+           "Loads an artifact; raises a torchport.errors.TorchportError subclass. For an ONNX model,\n"
+           "onnxruntime names the libonnxruntime.so to load (default: $TORCHPORT_ONNXRUNTIME, else the\n"
+           "onnxruntime wheel beside torch) and onnx_optimization ONNX Runtime's graph optimisation level\n"
+           "('all', 'extended', 'basic', 'none').")
       .def_property_readonly("manifest", &Model::manifest, "The manifest (or the contract derived from forward()).")
       .def_property_readonly("path", &Model::path, "The artifact's path.")
-      .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript' or 'aoti'.")
+      .def_property_readonly("format", &Model::format, "The backend that loaded it: 'torchscript', 'aoti', 'executorch' or 'onnx'.")
       .def_property_readonly("warmup_ms", &Model::warmup_ms, "Milliseconds spent warming up at load.")
       .def_property_readonly("options", &Model::options, "The Options it runs with (a profile's settings applied).")
       .def(

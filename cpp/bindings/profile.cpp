@@ -26,7 +26,9 @@ The options a loaded Model runs with, a profile's settings applied (read-only).
       .def_readonly("optimize_graph", &Options::optimize_graph)
       .def_readonly("libraries", &Options::libraries)
       .def_readonly("optimize", &Options::optimize)
-      .def_readonly("profile", &Options::profile);
+      .def_readonly("profile", &Options::profile)
+      .def_readonly("onnxruntime", &Options::onnxruntime)
+      .def_readonly("onnx_optimization", &Options::onnx_optimization);
 }
 
 void register_profile(py::module_& m) {

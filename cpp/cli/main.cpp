@@ -30,6 +30,7 @@ struct Settings {
   int concurrency = torchport::Options{}.concurrency;
   std::string optimize_graph = "yes";
   std::string profile;  // --profile: torchport tune's settings
+  std::string onnxruntime, onnx_optimization;  // ONNX models only
   std::vector<std::string> pred_inputs, pred_outputs;  // predict: one --output per --input
   int clients = 16, requests = 200;                     // serve-bench
   torchport::BatcherOptions batcher;
@@ -47,7 +48,7 @@ const CLI::Validator kFiniteNonNegative(
 
 CLI::App* command(CLI::App& app, const std::string& name, const std::string& help, Settings& s) {
   CLI::App* sub = app.add_subcommand(name, help);
-  sub->add_option("ARTIFACT", s.artifact, "a torchport artifact or a plain TorchScript file")->required();
+  sub->add_option("ARTIFACT", s.artifact, "a torchport artifact (.pt, .pt2, .pte, .onnx) or a plain TorchScript file")->required();
   sub->add_option("--device", s.device, "cpu (default), cuda, cuda:N");
   sub->add_option("--threads", s.threads, "intra-op threads, 0 = LibTorch's default")
       ->check(CLI::Range(0, torchport::max_threads()));
@@ -61,6 +62,12 @@ CLI::App* command(CLI::App& app, const std::string& name, const std::string& hel
                   "no: run a TorchScript graph without the profiling executor's optimising passes, so the "
                   "first call costs about what later ones do (default yes)")
       ->check(CLI::IsMember({"yes", "no"}));
+  sub->add_option("--onnxruntime", s.onnxruntime,
+                  "ONNX models: the libonnxruntime.so to load (default: $TORCHPORT_ONNXRUNTIME, else the "
+                  "onnxruntime wheel beside torch, else the loader's search path)");
+  sub->add_option("--onnx-optimization", s.onnx_optimization,
+                  "ONNX models: ONNX Runtime's graph optimisation level (default all)")
+      ->check(CLI::IsMember({"all", "extended", "basic", "none"}));
   sub->add_option("--profile", s.profile,
                   "a profile written by torchport tune: its settings (format, level, threads, optimize-graph, "
                   "warm-up) apply where no option here sets them; refused if tuned for another artifact");
@@ -76,6 +83,8 @@ int run(const std::string& name, const Settings& s) {
   options.libraries = s.libraries;
   options.optimize_graph = s.optimize_graph == "yes";
   options.profile = s.profile;
+  options.onnxruntime = s.onnxruntime;
+  options.onnx_optimization = s.onnx_optimization;
   const auto model = torchport::Model::load(s.artifact, options);
   if (!s.profile.empty()) {
     // On stderr, so that info's stdout stays the manifest JSON.
@@ -156,8 +165,10 @@ int run(const std::string& name, const Settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app("Runs a torchport artifact (a TorchScript archive or an AOTInductor .pt2 package, told apart by "
-               "content; or a plain TorchScript file) with the C++ runtime.", "torchport-run");
+  CLI::App app("Runs a torchport artifact (a TorchScript archive, an AOTInductor .pt2 package, an ExecuTorch .pte "
+               "or an ONNX model, told apart by content; or a plain TorchScript or ONNX file) with the C++ runtime. "
+               "ONNX models run on ONNX Runtime, loaded at run time (--onnxruntime, $TORCHPORT_ONNXRUNTIME, or the "
+               "onnxruntime wheel beside torch).", "torchport-run");
   app.footer(kFooter);
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("torchport-run ") + torchport::version() + " (torch " +

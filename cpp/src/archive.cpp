@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iomanip>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <sstream>
 
@@ -21,6 +22,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "onnx_file.h"
 #include "pte.h"
 #include "reader.h"
 
@@ -262,6 +264,31 @@ std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader, con
 
 ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum) {
   if (is_pte(*bytes)) return read_pte(path, *bytes, checksum);
+  // An ONNX model carries no payload checksum: the protobuf is not
+  // canonical, and ONNX Runtime parses the graph it was given.
+  const bool onnx_name = path.size() > 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
+  std::optional<OnnxRecords> onnx;
+  if (onnx_name) {
+    onnx = read_onnx_records(*bytes, "artifact '" + path + "'");
+  } else if (looks_like_onnx(*bytes)) {
+    // One byte is a weak sign: a file not named .onnx is an ONNX model only
+    // when its protobuf walks; anything else gets the archive's diagnosis.
+    try {
+      onnx = read_onnx_records(*bytes, "artifact '" + path + "'");
+    } catch (const Error&) {
+    }
+  }
+  if (onnx) {
+    const OnnxRecords& records = *onnx;
+    ArchiveFiles files;
+    files.format = "onnx";
+    files.manifest_json = records.manifest_json;
+    if (!files.manifest_json.empty()) {
+      files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
+    }
+    files.golden_bytes = records.golden_bytes;
+    return files;
+  }
   ArchiveFiles files;
   const std::string where = "artifact '" + path + "'";
   const auto zip = check_zip_as(*bytes, where, "not a loadable TorchScript archive", ErrorKind::BadArtifact);

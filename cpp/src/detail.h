@@ -28,7 +28,7 @@ struct ModelState {
 
 /// torchport's files inside an archive; empty strings when absent.
 struct ArchiveFiles {
-  std::string format;                ///< "torchscript", "aoti" or "executorch", from the content (not the name)
+  std::string format;                ///< "torchscript", "aoti", "executorch" or "onnx", from the content (not the name)
   std::string manifest_json;
   std::optional<Manifest> manifest;  ///< parsed manifest_json
   std::string checksum;              ///< the payload's actual checksum, when there is a manifest

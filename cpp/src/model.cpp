@@ -54,6 +54,9 @@ std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<c
   }
   if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
   if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
+  if (files.format == "onnx") {
+    return open_onnxruntime(path, *bytes, options, device, files.manifest ? &*files.manifest : nullptr);
+  }
   return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr,
                           options.optimize);
 }
@@ -279,6 +282,14 @@ Options checked_options(const Options& options) {
     throw Error(ErrorKind::BadOption, "optimize: expected \"\" (as exported), \"freeze\" or \"fast\", got \"" +
                                           options.optimize + "\"");
   }
+  const auto& level = options.onnx_optimization;
+  if (!level.empty() && level != "all" && level != "extended" && level != "basic" && level != "none") {
+    throw Error(ErrorKind::BadOption, "onnx_optimization: expected \"all\", \"extended\", \"basic\" or \"none\", got \"" +
+                                          level + "\"");
+  }
+  if (options.onnxruntime.find('\0') != std::string::npos) {
+    throw Error(ErrorKind::BadOption, "onnxruntime: the library path holds a NUL byte");
+  }
   checked.device = parse_device(options.device).str();
   return checked;
 }
@@ -375,7 +386,7 @@ Options use_profile(std::string& path, std::shared_ptr<const std::string>& bytes
   }
   if (profile.format != format) {
     static const std::map<std::string, std::string> suffix = {
-        {"torchscript", ".pt"}, {"aoti", ".pt2"}, {"executorch", ".pte"}};
+        {"torchscript", ".pt"}, {"aoti", ".pt2"}, {"executorch", ".pte"}, {"onnx", ".onnx"}};
     const std::string sibling = std::filesystem::path(path).replace_extension(suffix.at(profile.format)).string();
     if (!may_switch_file) {
       throw Error(ErrorKind::BadOption, where + ": field 'format' picks the " + profile.format + " sibling '" +

@@ -164,6 +164,10 @@ class Options:
     def optimize(self) -> str: ...
     @property
     def profile(self) -> str: ...
+    @property
+    def onnxruntime(self) -> str: ...
+    @property
+    def onnx_optimization(self) -> str: ...
 
 class Profile:
     def __init__(
@@ -226,6 +230,8 @@ class Model:
         optimize_graph: bool = True,
         optimize: str = "",
         profile: str = "",
+        onnxruntime: str = "",
+        onnx_optimization: str = "",
     ) -> None: ...
     @property
     def manifest(self) -> Manifest: ...

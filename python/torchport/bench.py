@@ -273,8 +273,6 @@ def _load(rt: str, path: Path, fmt: str, checkpoint, threads: int):
         module = _jit(torch.jit.load, str(path), map_location="cpu")
         return lambda inputs: (lambda: module(*inputs))
     if rt in ("native", "native-cpp"):
-        if fmt == "onnx":
-            raise _Skip("the C++ runtime does not run ONNX")
         model = NativeModel(path)
         return model if rt == "native-cpp" else (lambda inputs: (lambda: model.run(*inputs)))
     if rt in ("aoti", "executorch"):

@@ -19,7 +19,8 @@ and golden examples as a TorchScript artifact, in its own container:
 * ``onnx``: ``torch.onnx.export(dynamo=True)``; the manifest and golden
   examples go into the model's ``metadata_props`` (``torchport/manifest.json``,
   and ``torchport/golden.pt`` base64-encoded). ONNX Runtime runs it from Python
-  (``pip install torchport[onnx]``); the C++ runtime does not read ONNX.
+  (``pip install torchport[onnx]``), and the C++ runtime runs it through its
+  ONNX Runtime backend (the same library, loaded at run time).
 
 The tolerance each format promises against eager (golden) outputs is stated
 here, once, and written into each manifest; docs/artifact.md gives the

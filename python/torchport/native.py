@@ -82,6 +82,11 @@ class NativeModel:
     optimisation level at load, on top of the exported one. ``profile`` is a
     file written by ``torchport tune``: its settings apply where these
     arguments are left at their defaults, and ``options`` shows the result.
+    An ``.onnx`` model runs on ONNX Runtime inside the C++ runtime: ``onnxruntime``
+    names its libonnxruntime.so (default: ``$TORCHPORT_ONNXRUNTIME``, else the
+    installed ``onnxruntime`` wheel), ``onnx_optimization`` its graph
+    optimisation level (``"all"``, ``"extended"``, ``"basic"``, ``"none"``) and
+    ``threads`` its session's intra-op threads.
     """
 
     def __init__(
@@ -98,6 +103,8 @@ class NativeModel:
         optimize_graph: bool = True,
         optimize: str = "",
         profile: Union[str, Path, None] = None,
+        onnxruntime: Union[str, Path, None] = None,
+        onnx_optimization: str = "",
     ) -> None:
         native = load_native()
         self.path = Path(path)
@@ -113,6 +120,8 @@ class NativeModel:
             optimize_graph=optimize_graph,
             optimize=optimize,
             profile="" if profile is None else str(profile),
+            onnxruntime="" if onnxruntime is None else str(onnxruntime),
+            onnx_optimization=onnx_optimization,
         )
         # The file run: a profile may pick a sibling of another format.
         self.path = Path(self._model.path)
@@ -120,7 +129,7 @@ class NativeModel:
 
     @property
     def format(self) -> str:
-        """The backend that loaded the file: ``"torchscript"``, ``"aoti"`` or ``"executorch"``."""
+        """The backend that loaded the file: ``"torchscript"``, ``"aoti"``, ``"executorch"`` or ``"onnx"``."""
         return self._model.format
 
     @property

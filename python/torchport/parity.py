@@ -28,7 +28,7 @@ RUNTIMES = ("eager", "torchscript", "aoti", "onnxruntime", "executorch", "native
 FORMAT_RUNTIMES = {
     "torchscript": ("torchscript", "native", "binary"),  # torch.jit.load in Python, the C++ runtime
     "aoti": ("aoti", "native", "binary"),  # torch._inductor.aoti_load_package in Python, the C++ runtime
-    "onnx": ("onnxruntime",),  # ONNX Runtime in Python (torchport[onnx])
+    "onnx": ("onnxruntime", "native", "binary"),  # ONNX Runtime in Python, the C++ runtime (its ONNX Runtime backend)
     "executorch": ("executorch", "native", "binary"),  # ExecuTorch's Python runtime, the C++ runtime
 }
 #: each format's Python runtime: the reference for custom inputs without the eager model
@@ -156,7 +156,8 @@ def verify(
     binding, and the ``torchport-run`` binary. AOTInductor ``.pt2``:
     ``torch._inductor.aoti_load_package`` in Python, the binding and the binary.
     ExecuTorch ``.pte``: ExecuTorch's Python runtime, the binding and the
-    binary. ONNX: ONNX Runtime. ``runtimes`` narrows the choice.
+    binary. ONNX: ONNX Runtime in Python, the binding and the binary (the C++
+    runtime's ONNX Runtime backend). ``runtimes`` narrows the choice.
 
     The reference is the golden outputs when ``inputs`` is None (the default:
     the golden inputs), else the eager model when given, else the format's

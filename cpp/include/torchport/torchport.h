@@ -1,6 +1,6 @@
 #pragma once
-/// torchport: load a torchport artifact (TorchScript archive or AOTInductor
-/// .pt2 package, told apart by content) and run it.
+/// torchport: load a torchport artifact (TorchScript archive, AOTInductor
+/// .pt2 package, ExecuTorch .pte or ONNX model, told apart by content) and run it.
 ///
 ///   auto model = torchport::Model::load("model.pt");
 ///   std::vector<at::Tensor> out = model.run({at::rand({4, 1, 8, 8})});
@@ -134,7 +134,7 @@ struct Manifest {
   std::string metadata_json = "{}";  ///< free user metadata, as JSON text
   bool has_golden = false;
   std::string checksum;  ///< "xxh3-128:..." (or older "sha256:...") of the model payload, verified at load; "" if none
-  std::string format;    ///< "torchscript", "aoti" or "onnx"; "" in manifests older than formats
+  std::string format;    ///< "torchscript", "aoti", "executorch" or "onnx"; "" in manifests older than formats
   /// How far this format's outputs may be from the eager (golden) outputs, as
   /// allclose's atol and rtol (finite, >= 0); 0 and 0 (bit-exact) unless the manifest says.
   double atol = 0.0, rtol = 0.0;
@@ -208,6 +208,14 @@ struct Options {
   /// sibling file of another format. Refused (BadArtifact) when it was tuned
   /// for another artifact. "" for none; never picked up implicitly.
   std::string profile;
+  /// ONNX models only: the libonnxruntime.so to load (once per process). ""
+  /// tries TORCHPORT_ONNXRUNTIME, then the `onnxruntime` wheel installed beside
+  /// torch (onnxruntime/capi/), then the dynamic loader's search path.
+  std::string onnxruntime;
+  /// ONNX models only: ONNX Runtime's graph optimisation level, "all" (also
+  /// ""; its default, with the NCHWc layout for convolutions), "extended",
+  /// "basic" or "none".
+  std::string onnx_optimization;
 };
 
 /// One submodule of a loaded model, for diagnostics (the divergence localiser).
@@ -255,7 +263,7 @@ class Model {
   const Manifest& manifest() const;
   const Options& options() const;
   const std::string& path() const;
-  /// The artifact format that loaded it: "torchscript" or "aoti".
+  /// The artifact format that loaded it: "torchscript", "aoti", "executorch" or "onnx".
   std::string format() const;
   /// Milliseconds spent in the warm-up runs at load (0 without warm-up).
   double warmup_ms() const;

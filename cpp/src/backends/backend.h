@@ -17,7 +17,7 @@ namespace torchport::detail {
 class Backend {
  public:
   virtual ~Backend() = default;
-  /// "torchscript", "aoti" or "executorch".
+  /// "torchscript", "aoti", "executorch" or "onnx".
   virtual std::string format() const = 0;
   /// Runs the model; inputs are validated, contiguous and on the model's
   /// device. Called under c10::InferenceMode, possibly from many threads.
@@ -65,5 +65,13 @@ std::unique_ptr<Backend> open_aoti(const std::string& path, std::shared_ptr<cons
 /// Unavailable when the runtime was built without ExecuTorch.
 std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_ptr<const std::string> bytes,
                                          const Options& options, const c10::Device& device);
+
+/// An ONNX model (.onnx) run by ONNX Runtime, loaded at run time (dlopen) from
+/// Options::onnxruntime, TORCHPORT_ONNXRUNTIME, the `onnxruntime` wheel beside
+/// torch, or the loader's search path; backends/onnxruntime.cpp. `manifest`,
+/// when there is one, is checked against the graph's types and shapes.
+/// Unavailable when no ONNX Runtime loads.
+std::unique_ptr<Backend> open_onnxruntime(const std::string& path, const std::string& bytes, const Options& options,
+                                          const c10::Device& device, const Manifest* manifest);
 
 }  // namespace torchport::detail
