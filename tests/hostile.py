@@ -124,8 +124,17 @@ def edit_manifest(artifact: bytes, change: Callable[[dict], object]) -> bytes:
         return m if isinstance(m, bytes) else (m if isinstance(m, str) else json.dumps(m)).encode()
 
     edited = rewrite(artifact, edit, fix_checksum=False)
-    # The checksum covers the manifest: resealed where the edit still parses,
-    # so that the edit is judged on its own rather than as a mismatch.
+    # The checksum covers the manifest: resealed where the edit still parses and
+    # left the checksum field alone, so that the edit is judged on its own
+    # rather than as a mismatch.
+    def checksum_of(data):
+        try:
+            return json.loads(dict((i.filename, p) for i, p in zip_records(data))[
+                record_name(data, "extra/torchport/manifest.json")]).get("checksum")
+        except Exception:  # noqa: BLE001 - not JSON, or not an object
+            return None
+    if checksum_of(edited) is None or checksum_of(edited) != checksum_of(artifact):
+        return edited
     try:
         return rewrite(edited, lambda n, p: p)
     except Exception:  # noqa: BLE001 - an edit the runtime cannot even hash stays as it is

@@ -372,3 +372,24 @@ def test_failed_pt2_load_leaves_no_folder(mlp_pt2, tmp_path):
     proc = _load_in_child(path, tmpdir)
     assert "BadArtifactError" in proc.stdout, proc.stdout + proc.stderr
     assert list(tmpdir.iterdir()) == []
+
+
+# ------------------------------------------------------------------------- fuzz
+@pytest.mark.parametrize("fmt", ["pt2", "pte"])
+def test_structure_aware_fuzz_ends_in_errors_or_runs(fmt, mlp_pt2, mlp_ptes, tmp_path):
+    path = mlp_pt2 if fmt == "pt2" else mlp_ptes["none"]
+    log = tmp_path / "fuzz.log"
+    here = Path(__file__).resolve().parent
+    cmd = [sys.executable, str(here / "artifact_fuzz_worker.py"), str(path), str(log), "--cases", "300"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=here)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"fuzzing hung; last case: {log.read_text().splitlines()[-1:]}") from None
+    last = log.read_text().splitlines()[-1:] if log.exists() else []
+    assert proc.returncode == 0, f"crash (rc {proc.returncode}) at case {last}: {proc.stderr[-2000:]}"
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["internal"] == [], summary
+    counts = summary["counts"]
+    assert not any(k.startswith("raw ") for k in counts), counts
+    assert sum(counts.values()) == 300 and counts.get("unbuildable", 0) < 30, counts
+    print(fmt, counts)
