@@ -123,7 +123,56 @@ def edit_manifest(artifact: bytes, change: Callable[[dict], object]) -> bytes:
         m = m if out is None else out
         return m if isinstance(m, bytes) else (m if isinstance(m, str) else json.dumps(m)).encode()
 
-    return rewrite(artifact, edit, fix_checksum=False)
+    edited = rewrite(artifact, edit, fix_checksum=False)
+    # The checksum covers the manifest: resealed where the edit still parses and
+    # left the checksum field alone, so that the edit is judged on its own
+    # rather than as a mismatch.
+    def checksum_of(data):
+        try:
+            return json.loads(dict((i.filename, p) for i, p in zip_records(data))[
+                record_name(data, "extra/torchport/manifest.json")]).get("checksum")
+        except Exception:  # noqa: BLE001 - not JSON, or not an object
+            return None
+    if checksum_of(edited) is None or checksum_of(edited) != checksum_of(artifact):
+        return edited
+    try:
+        return rewrite(edited, lambda n, p: p)
+    except Exception:  # noqa: BLE001 - an edit the runtime cannot even hash stays as it is
+        return edited
+
+
+def with_record(artifact: bytes, entry, payload: bytes = b"x") -> bytes:
+    """The artifact with one more record, `entry` a name or a ZipInfo (its name
+    formatted with {folder}, the archive's top folder), stored as given."""
+    records = zip_records(artifact)
+    folder = records[0][0].filename.split("/", 1)[0]
+    if isinstance(entry, str):
+        entry = zipfile.ZipInfo(entry.format(folder=folder))
+    else:
+        entry.filename = entry.filename.format(folder=folder)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for info, data in records:
+            z.writestr(zipfile.ZipInfo(info.filename), data)
+        z.writestr(entry, payload)
+    return buf.getvalue()
+
+
+def symlink_entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3  # Unix: the mode is the external attributes' upper half
+    info.external_attr = 0o120777 << 16
+    return info
+
+
+def local_name_differs(artifact: bytes) -> bytes:
+    """The last record's local header names a climbing path; its directory entry does not."""
+    info = zip_records(artifact)[-1][0]
+    out = bytearray(artifact)
+    start = info.header_offset + 30
+    n = len(info.filename.encode())
+    out[start:start + n] = (b"../" * n)[:n]
+    return bytes(out)
 
 
 def replace_record(artifact: bytes, suffix: str, payload: bytes) -> bytes:
@@ -298,10 +347,24 @@ def _cases() -> list[Case]:
     art("encrypted record", lambda b, f: patch_central_directory(b, 8, 2, 1), "encrypted")
     art("unknown compression method", lambda b, f: patch_central_directory(b, 10, 2, 12), "compression method")
     art("record name of 5000 bytes", lambda b, f: build_zip([("a" * 5000, b"x")]), "name of 5000 bytes")
+    # Zip slip: record names an extractor would follow out of the archive's folder.
+    art("record climbing out with ..", lambda b, f: with_record(b, "{folder}/extra/" + "../" * 12 + "tmp/evil"),
+        "climbs out of its folder")
+    art("record with an absolute name", lambda b, f: with_record(b, "/tmp/evil"), "is an absolute path")
+    art("record with a backslash path", lambda b, f: with_record(b, "{folder}\\..\\..\\evil"), "backslash")
+    art("record with a drive letter", lambda b, f: with_record(b, "C:/evil"), "drive letter")
+    art("record with a . component", lambda b, f: with_record(b, "{folder}/./extra/x"), "'.' component")
+    art("record with an empty component", lambda b, f: with_record(b, "{folder}//x"), "empty path component")
+    art("record with a control byte", lambda b, f: with_record(b, "{folder}/x\x1b[2J"), "control character")
+    art("record that is a symbolic link", lambda b, f: with_record(b, symlink_entry("{folder}/extra/link"), b"/etc"),
+        "symbolic link")
+    art("local header name differs", lambda b, f: local_name_differs(b), "another name in its local header")
+    art("manifest edited after export", lambda b, f: rewrite(
+        b, lambda n, p: p, fix_checksum=False, manifest_edit=lambda m: {**m, "name": "someone else"}),
+        "checksum mismatch")
     # ExecuTorch programs (.pte, told by "ET" and two digits at byte 4) and torchport's tail after them.
-    et_kind, et_message = (("bad_artifact", "not a loadable ExecuTorch program") if _native.WITH_EXECUTORCH
-                           else ("unavailable", "built without ExecuTorch"))
-    art("ExecuTorch magic, then random bytes", lambda b, f: b"\x1c\0\0\0ET12" + os.urandom(4096), et_message, et_kind)
+    art("ExecuTorch magic, then random bytes", lambda b, f: b"\x1c\0\0\0ET12" + os.urandom(4096),
+        "bare ExecuTorch program without torchport's manifest")
     art("ExecuTorch tail sizes that overflow", lambda b, f: pte_with_tail(sizes=(2**63, 2**63, 48)), "do not add up")
     art("ExecuTorch tail of version 99", lambda b, f: pte_with_tail(version=99), "tail version 99")
     art("ExecuTorch tail with a manifest not JSON", lambda b, f: pte_with_tail(manifest=b"{schema: 1,"), "not valid JSON")

@@ -47,8 +47,25 @@ def with_checksum(data: bytes, checksum: str) -> bytes:
 
 def test_new_exports_record_xxh3(mlp_artifact):
     info = _native.inspect(str(mlp_artifact[1]))
-    assert re.fullmatch(r"xxh3-128:[0-9a-f]{32}", info.manifest.checksum), info.manifest.checksum
-    assert info.checksum == info.manifest.checksum and info.checksum_ok
+    assert re.fullmatch(r"xxh3-128\+manifest:[0-9a-f]{32}", info.manifest.checksum), info.manifest.checksum
+    assert info.checksum == info.manifest.checksum and info.checksum_ok and info.problem == ""
+
+
+def test_the_checksum_covers_the_manifest(mlp_artifact, tmp_path):
+    data = mlp_artifact[1].read_bytes()
+    records = []
+    for info, payload in zip_records(data):
+        if info.filename.endswith(MANIFEST):
+            manifest = json.loads(payload)
+            manifest["inputs"][0]["name"] = "renamed"
+            payload = json.dumps(manifest).encode()
+        records.append((info.filename, payload))
+    edited = tmp_path / "edited.pt"
+    edited.write_bytes(build_zip(records))
+    with pytest.raises(BadArtifactError, match=r"edited\.pt.*checksum mismatch"):
+        NativeModel(edited)
+    info = _native.inspect(str(edited))  # shown, but flagged
+    assert not info.checksum_ok and "checksum mismatch" in info.problem
 
 
 def test_sha256_artifacts_still_verify(mlp_artifact, tmp_path):

@@ -126,7 +126,7 @@ def test_inspect(mlp_artifact):
     proc = run_cli("inspect", str(mlp_artifact[1]))
     assert proc.returncode == 0
     assert "x                float32   [batch, 6]" in proc.stdout and "labels" in proc.stdout
-    assert "payload checksum: xxh3-128:" in proc.stdout and "verified" in proc.stdout
+    assert "payload checksum: xxh3-128+manifest:" in proc.stdout and "verified" in proc.stdout
     proc = run_cli("inspect", "--json", str(mlp_artifact[1]))
     assert json.loads(proc.stdout)["inputs"][0]["shape"] == ["batch", 6]
 

@@ -104,7 +104,7 @@ def test_pte_layout_manifest_and_tolerance(mlp_pte):
         compile_info = m.metadata["torchport.compile"]
         assert compile_info["delegate"] == delegate and compile_info["dim_max"] == EXECUTORCH_DIM_MAX
         assert compile_info["input_bounds"] == [[EXECUTORCH_DIM_MAX, 6]]
-        assert m.checksum.startswith("xxh3-128:") and m.metadata["labels"] == ["a", "b", "c"]
+        assert m.checksum.startswith("xxh3-128+manifest:") and m.metadata["labels"] == ["a", "b", "c"]
         assert torchport.NativeModel(path).format == "executorch"
 
 

@@ -201,7 +201,8 @@ of the schema).
       .def_readonly("manifest", &ArtifactInfo::manifest)
       .def_readonly("format", &ArtifactInfo::format)
       .def_readonly("checksum", &ArtifactInfo::checksum)
-      .def_readonly("checksum_ok", &ArtifactInfo::checksum_ok);
+      .def_readonly("checksum_ok", &ArtifactInfo::checksum_ok)
+      .def_readonly("problem", &ArtifactInfo::problem);
 }
 
 void register_model(py::module_& m) {

@@ -1,9 +1,12 @@
 // The archive as a zip of records: torchport's own files inside it, and the
 // model payload checksum, a digest over every record except the manifest (which
-// holds the checksum) and the per-save serialization id. torchport/exporter.py
-// has the runtime compute the same digest at export. The checksum names its
-// algorithm: "xxh3-128:<hex>" (what export writes: fast enough that verifying
-// costs little at load) or "sha256:<hex>" (older exports, still verified).
+// holds the checksum) and the per-save serialization id, then the manifest
+// itself without its checksum field. torchport's export has the runtime compute
+// the same digest (payload_checksum through the binding). The checksum names
+// its scheme: "xxh3-128+manifest:<hex>" (what export writes: the manifest is
+// covered, so an edited shape or name is caught), or, in older exports,
+// "xxh3-128:<hex>" / "sha256:<hex>" over the records alone (still verified for
+// TorchScript; a .pt2 or .pte must carry the covering scheme).
 
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +18,7 @@
 #include <sstream>
 
 #include <caffe2/serialize/inline_container.h>
+#include <nlohmann/json.hpp>
 // Header-only: no shared library to ship beside the runtime.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -113,11 +117,11 @@ class Sha256 {
 class PayloadHash {
  public:
   explicit PayloadHash(std::string algorithm) : algorithm_(std::move(algorithm)) {
-    if (algorithm_ == kXxh3) XXH3_128bits_reset(&xxh_);
+    if (algorithm_ == kXxh3 || algorithm_ == kManifestCovered) XXH3_128bits_reset(&xxh_);
   }
 
   void update(const void* data, size_t size) {
-    if (algorithm_ == kXxh3) {
+    if (algorithm_ != "sha256") {
       XXH3_128bits_update(&xxh_, data, size);
     } else {
       sha_.update(data, size);
@@ -125,7 +129,7 @@ class PayloadHash {
   }
 
   std::string digest() {
-    if (algorithm_ != kXxh3) return algorithm_ + ":" + sha_.hex();
+    if (algorithm_ == "sha256") return algorithm_ + ":" + sha_.hex();
     const XXH128_hash_t h = XXH3_128bits_digest(&xxh_);
     std::ostringstream out;
     out << algorithm_ << ":" << std::hex << std::setfill('0') << std::setw(16) << h.high64 << std::setw(16)
@@ -134,6 +138,9 @@ class PayloadHash {
   }
 
   static constexpr const char* kXxh3 = "xxh3-128";
+
+  /// Whether the scheme hashes the manifest after the records.
+  bool covers_manifest() const { return algorithm_ == kManifestCovered; }
 
  private:
   std::string algorithm_;
@@ -191,13 +198,66 @@ void hash_record(PayloadHash& hash, const std::string& name, const void* data, s
   hash.update(data, size);
 }
 
-// A .pte's payload as two records, in name order: the program and the golden file.
-std::string pte_checksum(const PteParts& parts, const std::string& algorithm) {
+// The manifest as the checksum covers it: parsed, its "checksum" field removed,
+// written back compactly with sorted keys, so that the digest does not depend
+// on the checksum it is stored in, nor on whitespace or key order.
+std::string manifest_for_checksum(std::string_view text, const std::string& where) {
+  nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    throw Error(ErrorKind::BadArtifact, where + ": torchport/manifest.json is not a JSON object");
+  }
+  doc.erase("checksum");
+  return doc.dump();
+}
+
+// The last record of a covering digest; the name cannot clash with a zip record's.
+void hash_manifest(PayloadHash& hash, std::string_view manifest_json, const std::string& where) {
+  if (!hash.covers_manifest()) return;
+  if (manifest_json.empty()) {
+    throw Error(ErrorKind::BadArtifact, where + ": holds no torchport/manifest.json for the " +
+                                            std::string(kManifestCovered) + " checksum to cover");
+  }
+  const std::string canonical = manifest_for_checksum(manifest_json, where);
+  hash_record(hash, "\x01torchport manifest", canonical.data(), canonical.size());
+}
+
+// A .pte's payload as two records, in name order: the program and the golden
+// file, then the manifest.
+std::string pte_checksum(const PteParts& parts, const std::string& algorithm, const std::string& where) {
   PayloadHash hash(algorithm);
   hash_record(hash, kPteRecord, parts.program.data(), parts.program.size());
   if (!parts.golden.empty()) hash_record(hash, kGoldenFile, parts.golden.data(), parts.golden.size());
+  hash_manifest(hash, parts.manifest, where);
   return hash.digest();
 }
+
+}  // namespace
+
+void verify_checksum(const ArchiveFiles& files, const std::string& path) {
+  const std::string& recorded = files.manifest->checksum;
+  const bool strict = files.format != "torchscript";
+  if (recorded.empty()) {
+    if (!strict) return;  // TorchScript exports before checksums
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "': torchport/manifest.json records no checksum; a " +
+                    (files.format == "aoti" ? std::string(".pt2") : ".pte") +
+                    " must carry one (\"checksum\": \"" + kManifestCovered +
+                    ":<hex>\"): export it again with torchport");
+  }
+  if (strict && checksum_algorithm(recorded) != kManifestCovered) {
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "': checksum " + recorded.substr(0, recorded.find(':')) +
+                    " does not cover the manifest; a " + (files.format == "aoti" ? std::string(".pt2") : ".pte") +
+                    " must carry a " + kManifestCovered + " checksum: export it again with torchport");
+  }
+  if (files.checksum != recorded) {
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "': model payload checksum mismatch (manifest " + recorded + ", file " +
+                    files.checksum + "): the file or its manifest was corrupted or modified after export");
+  }
+}
+
+namespace {
 
 // An ExecuTorch program with torchport's tail (pte.cpp). The program itself is
 // checked by ExecuTorch's verifier when the backend loads it.
@@ -208,13 +268,15 @@ ArchiveFiles read_pte(const std::string& path, const std::string& bytes, Checksu
   files.manifest_json = std::string(parts.manifest);
   if (!files.manifest_json.empty()) {
     files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
-    if (checksum != Checksum::Skip) files.checksum = pte_checksum(parts, checksum_algorithm(files.manifest->checksum));
-    if (checksum == Checksum::Verify && !files.manifest->checksum.empty() &&
-        files.checksum != files.manifest->checksum) {
-      throw Error(ErrorKind::BadArtifact,
-                  "'" + path + "': model payload checksum mismatch (manifest " + files.manifest->checksum +
-                      ", file " + files.checksum + "): the file was corrupted or modified after export");
+    if (checksum != Checksum::Skip) {
+      files.checksum = pte_checksum(parts, checksum_algorithm(files.manifest->checksum), "'" + path + "'");
     }
+    if (checksum == Checksum::Verify) verify_checksum(files, path);
+  } else if (checksum == Checksum::Verify) {
+    throw Error(ErrorKind::BadArtifact,
+                "'" + path + "': a bare ExecuTorch program without torchport's manifest and checksum "
+                "(no torchport tail); export it with torchport, or load it with verify_checksum off "
+                "to trust it as it is");
   }
   files.golden_bytes = std::string(parts.golden);
   return files;
@@ -228,7 +290,8 @@ std::string checksum_algorithm(const std::string& checksum) {
 }
 
 std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader, const std::string& bytes,
-                             const std::vector<ZipRecord>& zip, const std::string& algorithm) {
+                             const std::vector<ZipRecord>& zip, const std::string& algorithm,
+                             const std::string& manifest_json, const std::string& where) {
   // Stored (uncompressed) records are hashed where they lie in the file, not
   // copied out first; the reader names records without the archive's folder.
   std::map<std::string, const ZipRecord*> stored;
@@ -259,6 +322,7 @@ std::string payload_checksum(caffe2::serialize::PyTorchStreamReader& reader, con
     }
     hash_record(hash, name, data, length);
   }
+  hash_manifest(hash, manifest_json, where);
   return hash.digest();
 }
 
@@ -302,14 +366,17 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
       files.manifest = parse_manifest(files.manifest_json, "'" + path + "' torchport/manifest.json");
       // Hashed with the algorithm the manifest names (old artifacts: sha256).
       if (checksum != Checksum::Skip) {
-        files.checksum = payload_checksum(reader, *bytes, zip, checksum_algorithm(files.manifest->checksum));
+        files.checksum = payload_checksum(reader, *bytes, zip, checksum_algorithm(files.manifest->checksum),
+                                          files.manifest_json, where);
       }
-      if (checksum == Checksum::Verify && !files.manifest->checksum.empty() &&
-          files.checksum != files.manifest->checksum) {
-        throw Error(ErrorKind::BadArtifact,
-                    "'" + path + "': model payload checksum mismatch (manifest " + files.manifest->checksum +
-                        ", file " + files.checksum + "): the file was corrupted or modified after export");
-      }
+      if (checksum == Checksum::Verify) verify_checksum(files, path);
+    } else if (files.format == "aoti") {
+      // AOTInductor's kernels do not check their inputs: the manifest's shapes
+      // and dtypes are the only guard, so a package without one never runs.
+      throw Error(ErrorKind::BadArtifact,
+                  where + " is an AOTInductor package without torchport's records (no " + kManifestFile +
+                      " at the top of the package): its inputs cannot be checked before its kernels run; "
+                      "export it with torchport");
     }
     files.golden_bytes = record_string(reader, folder + kGoldenFile);
   } catch (const Error&) {
@@ -323,11 +390,12 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
 }
 
 std::string payload_checksum(const std::string& bytes, const std::string& where, const std::string& algorithm) {
-  if (is_pte(bytes)) return pte_checksum(split_pte(bytes, where), algorithm);
+  if (is_pte(bytes)) return pte_checksum(split_pte(bytes, where), algorithm, where);
   const auto zip = check_zip(bytes, where, ErrorKind::BadArtifact);
   try {
     caffe2::serialize::PyTorchStreamReader reader(memory_reader(std::make_shared<const std::string>(bytes)));
-    return payload_checksum(reader, bytes, zip, algorithm);
+    const std::string folder = is_aoti_package(reader.getAllRecords()) ? "" : "extra/";
+    return payload_checksum(reader, bytes, zip, algorithm, record_string(reader, folder + kManifestFile), where);
   } catch (const std::exception& e) {
     throw Error(ErrorKind::BadArtifact, where + " is not a TorchScript archive: " + brief(e));
   }

@@ -43,8 +43,18 @@ struct ArchiveFiles {
 enum class Checksum { Skip, Compute, Verify };
 ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::string> bytes, Checksum checksum);
 
-/// The algorithm new exports use for the payload checksum; "sha256" is also verified.
-inline constexpr const char* kDefaultChecksum = "xxh3-128";
+/// The checksum scheme that covers the manifest too (XXH3-128 over the records,
+/// then the manifest without its checksum field): what export writes, and the
+/// only one a .pt2 or .pte may carry.
+inline constexpr const char* kManifestCovered = "xxh3-128+manifest";
+/// The scheme new exports use; TorchScript exports may also carry the older
+/// record-only "xxh3-128" and "sha256", still verified.
+inline constexpr const char* kDefaultChecksum = kManifestCovered;
+
+/// Refuses a checksum (read_archive's, with Checksum::Compute or Verify) that
+/// is missing where the format needs one, of a scheme that does not cover the
+/// manifest (.pt2, .pte), or that does not match. Throws BadArtifact.
+void verify_checksum(const ArchiveFiles& files, const std::string& path);
 
 /// The algorithm a checksum names ("xxh3-128:..." -> "xxh3-128"); the default when it names none.
 std::string checksum_algorithm(const std::string& checksum);

@@ -443,9 +443,10 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   auto checksum = doc.find("checksum");
   if (checksum != doc.end()) {
     const bool known = checksum->is_string() && (checksum->get<std::string>().rfind("xxh3-128:", 0) == 0 ||
+                                                  checksum->get<std::string>().rfind("xxh3-128+manifest:", 0) == 0 ||
                                                   checksum->get<std::string>().rfind("sha256:", 0) == 0);
     if (!known) {
-      bad(where, "field 'checksum' must be a string \"xxh3-128:<hex>\" or \"sha256:<hex>\", got " +
+      bad(where, "field 'checksum' must be a string \"xxh3-128+manifest:<hex>\", \"xxh3-128:<hex>\" or \"sha256:<hex>\", got " +
                      checksum->dump());
     }
     m.checksum = checksum->get<std::string>();

@@ -109,6 +109,30 @@ void check_against_signature(const Manifest& manifest, const Manifest& signature
   }
 }
 
+// AOTInductor's kernels index their inputs by the shapes they were compiled
+// for without checking them, so the manifest is the only guard: every input
+// must state its dtype and shape (checked before each call), and the package's
+// own call spec must agree on the output count too.
+void check_aoti_contract(const Manifest& manifest, const Manifest& signature, const std::string& where) {
+  if (manifest.outputs.size() != signature.outputs.size()) {
+    throw Error(ErrorKind::BadArtifact, where + ": manifest lists " + std::to_string(manifest.outputs.size()) +
+                                            " outputs but the package's call spec returns " +
+                                            std::to_string(signature.outputs.size()));
+  }
+  for (const auto& spec : manifest.inputs) {
+    if (!spec.dtype || !spec.shape) {
+      throw Error(ErrorKind::BadArtifact,
+                  where + ": input '" + spec.name + "' has no " + (!spec.dtype ? "dtype" : "shape") +
+                      "; a .pt2's inputs are checked against the manifest before its kernels run, so every "
+                      "input must state both");
+    }
+    if (spec.optional) {
+      throw Error(ErrorKind::BadArtifact, where + ": input '" + spec.name +
+                                              "' is marked optional, which an AOTInductor package cannot take");
+    }
+  }
+}
+
 // "[batch, 3, 32, 32]": named dynamic dims by name, unnamed ones as "*".
 std::string spec_shape(const TensorSpec& spec) {
   std::string out = "[";
@@ -448,6 +472,7 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
   } else {
     state->manifest = std::move(*files.manifest);
     detail::check_against_signature(state->manifest, signature, where);
+    if (files.format == "aoti") detail::check_aoti_contract(state->manifest, signature, where);
   }
   detail::per_batch_counts(state->manifest.structure_json, state->fixed_outputs, state->item_outputs);
   if (!files.golden_bytes.empty()) {

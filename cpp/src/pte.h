@@ -31,4 +31,15 @@ struct PteParts {
 /// naming `where`.
 PteParts split_pte(std::string_view bytes, const std::string& where);
 
+/// The most memory one loaded method of a .pte may plan (its non-constant
+/// buffers together); a program that plans more is refused before loading.
+inline constexpr uint64_t kPtePlanCap = 2ull << 30;
+
+/// Walks the program's flatbuffer (executorch/schema/program.fbs) before
+/// ExecuTorch's loader follows it: every offset inside the program, value and
+/// operator indices in range, delegate calls with arguments, list items of the
+/// right type, constant tensors with data, and the memory plan within
+/// `plan_cap` bytes. Throws BadArtifact naming `where`.
+void check_pte_program(std::string_view program, const std::string& where, uint64_t plan_cap = kPtePlanCap);
+
 }  // namespace torchport::detail

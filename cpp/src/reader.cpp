@@ -58,6 +58,50 @@ class MemoryReader final : public caffe2::serialize::ReadAdapterInterface {
   std::shared_ptr<const std::string> bytes_;
 };
 
+// A record name as it can be shown in a message: control and non-ASCII bytes as \xNN.
+std::string printable(const std::string& name) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : name.substr(0, 200)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return name.size() > 200 ? out + "..." : out;
+}
+
+// Zip slip: a record name is a relative path inside the archive's folder, so
+// no extractor (AOTInductor's loader writes records to disk) can be led out
+// of it. Refused: absolute paths, drive letters, backslashes, '..', '.' and
+// empty components, NUL and other control bytes.
+void check_record_name(const std::string& name, uint64_t index, const std::string& where, ErrorKind kind) {
+  auto bad = [&](const std::string& why) {
+    refuse(kind, where, "record " + std::to_string(index) + " '" + printable(name) + "' " + why +
+                            "; a record name must be a relative path inside the archive");
+  };
+  for (unsigned char c : name) {
+    if (c == 0) bad("has a NUL byte in its name");
+    if (c < 0x20 || c == 0x7f) bad("has a control character in its name");
+    if (c == '\\') bad("has a backslash in its name (a Windows path separator)");
+  }
+  if (name.front() == '/') bad("is an absolute path");
+  if (name.size() >= 2 && name[1] == ':') bad("starts with a drive letter");
+  size_t start = 0;
+  while (true) {
+    const size_t slash = name.find('/', start);
+    const std::string part = name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part == "..") bad("climbs out of its folder ('..')");
+    if (part == ".") bad("has a '.' component");
+    if (part.empty() && slash != std::string::npos) bad("has an empty path component ('//')");
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const std::string> read_regular_file(const std::string& path, const std::string& what,
@@ -155,7 +199,16 @@ std::vector<ZipRecord> check_zip(const std::string& b, const std::string& where,
                               " bytes (limit " + std::to_string(limits::kZipNameBytes) + ", and not empty)");
     }
     r.name = b.substr(pos + 46, name_len);
-    if (r.name.find('\0') != std::string::npos) bad("record " + std::to_string(i) + " has a NUL byte in its name");
+    check_record_name(r.name, i, where, kind);
+    // Unix "version made by" (upper byte 3): the upper 16 bits of the external
+    // attributes are the mode; a link would make an extractor write through it.
+    const uint64_t made_by = le(b, pos + 4, 2) >> 8, mode = le(b, pos + 38, 4) >> 16;
+    const uint64_t type = mode & S_IFMT;
+    if (made_by == 3 && type != 0 && type != S_IFREG && type != S_IFDIR) {
+      refuse(kind, where, "record '" + printable(r.name) + "' is " +
+                              (type == S_IFLNK ? std::string("a symbolic link") : "a special file") +
+                              "; only regular file records are read");
+    }
     // ZIP64 extra field: the 64-bit values of the fields that read 0xFFFFFFFF.
     for (uint64_t e = pos + 46 + name_len, end = e + extra_len; end - e >= 4;) {
       const uint64_t id = le(b, e, 2), len = le(b, e + 2, 2);
@@ -196,6 +249,13 @@ std::vector<ZipRecord> check_zip(const std::string& b, const std::string& where,
     // The record's data must lie inside the file, before the directory.
     if (r.offset > cd_offset || cd_offset - r.offset < 30 || le(b, r.offset, 4) != 0x04034b50) {
       bad("record '" + r.name + "' has no local header at offset " + std::to_string(r.offset));
+    }
+    // Extractors that walk local headers would use this name, not the directory's.
+    const uint64_t local_name_len = le(b, r.offset + 26, 2);
+    if (local_name_len != name_len || cd_offset - r.offset - 30 < name_len ||
+        b.compare(r.offset + 30, name_len, r.name) != 0) {
+      refuse(kind, where, "record '" + printable(r.name) +
+                              "' has another name in its local header than in the central directory");
     }
     const uint64_t data = r.offset + 30 + le(b, r.offset + 26, 2) + le(b, r.offset + 28, 2);
     if (data > cd_offset || r.compressed > cd_offset - data) {

@@ -14,6 +14,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "pte.h"
 #include "reader.h"
 
 namespace torchport {
@@ -143,6 +144,16 @@ ArtifactInfo inspect(const std::string& path, bool checksum) {
   ArtifactInfo info;
   info.format = files.format;
   if (files.manifest) {
+    // What loading would refuse, as loading words it; the manifest is still shown.
+    try {
+      if (checksum) detail::verify_checksum(files, path);
+      if (files.format == "executorch") {
+        detail::check_pte_program(detail::split_pte(*bytes, "artifact '" + path + "'").program,
+                                  "artifact '" + path + "'");
+      }
+    } catch (const Error& e) {
+      info.problem = e.what();
+    }
     info.manifest = std::move(*files.manifest);
     info.checksum = files.checksum;
     info.checksum_ok = !info.manifest.checksum.empty() && info.checksum == info.manifest.checksum;

@@ -41,6 +41,18 @@ from torchport.manifest import Manifest, read_manifest
 EXIT_MISMATCH = 1
 
 
+def artifact_problem(path: str) -> str:
+    """Why the runtime would refuse the artifact at ``path`` though its manifest
+    reads (checksum missing or mismatched, a .pte's program refused); "" when none."""
+    from torchport.native import load_native
+
+    from torchport.formats import is_onnx
+
+    if is_onnx(Path(path)):
+        return ""
+    return load_native().inspect(str(path)).problem
+
+
 def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     """The manifest as readable text (or JSON), read and checked by the runtime."""
     from torchport.native import load_native
@@ -84,6 +96,8 @@ def inspect_artifact(path: str, *, as_json: bool = False) -> str:
     if m.checksum and info is not None:
         ok = info.checksum_ok
         lines.append(f"  payload checksum: {m.checksum[:19]}... {'verified' if ok else 'MISMATCH: modified after export'}")
+    if info is not None and info.problem:
+        lines.append(f"  REFUSED at load: {info.problem}")
     if m.metadata:
         lines.append("  metadata:")
         lines += [f"    {k}: {json.dumps(v)}" for k, v in m.metadata.items()]
@@ -517,6 +531,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "inspect":
             print(inspect_artifact(args.artifact, as_json=args.json))
+            # What loading would refuse is shown above and ends the command non-zero,
+            # so that `torchport inspect model && deploy model` never deploys it.
+            problem = artifact_problem(args.artifact)
+            if problem:
+                print(f"torchport: error[bad_artifact]: {problem}", file=sys.stderr)
+                return exit_code_of("bad_artifact")
             return 0
         if args.command == "verify":
             from torchport.parity import verify

@@ -628,9 +628,12 @@ def export(
     if format != "torchscript":
         return _export_other(format, model, inputs, dynamic, in_names, out_names, manifest, golden.getvalue(), path,
                              overwrite, delegate)
-    # The checksum covers every record but the manifest, so it is taken from a
-    # first save without it; the records do not change between saves.
-    manifest.checksum = payload_checksum(_archive(module, {native.GOLDEN_FILE: golden.getvalue()}))
+    # The checksum covers the records and the manifest without its checksum
+    # field (the runtime's rule), so it is taken from a first save whose
+    # manifest has none yet; the records do not change between saves.
+    manifest.checksum = ""
+    manifest.checksum = payload_checksum(_archive(
+        module, {native.MANIFEST_FILE: manifest.to_json().encode(), native.GOLDEN_FILE: golden.getvalue()}))
     data = _archive(module, {native.MANIFEST_FILE: manifest.to_json().encode(), native.GOLDEN_FILE: golden.getvalue()})
     if payload_checksum(data) != manifest.checksum:
         raise ExportError("torch.jit.save wrote different model records on two saves; cannot checksum the payload")

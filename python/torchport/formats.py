@@ -200,9 +200,12 @@ def compile_aoti(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: li
 
 def package_aoti(package: bytes, manifest: Manifest, golden: bytes) -> bytes:
     """The package with torchport's records inside and the payload checksum in the manifest."""
-    # The checksum covers every record but the manifest, so it is taken from a
-    # first packing without it; the records do not change between packings.
-    manifest.checksum = payload_checksum(_repack(package, {GOLDEN_FILE: golden}))
+    # The checksum covers the records and the manifest without its checksum
+    # field (the runtime's rule), so it is taken from a first packing whose
+    # manifest has none yet; the records do not change between packings.
+    manifest.checksum = ""
+    manifest.checksum = payload_checksum(_repack(package, {MANIFEST_FILE: manifest.to_json().encode(),
+                                                           GOLDEN_FILE: golden}))
     data = _repack(package, {MANIFEST_FILE: manifest.to_json().encode(), GOLDEN_FILE: golden})
     if payload_checksum(data) != manifest.checksum:
         raise ExportError("the .pt2 package's records changed between two packings; cannot checksum the payload")
@@ -328,7 +331,8 @@ def pack_pte(program: bytes, manifest_json: bytes, golden: bytes) -> bytes:
 
 def package_executorch(program: bytes, manifest: Manifest, golden: bytes) -> bytes:
     """The .pte with torchport's tail and the payload checksum in the manifest."""
-    manifest.checksum = payload_checksum(pack_pte(program, b"", golden))
+    manifest.checksum = ""  # covered without its checksum field (the runtime's rule)
+    manifest.checksum = payload_checksum(pack_pte(program, manifest.to_json().encode(), golden))
     return pack_pte(program, manifest.to_json().encode(), golden)
 
 

@@ -11,7 +11,7 @@ accept and refuse exactly the same files::
      "inputs":  [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8]}],
      "outputs": [{"name": "logits", "dtype": "float32", "shape": [null, 10]}],
      "metadata": {"labels": ["0", "1", ...]}, "golden": true,
-     "checksum": "xxh3-128:...",
+     "checksum": "xxh3-128+manifest:...",
      "format": "aoti", "tolerance": {"atol": 1e-05, "rtol": 0.0001}}
 
 ``format`` and ``tolerance`` are optional: a manifest without them (every one
@@ -286,9 +286,10 @@ def _onnx_record(path: Union[str, Path], which: str) -> Optional[bytes]:
 
 
 def payload_checksum(archive: bytes) -> str:
-    """The payload checksum of TorchScript archive bytes, computed by the
-    runtime as it verifies it at load (every record but the manifest and the
-    per-save serialization id; see docs/artifact.md)."""
+    """The payload checksum of artifact bytes (TorchScript, .pt2 or .pte),
+    computed by the runtime as it verifies it at load: every record but the
+    manifest and the per-save serialization id, then the manifest without its
+    checksum field (see docs/artifact.md)."""
     return _native().payload_checksum(archive)
 
 

@@ -49,6 +49,10 @@ struct ArtifactInfo {
   std::string format;        ///< "torchscript" or "aoti", told from the records
   std::string checksum;      ///< the payload's actual checksum ("" without a manifest)
   bool checksum_ok = false;  ///< the manifest's checksum matches the payload
+  /// Why loading would refuse the artifact (checksum missing, of the wrong
+  /// scheme or mismatched; a .pte whose program structure is refused); "" when
+  /// nothing was found. `torchport inspect` exits non-zero when it is set.
+  std::string problem;
 };
 
 /// Reads an artifact's manifest (deriving it from forward() when there is

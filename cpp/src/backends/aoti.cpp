@@ -7,10 +7,13 @@
 //
 // The loader reads a path, not bytes. Rather than reopening the original path
 // (whose content could have changed since it was checked: a TOCTOU window, and
-// Model::load_from_memory has no path at all), the checked bytes are written to
-// a fresh file in a private mkdtemp folder (0700, file 0600, O_EXCL) that only
-// this user can reach, loaded from there and removed at once: the loader
-// unpacks what it needs into its own folder while it is constructed.
+// Model::load_from_memory has no path at all), the checked records are
+// extracted by torchport into a fresh private mkdtemp folder (0700, files 0600,
+// O_EXCL | O_NOFOLLOW) and the loader is given that folder (its unpacked-package
+// mode): it extracts nothing itself, so no record name reaches the file system
+// unchecked (check_zip refused every name that could leave the folder), and no
+// folder of its own is left behind when its constructor throws. The folder is
+// removed when the backend is destroyed, after the loader.
 
 #include <algorithm>
 #include <cerrno>
@@ -20,6 +23,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ATen/cpu/Utils.h>
@@ -84,10 +88,72 @@ json tree_spec(const std::string& text, const std::string& where) {
   return doc[1];
 }
 
+// The package's records, extracted into a private folder the loader opens as
+// an unpacked package; removed (with everything in it) when this is destroyed.
+class PrivateFolder {
+ public:
+  PrivateFolder(caffe2::serialize::PyTorchStreamReader& zip, const std::string& where) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/torchport-aoti-XXXXXX";
+    if (!mkdtemp(templ.data())) {
+      throw Error(ErrorKind::Runtime, where + ": cannot create a private folder for the package: " +
+                                          std::strerror(errno));
+    }
+    dir_ = templ;
+    try {
+      for (const auto& name : zip.getAllRecords()) {
+        auto [data, size] = zip.getRecord(name);
+        write(name, static_cast<const char*>(data.get()), size, where);
+      }
+    } catch (...) {
+      remove();
+      throw;
+    }
+  }
+  ~PrivateFolder() { remove(); }
+  PrivateFolder(const PrivateFolder&) = delete;
+  PrivateFolder& operator=(const PrivateFolder&) = delete;
+  const std::string& path() const { return dir_; }
+
+ private:
+  // `name` is a checked relative path (no '..', '.', empty or absolute parts).
+  void write(const std::string& name, const char* data, size_t size, const std::string& where) {
+    for (size_t slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1)) {
+      const std::string sub = dir_ + "/" + name.substr(0, slash);
+      if (::mkdir(sub.c_str(), 0700) != 0 && errno != EEXIST) fail(sub, where);
+    }
+    const std::string file = dir_ + "/" + name;
+    const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) fail(file, where);
+    for (size_t done = 0; done < size;) {
+      const ssize_t n = ::write(fd, data + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int saved = errno;
+        ::close(fd);
+        errno = saved;
+        fail(file, where);
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::close(fd) != 0) fail(file, where);
+  }
+  [[noreturn]] void fail(const std::string& file, const std::string& where) const {
+    throw Error(ErrorKind::Runtime, where + ": cannot unpack the package into " + file + ": " + std::strerror(errno));
+  }
+  void remove() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  std::string dir_;
+};
+
 class AotiBackend final : public Backend {
  public:
-  AotiBackend(std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader, std::string path)
-      : loader_(std::move(loader)), path_(std::move(path)) {}
+  AotiBackend(std::unique_ptr<PrivateFolder> folder, std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader,
+              std::string path)
+      : folder_(std::move(folder)), loader_(std::move(loader)), path_(std::move(path)) {}
 
   std::string format() const override { return "aoti"; }
 
@@ -123,6 +189,8 @@ class AotiBackend final : public Backend {
   }
 
  private:
+  // Destroyed after the loader, which may read its files while it lives.
+  std::unique_ptr<PrivateFolder> folder_;
   // run() is not const but takes a runner from a locked pool.
   mutable std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
   std::string path_;
@@ -212,48 +280,6 @@ void check_built_for_here(caffe2::serialize::PyTorchStreamReader& zip, const std
   }
 }
 
-// The checked bytes as a private file the loader can open; removed (with its
-// folder) when this goes out of scope.
-class PrivateCopy {
- public:
-  PrivateCopy(const std::string& bytes, const std::string& where) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/torchport-aoti-XXXXXX";
-    if (!mkdtemp(templ.data())) {
-      throw Error(ErrorKind::Runtime, where + ": cannot create a private folder for the package: " +
-                                          std::strerror(errno));
-    }
-    dir_ = templ;
-    file_ = dir_ + "/model.pt2";
-    const int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    bool ok = fd >= 0;
-    for (size_t done = 0; ok && done < bytes.size();) {
-      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      ok = n > 0;
-      if (ok) done += static_cast<size_t>(n);
-    }
-    const int saved = errno;
-    if (fd >= 0) ::close(fd);
-    if (!ok) {
-      std::error_code ignored;
-      std::filesystem::remove_all(dir_, ignored);
-      throw Error(ErrorKind::Runtime, where + ": cannot write a private copy of the package to " + dir_ + ": " +
-                                          std::strerror(saved));
-    }
-  }
-  ~PrivateCopy() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
-  PrivateCopy(const PrivateCopy&) = delete;
-  PrivateCopy& operator=(const PrivateCopy&) = delete;
-  const std::string& path() const { return file_; }
-
- private:
-  std::string dir_, file_;
-};
-
 }  // namespace
 
 bool is_aoti_package(const std::vector<std::string>& records) {
@@ -265,24 +291,25 @@ bool is_aoti_package(const std::vector<std::string>& records) {
 std::unique_ptr<Backend> open_aoti(const std::string& path, std::shared_ptr<const std::string> bytes,
                                    const ArchiveFiles& files, const Options& options,
                                    const c10::Device& device) {
+  std::unique_ptr<PrivateFolder> folder;
   try {
     caffe2::serialize::PyTorchStreamReader zip(memory_reader(bytes));
     check_built_for_here(zip, path, files.manifest, device);
+    folder = std::make_unique<PrivateFolder>(zip, "'" + path + "'");
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     throw Error(ErrorKind::BadArtifact, "'" + path + "' is not a loadable AOTInductor package: " + brief(e));
   }
-  const PrivateCopy copy(*bytes, "'" + path + "'");
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   try {
     loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        copy.path(), kModelName, /*run_single_threaded=*/false, static_cast<size_t>(options.concurrency),
+        folder->path(), kModelName, /*run_single_threaded=*/false, static_cast<size_t>(options.concurrency),
         device.has_index() ? device.index() : static_cast<c10::DeviceIndex>(-1));
   } catch (const std::exception& e) {
     throw Error(ErrorKind::BadArtifact, "'" + path + "' is not a loadable AOTInductor package: " + brief(e));
   }
-  return std::make_unique<AotiBackend>(std::move(loader), path);
+  return std::make_unique<AotiBackend>(std::move(folder), std::move(loader), path);
 }
 
 }  // namespace torchport::detail

@@ -109,6 +109,9 @@ std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_pt
                                       "but device '" + device.str() + "' was asked for");
   }
   const PteParts parts = split_pte(*bytes, "artifact '" + path + "'");
+  // torchport's own walk first: ExecuTorch's verifier checks offsets, not
+  // what its kernels take for granted (arguments, constants, plan size).
+  check_pte_program(parts.program, "artifact '" + path + "'");
   try {
     auto program = et::load_program(parts.program.data(), parts.program.size(), options.concurrency,
                                     "artifact '" + path + "'");
