@@ -130,6 +130,31 @@ def mlp_artifact(tmp_path_factory) -> tuple[nn.Module, Path]:
     return model, path
 
 
+@pytest.fixture(scope="session")
+def mlp_formats(tmp_path_factory):
+    """(model, {format: path}) for the MLP exported with format="all" (an AOTInductor
+    compile: seconds, so once per session; tests/test_formats.py, tests/test_wheel.py)."""
+    torch.manual_seed(0)
+    model = MLP().eval()
+    paths = torchport.export(model, torch.randn(3, 6), tmp_path_factory.mktemp("formats") / "mlp.pt", format="all",
+                             metadata={"labels": ["a", "b", "c"]})
+    return model, paths
+
+
+@pytest.fixture(scope="session")
+def mlp_pte(tmp_path_factory):
+    """(model, {delegate: path}) for the MLP lowered to XNNPACK and to no delegate
+    (tests/test_executorch.py, tests/test_wheel.py); skips without executorch."""
+    pytest.importorskip("executorch")
+    torch.manual_seed(0)
+    model = MLP().eval()
+    folder = tmp_path_factory.mktemp("pte")
+    paths = {d: torchport.export(model, torch.randn(3, 6), folder / f"mlp_{d}.pte", format="executorch", delegate=d,
+                                 metadata={"labels": ["a", "b", "c"]})
+             for d in ("xnnpack", "none")}
+    return model, paths
+
+
 def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     """Runs the installed `torchport` command."""
     cmd = [str(Path(sys.executable).parent / "torchport"), *args]

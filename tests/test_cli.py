@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,9 +118,30 @@ def test_help_everywhere():
     assert proc.returncode == 0
     for word in ("info", "predict", "selfcheck", "bench", "exit codes"):
         assert word in proc.stdout
+    for word in (".pte", "10 a backend is not installed", "pip install 'torchport[executorch]'"):
+        assert word in proc.stdout, word
     for cmd in ([], ["inspect"], ["verify"], ["run"], ["demo"]):
         proc = run_cli(*cmd, "--help")
         assert proc.returncode == 0 and "usage: torchport" in proc.stdout, cmd
+    text = " ".join(run_cli("--help").stdout.split())  # argparse wraps to the terminal's width
+    assert ".pte" in text and "10 a runtime or backend is not installed" in text
+    assert ".pte: ExecuTorch's Python runtime" in " ".join(run_cli("verify", "--help").stdout.split())
+
+
+@pytest.mark.parametrize("args", [["inspect"], ["inspect", "--json"], ["--help"]], ids=["table", "json", "help"])
+def test_a_closed_stdout_ends_quietly(mlp_artifact, args):
+    """`torchport inspect m.pt | head -1`: the reader is gone before anything is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        cmd = [str(Path(sys.executable).parent / "torchport"), *args]
+        if args[0] == "inspect":
+            cmd.append(str(mlp_artifact[1]))
+        proc = subprocess.run(cmd, stdout=write_end, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 def test_inspect(mlp_artifact):

@@ -47,7 +47,11 @@ def test_requires_grad_and_non_contiguous_inputs_are_fine(mlp_artifact):
     x = torch.randn(6, 4, requires_grad=True).t()  # [4, 6], a non-contiguous view needing grad
     (y,) = torchport.NativeModel(path).run(x)
     with torch.inference_mode():
-        torch.testing.assert_close(y, model(x.detach()), rtol=0, atol=0)
+        # The runtime runs a contiguous copy: the same kernels on the same bytes, so bit-exact.
+        torch.testing.assert_close(y, model(x.detach().contiguous()), rtol=0, atol=0)
+        # Eager on the strided view may take other kernels (AVX-512 CPUs differ by ~3e-8):
+        # equal within float32 rounding only.
+        torch.testing.assert_close(y, model(x.detach()), rtol=1e-5, atol=1e-6)
 
 
 def _zip_bytes(entries):

@@ -3,7 +3,8 @@ by content), verify, corrupted files, and examples/edge_app, which runs a .pte
 with ExecuTorch's runtime alone.
 
 Lowering costs seconds per model, so three are lowered once per session (the MLP
-to XNNPACK and without a delegate, the batch-norm CNN to XNNPACK) and shared."""
+to XNNPACK and without a delegate, conftest's mlp_pte, shared with
+tests/test_wheel.py; the batch-norm CNN to XNNPACK) and shared."""
 
 from __future__ import annotations
 
@@ -32,18 +33,6 @@ if not _native.WITH_EXECUTORCH:
 
 ROOT = Path(__file__).resolve().parents[1]
 CNN_CASE = next(c for c in CASES if c.name == "cnn_bn")
-
-
-@pytest.fixture(scope="session")
-def mlp_pte(tmp_path_factory):
-    """(model, {delegate: path}) for the MLP lowered to XNNPACK and to no delegate."""
-    torch.manual_seed(0)
-    model = MLP().eval()
-    folder = tmp_path_factory.mktemp("pte")
-    paths = {d: torchport.export(model, torch.randn(3, 6), folder / f"mlp_{d}.pte", format="executorch", delegate=d,
-                                 metadata={"labels": ["a", "b", "c"]})
-             for d in ("xnnpack", "none")}
-    return model, paths
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 runtime, chosen by content) and ONNX (run by ONNX Runtime in Python).
 
 AOTInductor compiles are slow, so two models are compiled once per session (the
-MLP through format="all", the batch-norm CNN as .pt2) and shared by the tests;
+MLP through format="all", conftest's mlp_formats, shared with tests/test_wheel.py;
+the batch-norm CNN as .pt2) and shared by the tests;
 Inductor's cache (TORCHINDUCTOR_CACHE_DIR, set in conftest) keeps them quick on
 later runs."""
 
@@ -25,16 +26,6 @@ from torchport.formats import GOLDEN_FILE, MANIFEST_FILE, TOLERANCES
 from torchport.manifest import payload_checksum
 
 CNN_CASE = next(c for c in CASES if c.name == "cnn_bn")
-
-
-@pytest.fixture(scope="session")
-def mlp_formats(tmp_path_factory):
-    """(model, {format: path}) for the MLP exported with format="all"."""
-    torch.manual_seed(0)
-    model = MLP().eval()
-    paths = torchport.export(model, torch.randn(3, 6), tmp_path_factory.mktemp("formats") / "mlp.pt", format="all",
-                             metadata={"labels": ["a", "b", "c"]})
-    return model, paths
 
 
 @pytest.fixture(scope="session")

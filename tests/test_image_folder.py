@@ -73,6 +73,8 @@ def test_the_artifact_takes_pictures_and_says_how_in_its_manifest(trained):
     ckpt = load_checkpoint(root / "run")
     assert list(spec.image.mean) == pytest.approx(ckpt["normalization"]["mean"])
     assert m.labels == sorted(CLASSES)
+    assert str(root) not in m.to_json()  # the folder by its name, not the training machine's path
+    assert "image folder pets" in m.metadata["preprocessing"]["input"]
     info = json.loads(run_binary("info", str(artifact), check=True).stdout)
     assert info["inputs"][0]["image"]["resize"] == {"size": [32, 32], "method": "bilinear", "antialias": False,
                                                    "align_corners": False}

@@ -66,6 +66,9 @@ def test_a_csv_with_categories_and_string_labels_trains_and_exports_typed_fields
     artifact = export_checkpoint(r.checkpoint, tmp_path / "sky.pt", postprocess="softmax")
     m = torchport.read_manifest(artifact)
     assert m.labels == ["cold", "hot"]
+    # The training machine's folders stay out of the artifact: the CSV by its name only.
+    assert str(tmp_path) not in m.to_json(), m.to_json()
+    assert "CSV file w.csv, target column 'sky'" in m.metadata["preprocessing"]["input"]
     assert m.features == [FeatureSpec("temp"), FeatureSpec("city", "categorical", ("lyon", "nice", "paris")),
                           FeatureSpec("weekday")]
     native = torchport._native.Manifest.from_json(m.to_json())  # the runtime's own typed fields

@@ -487,8 +487,10 @@ def test_example_client_compares_a_servers_answers_with_the_golden_outputs(pertu
         assert proc.returncode == 1 and all("MISMATCH" in line for line in lines), proc.stdout
     else:
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        # Batch 5 served as 2, 2 and 1 rows runs other kernel blockings than the golden batch,
+        # so even the plain sum (output_0) is bit-exact on AVX2 CPUs but off by ~5e-7 on
+        # AVX-512 ones: within the stated --atol 1e-6, not necessarily bit-exact.
         assert all(line.endswith(("bit-exact", "within tolerance")) for line in lines), proc.stdout
-        assert sum(line.endswith("bit-exact") for line in lines) >= 2, proc.stdout  # output_0 is a plain sum
         assert "result: golden outputs reproduced through Triton" in proc.stdout
 
 

@@ -17,7 +17,8 @@
 namespace {
 
 constexpr const char* kFooter = R"(exit codes: 0 ok, 1 selfcheck mismatch, 2 usage or bad option, 3 artifact missing or
-unreadable, 4 bad input, 5 the model failed while running, 9 an output could not be written
+unreadable, 4 bad input, 5 the model failed while running, 9 an output could not be written,
+10 a backend is not installed (a .pte without ExecuTorch: pip install 'torchport[executorch]')
 (the table, shared with the torchport command, is in docs/runtime.md).)";
 
 struct Settings {
@@ -56,7 +57,7 @@ CLI::App* command(CLI::App& app, const std::string& name, const std::string& hel
                   "a shared library of custom operators to load before the model (repeatable; needed "
                   "when the model calls operators outside aten::)")
       ->allow_extra_args(false);
-  sub->add_option("--concurrency", s.concurrency, "concurrent runners of a .pt2 package (default 4)")
+  sub->add_option("--concurrency", s.concurrency, "concurrent runners of a .pt2 package or .pte program (default 4)")
       ->check(CLI::Range(1, torchport::kMaxConcurrency));
   sub->add_option("--optimize-graph", s.optimize_graph,
                   "no: run a TorchScript graph without the profiling executor's optimising passes, so the "

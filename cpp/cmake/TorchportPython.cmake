@@ -78,8 +78,9 @@ if(SKBUILD)
   set(TORCHPORT_INSTALL_INCLUDEDIR "torchport/include")
   set(TORCHPORT_INSTALL_CMAKEDIR "torchport/share/cmake/torchport")
   set(TORCHPORT_INSTALL_BINDIR "${SKBUILD_SCRIPTS_DIR}")
-  # executorch/lib: ExecuTorch's runtime libraries, when built with them.
-  set(TORCHPORT_RUNTIME_RPATH "$ORIGIN/../../torch/lib;$ORIGIN/../../executorch/lib")
+  set(TORCHPORT_RUNTIME_RPATH "$ORIGIN/../../torch/lib")
+  # The ExecuTorch plugin (torchport/lib) finds the executorch wheel's libraries.
+  set(TORCHPORT_EXECUTORCH_RPATH "$ORIGIN/../../executorch/lib")
   set(TORCHPORT_NATIVE_RPATH "$ORIGIN/lib;$ORIGIN/../torch/lib")
   set(TORCHPORT_CLI_RPATH
     "$ORIGIN/${_tp_scripts_to_platlib}/torchport/lib;$ORIGIN/${_tp_scripts_to_platlib}/torch/lib")

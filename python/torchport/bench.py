@@ -76,7 +76,10 @@ class BenchReport:
 
     def plot(self, path: Union[str, Path]) -> None:
         """A PNG bar chart of p50 per runtime, one group per (threads, batch)."""
-        import matplotlib
+        try:
+            import matplotlib
+        except ImportError as e:
+            raise BadOptionError(f"plotting {path} needs matplotlib ({e}): pip install 'torchport[train]'") from None
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

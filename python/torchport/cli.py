@@ -21,7 +21,8 @@
 Exit codes come from the runtime's one table, shared with torchport-run (docs/runtime.md):
 0 ok, 1 parity mismatch, 2 usage or bad option, 3 artifact missing or unreadable, 4 bad input,
 5 the model failed while running, 6 export failed, 7 bad data, 8 bad checkpoint, 9 an output
-could not be written, 10 the C++ runtime is not installed.
+could not be written, 10 the C++ runtime or a backend (ExecuTorch for .pte) is not installed.
+A closed stdout (``torchport inspect m.pt | head -1``) ends the command quietly with 0.
 """
 
 from __future__ import annotations
@@ -274,7 +275,12 @@ def triton_export(artifact: str, repo: str, *, check: bool = True, atol: float =
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="torchport",
-        description="Ship PyTorch models to native code: train, export, inspect, verify and run torchport artifacts.",
+        description="Ship PyTorch models to native code: train, export, inspect, verify and run torchport artifacts "
+        "(TorchScript .pt, AOTInductor .pt2, ONNX .onnx, ExecuTorch .pte).",
+        epilog="exit codes: 0 ok, 1 parity mismatch, 2 usage or bad option, 3 artifact missing or unreadable, "
+        "4 bad input, 5 the model failed while running, 6 export failed, 7 bad data, 8 bad checkpoint, "
+        "9 an output could not be written, 10 a runtime or backend is not installed (the table, shared with "
+        "torchport-run, is in docs/runtime.md)",
     )
     p.add_argument("--version", action="version", version=f"torchport {__version__}")
     p.add_argument(
@@ -293,7 +299,8 @@ def _parser() -> argparse.ArgumentParser:
         help="compare outputs across runtimes",
         description="Run the same inputs through every runtime that reads the artifact's format (TorchScript: "
         "Python TorchScript, the C++ runtime's binding and the torchport-run binary; .pt2: AOTInductor's Python "
-        "loader, the binding and the binary; ONNX: ONNX Runtime) and compare with the golden outputs (or, with "
+        "loader, the binding and the binary; ONNX: ONNX Runtime; .pte: ExecuTorch's Python runtime, the binding "
+        "and the binary) and compare with the golden outputs (or, with "
         "--inputs, with the format's Python runtime), within the manifest's tolerance. Exit 1 on mismatch.",
     )
     s.add_argument("artifact")
@@ -518,6 +525,27 @@ def resume_command(argv: Optional[Sequence[str]], run_dir: Path) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``torchport`` with ``argv`` (default sys.argv[1:]); returns the exit code."""
+    try:
+        try:
+            code = _run(argv)
+        except SystemExit as e:  # argparse's --help, --version and usage errors
+            code = 0 if e.code is None else e.code
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`torchport inspect m.pt | head -1`): not an error
+        # of ours. Point stdout at /dev/null so Python's exit flush stays quiet.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # a stdout without a file descriptor (redirected in-process)
+            pass
+        return 0
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.cmake_prefix_path:
@@ -637,6 +665,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 130
         print("torchport: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # main's: the reader closed stdout
     except Exception as e:  # noqa: BLE001 - a bug must still end in one line and a documented code
         print(f"torchport: internal error: {type(e).__name__}: {e} (please report it)", file=sys.stderr)
         return exit_code_of("runtime")

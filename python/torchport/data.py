@@ -138,7 +138,7 @@ def _sklearn(what: str):
     try:
         import sklearn.datasets as d
     except ImportError:
-        raise BadOptionError(f"the {what} dataset needs scikit-learn (pip install scikit-learn)") from None
+        raise BadOptionError(f"the {what} dataset needs scikit-learn: pip install 'torchport[train]'") from None
     return d
 
 
@@ -360,7 +360,9 @@ class CSVDataset(TorchportDataset):
                  categorical: Optional[Sequence[str]] = None) -> None:
         path = Path(path)
         self.name = f"csv:{path.name}"
-        self.description = f"CSV file {path}, target column '{target}'"
+        # The name only: the description travels into checkpoints and artifacts,
+        # which must not carry the training machine's folders.
+        self.description = f"CSV file {path.name}, target column '{target}'"
         if not path.is_file():
             raise DataError(f"CSV file '{path}' does not exist")
         with open(path, newline="") as f:
@@ -475,7 +477,7 @@ class ImageFolder(TorchportDataset):
 
         root = Path(root)
         self.name = f"images:{root.name}"
-        self.description = f"image folder {root}"
+        self.description = f"image folder {root.name}"  # no absolute path into artifacts (as above)
         if not root.is_dir():
             raise DataError(f"image folder '{root}' does not exist")
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())

@@ -224,7 +224,7 @@ def _executorch():
         from executorch import exir
     except ImportError as e:
         raise BadOptionError(
-            f"format 'executorch' needs the executorch package ({e}): pip install executorch==1.5.1 torch==2.13.0"
+            f"format 'executorch' needs the executorch package ({e}): pip install 'torchport[executorch]'"
         ) from None
     return exir
 
@@ -341,7 +341,7 @@ def run_executorch_python(path: Any, inputs) -> tuple[torch.Tensor, ...]:
     try:
         from executorch.runtime import Runtime
     except ImportError as e:
-        raise NativeUnavailableError(f"executorch is not installed ({e}): pip install executorch==1.5.1") from None
+        raise NativeUnavailableError(f"executorch is not installed ({e}): pip install 'torchport[executorch]'") from None
     program = Runtime.get().load_program(Path(path) if not isinstance(path, bytes) else path)
     outputs = program.load_method("forward").execute([t.detach().cpu().contiguous() for t in inputs])
     return tuple(torch.as_tensor(o).clone() for o in outputs)
@@ -358,8 +358,9 @@ _ONNX_MAX_BYTES = 2 << 30
 def _onnx():
     try:
         import onnx
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError as e:
-        raise BadOptionError(f"format 'onnx' needs the onnx package ({e}): pip install torchport[onnx]") from None
+        raise BadOptionError(f"format 'onnx' needs the onnx package ({e}): pip install 'torchport[onnx]'") from None
     return onnx
 
 
@@ -439,7 +440,7 @@ def onnxruntime_session(path: Any, threads: int = 1):
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise NativeUnavailableError(f"onnxruntime is not installed ({e}): pip install torchport[onnx]") from None
+        raise NativeUnavailableError(f"onnxruntime is not installed ({e}): pip install 'torchport[onnx]'") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

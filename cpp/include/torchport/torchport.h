@@ -26,7 +26,8 @@ namespace torchport {
 const char* version();
 /// The torch version this library was compiled against.
 const char* torch_version();
-/// True when this library runs ExecuTorch programs (.pte); built with TORCHPORT_WITH_EXECUTORCH.
+/// True when this library runs ExecuTorch programs (.pte): its plugin (built with
+/// TORCHPORT_WITH_EXECUTORCH) and the executorch libraries it needs load.
 bool with_executorch();
 /// The newest manifest schema this runtime reads; 2 added optional inputs,
 /// dimension bounds, constants and the output structure, 3 the list with one

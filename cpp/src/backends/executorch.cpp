@@ -3,33 +3,75 @@
 // LibTorch share the process). read_archive has split the file into the
 // program and torchport's tail (pte.cpp); ExecuTorch's verifier checks the
 // program before anything of it is used.
+//
+// ExecuTorch is optional at run time: its side lives in a plugin library
+// (libtorchport_executorch.so, beside libtorchport_runtime.so) that is dlopened
+// the first time a .pte is opened. A torchport without the plugin, or without
+// the executorch package the plugin links, still runs every other format.
+
+#include <dlfcn.h>
+#include <sys/stat.h>
 
 #include <ATen/ATen.h>
 
 #include "backends/backend.h"
+#include "backends/executorch_program.h"
 #include "detail.h"
 #include "pte.h"
 
-#ifdef TORCHPORT_WITH_EXECUTORCH
-#include "backends/executorch_program.h"
-#endif
+namespace torchport::detail {
+namespace {
 
-namespace torchport {
+constexpr const char* kInstallHint = "pip install 'torchport[executorch]'";
 
-bool with_executorch() {
-#ifdef TORCHPORT_WITH_EXECUTORCH
-  return true;
-#else
-  return false;
-#endif
+// The plugin's load function, or why there is none. Loaded once and never
+// unloaded: the programs it makes keep their code in it.
+struct Plugin {
+  et::LoadProgram load = nullptr;
+  std::string why_not;
+};
+
+std::string folder_of_runtime() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<const void*>(&folder_of_runtime), &info) == 0 || info.dli_fname == nullptr) return "";
+  std::string path = info.dli_fname;
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "" : path.substr(0, slash + 1);
 }
 
-}  // namespace torchport
+Plugin open_plugin() {
+  Plugin plugin;
+  const std::string file = folder_of_runtime() + et::kPluginFile;
+  struct stat st{};
+  if (stat(file.c_str(), &st) != 0) {
+    plugin.why_not = std::string("this torchport was built without ExecuTorch (no ") + et::kPluginFile +
+                     " beside its runtime library): " + kInstallHint +
+                     ", then rebuild torchport (pip install --no-build-isolation .)";
+    return plugin;
+  }
+  void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* error = dlerror();
+    plugin.why_not = "its ExecuTorch plugin could not be loaded (" + std::string(error ? error : file) +
+                     "); install ExecuTorch with " + kInstallHint;
+    return plugin;
+  }
+  auto abi = reinterpret_cast<int (*)()>(dlsym(handle, et::kAbiSymbol));
+  auto load = reinterpret_cast<et::LoadProgram>(dlsym(handle, et::kLoadSymbol));
+  if (abi == nullptr || load == nullptr || abi() != et::kPluginAbi) {
+    plugin.why_not = "'" + file + "' is not the ExecuTorch plugin of this torchport build (expected ABI " +
+                     std::to_string(et::kPluginAbi) + ", got " + (abi ? std::to_string(abi()) : "none") +
+                     "); reinstall torchport";
+    return plugin;
+  }
+  plugin.load = load;
+  return plugin;
+}
 
-namespace torchport::detail {
-
-#ifdef TORCHPORT_WITH_EXECUTORCH
-namespace {
+const Plugin& plugin() {
+  static const Plugin loaded = open_plugin();
+  return loaded;
+}
 
 ErrorKind kind_of(et::Fault fault) {
   switch (fault) {
@@ -99,11 +141,14 @@ class ExecutorchBackend final : public Backend {
 };
 
 }  // namespace
-#endif
 
 std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_ptr<const std::string> bytes,
                                          const Options& options, const c10::Device& device) {
-#ifdef TORCHPORT_WITH_EXECUTORCH
+  const Plugin& et_plugin = plugin();
+  if (et_plugin.load == nullptr) {
+    throw Error(ErrorKind::Unavailable,
+                "'" + path + "' is an ExecuTorch program (.pte), but " + et_plugin.why_not);
+  }
   if (!device.is_cpu()) {
     throw Error(ErrorKind::BadOption, "'" + path + "': an ExecuTorch program runs on the CPU in this runtime, "
                                       "but device '" + device.str() + "' was asked for");
@@ -113,18 +158,18 @@ std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_pt
   // what its kernels take for granted (arguments, constants, plan size).
   check_pte_program(parts.program, "artifact '" + path + "'");
   try {
-    auto program = et::load_program(parts.program.data(), parts.program.size(), options.concurrency,
-                                    "artifact '" + path + "'");
+    std::unique_ptr<et::Program> program(et_plugin.load(parts.program.data(), parts.program.size(),
+                                                        options.concurrency, "artifact '" + path + "'"));
     return std::make_unique<ExecutorchBackend>(std::move(bytes), std::move(program), path);
   } catch (const et::EtError& e) {
     throw Error(kind_of(e.fault), e.what());
   }
-#else
-  (void)bytes, (void)options, (void)device;
-  throw Error(ErrorKind::Unavailable,
-              "'" + path + "' is an ExecuTorch program (.pte), but this torchport runtime was built without "
-              "ExecuTorch: pip install executorch==1.5.1 and rebuild (CMake option TORCHPORT_WITH_EXECUTORCH)");
-#endif
 }
 
 }  // namespace torchport::detail
+
+namespace torchport {
+
+bool with_executorch() { return detail::plugin().load != nullptr; }
+
+}  // namespace torchport

@@ -187,3 +187,13 @@ std::unique_ptr<Program> load_program(const void* data, size_t size, int concurr
 }
 
 }  // namespace torchport::detail::et
+
+// The plugin's entry points, found by the runtime with dlsym (executorch.cpp).
+extern "C" __attribute__((visibility("default"))) int torchport_executorch_abi() {
+  return torchport::detail::et::kPluginAbi;
+}
+
+extern "C" __attribute__((visibility("default"))) torchport::detail::et::Program* torchport_executorch_load_program(
+    const void* data, size_t size, int concurrency, const std::string& where) {
+  return torchport::detail::et::load_program(data, size, concurrency, where).release();
+}

@@ -3,6 +3,9 @@
 // ships its own copy of c10's headers (runtime/core/portable_type/c10), which
 // must not meet LibTorch's in one translation unit, so executorch_program.cpp
 // includes only ExecuTorch and executorch.cpp only LibTorch; they meet here.
+// executorch_program.cpp is built into its own plugin library, which the
+// runtime loads with dlopen (executorch.cpp), so the runtime, the Python module
+// and torchport-run carry no link to ExecuTorch.
 
 #include <cstdint>
 #include <functional>
@@ -50,5 +53,16 @@ class Program {
 /// Loads the program in `data` (which must outlive it) with ExecuTorch's
 /// verifier, and `concurrency` methods. `where` names the file in errors.
 std::unique_ptr<Program> load_program(const void* data, size_t size, int concurrency, const std::string& where);
+
+/// The plugin library (libtorchport_executorch.so) that holds load_program and
+/// links ExecuTorch's libraries; the runtime dlopens it when a .pte is opened,
+/// so nothing else in torchport needs ExecuTorch installed.
+constexpr const char* kPluginFile = "libtorchport_executorch.so";
+/// Bumped whenever Program, TensorInfo, TensorIn, EtError or LoadProgram change.
+constexpr int kPluginAbi = 1;
+/// The plugin's two entry points (extern "C", found with dlsym).
+constexpr const char* kAbiSymbol = "torchport_executorch_abi";
+constexpr const char* kLoadSymbol = "torchport_executorch_load_program";
+using LoadProgram = Program* (*)(const void* data, size_t size, int concurrency, const std::string& where);
 
 }  // namespace torchport::detail::et
