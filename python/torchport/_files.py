@@ -25,7 +25,7 @@ def write_atomically(path: Union[str, Path], write: Callable[[BinaryIO], None], 
 def write_bytes(path: Union[str, Path], data: bytes, *, overwrite: bool = False) -> Path:
     """Writes ``data`` to ``path`` with the runtime's writer; raises BadOptionError
     if ``path`` exists and ``overwrite`` is false, OutputError if writing fails."""
-    from torchport.native import load_native
+    from torchport._ext import load_native
 
     load_native().write_file(str(path), data, overwrite=overwrite)
     return Path(path)

@@ -198,3 +198,12 @@ def export_checkpoint(
         images=images,
         optimize=optimize,
     )
+
+
+def model_from_checkpoint(checkpoint: str, artifact: str):
+    """The eager model an artifact was exported from: the checkpoint rebuilt with
+    the postprocess the artifact's manifest records."""
+    from torchport.manifest import read_manifest
+
+    postprocess = read_manifest(artifact).metadata.get("postprocess", "none")
+    return pipeline_from_checkpoint(load_checkpoint(checkpoint), postprocess)

@@ -164,16 +164,6 @@ def tune_artifact(artifact: str, *, batch: int = 1, threads: str = "1", toleranc
     return report
 
 
-def model_from_checkpoint(checkpoint: str, artifact: str):
-    """The eager model an artifact was exported from: the checkpoint rebuilt with
-    the postprocess the artifact's manifest records."""
-    from torchport.checkpoint import load_checkpoint, pipeline_from_checkpoint
-    from torchport.manifest import read_manifest
-
-    postprocess = read_manifest(artifact).metadata.get("postprocess", "none")
-    return pipeline_from_checkpoint(load_checkpoint(checkpoint), postprocess)
-
-
 def _option_value(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -524,6 +514,139 @@ def resume_command(argv: Optional[Sequence[str]], run_dir: Path) -> str:
     return shlex.join([*args, "--resume", str(run_dir)])
 
 
+def _inspect_command(args) -> int:
+    print(inspect_artifact(args.artifact, as_json=args.json))
+    # What loading would refuse is shown above and ends the command non-zero,
+    # so that `torchport inspect model && deploy model` never deploys it.
+    problem = artifact_problem(args.artifact)
+    if problem:
+        print(f"torchport: error[bad_artifact]: {problem}", file=sys.stderr)
+        return exit_code_of("bad_artifact")
+    return 0
+
+
+def _verify_command(args) -> int:
+    from torchport.checkpoint import model_from_checkpoint
+    from torchport.native import read_tensor_file
+    from torchport.parity import verify
+
+    # The runtime's own reader, as torchport-run and `torchport run` use.
+    inputs = read_tensor_file(args.inputs, args.artifact) if args.inputs else None
+    model = model_from_checkpoint(args.model_from, args.artifact) if args.model_from else None
+    if args.localize:
+        if model is None:
+            raise BadOptionError("--localize compares with the eager model: pass --model-from CHECKPOINT")
+        from torchport.localizer import localize
+
+        # The localiser looks for the first difference: exact unless a tolerance is given.
+        found = localize(args.artifact, model=model, inputs=inputs, runtime=args.runtime,
+                         atol=args.atol or 0.0, rtol=args.rtol or 0.0, threads=args.threads,
+                         libraries=args.load_library)
+        print(found.to_json() if args.json else found)
+        return 0 if found.ok else EXIT_MISMATCH
+    report = verify(args.artifact, model=model, inputs=inputs, atol=args.atol, rtol=args.rtol,
+                    threads=args.threads, libraries=args.load_library)
+    print(report.to_json() if args.json else report)
+    return 0 if report.ok else EXIT_MISMATCH
+
+
+def _run_command(args) -> int:
+    run_artifact(args.artifact, args.input, args.output, device=args.device, threads=args.threads,
+                 format=args.format, top_k=args.top_k)
+    return 0
+
+
+def _demo_command(args) -> int:
+    from torchport.demo import run_demo
+
+    return 0 if run_demo(out=Path(args.out), epochs=args.epochs, seed=args.seed) else EXIT_MISMATCH
+
+
+def _train_command(args) -> int:
+    train_model(
+        args.family, out=args.out, data=args.data, csv=args.csv, target=args.target, images=args.images,
+        categorical=args.categorical or None,
+        resume=args.resume, model_options=dict(_option_value(t) for t in args.set) or None, force=args.force,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, patience=args.patience,
+        schedule=args.schedule, val_fraction=args.val_fraction, device=args.device, seed=args.seed,
+        nproc=args.nproc, workers=args.workers, amp=args.amp, progress=not args.no_progress,
+        nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
+        master_port=args.master_port, dist_timeout=args.dist_timeout,
+    )
+    return 0
+
+
+def _bench_command(args) -> int:
+    bench_artifact(args.artifact, batch=args.batch, threads=args.threads, runtimes=args.runtimes,
+                   checkpoint=args.checkpoint, iters=args.iters, rounds=args.rounds, json_out=args.json,
+                   plot=args.plot)
+    return 0
+
+
+def _tune_command(args) -> int:
+    report = tune_artifact(args.artifact, batch=args.batch, threads=args.threads, tolerance=args.tolerance,
+                           profile=args.profile, iters=args.iters, rounds=args.rounds)
+    return 0 if report.ok else EXIT_MISMATCH
+
+
+def _export_command(args) -> int:
+    report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
+                          check=not args.no_verify, format=args.format, delegate=args.delegate,
+                          optimize=args.optimize)
+    return 0 if report is None or report.ok else EXIT_MISMATCH
+
+
+def _triton_command(args) -> int:
+    if args.check:
+        if args.artifact or args.repo:
+            raise BadOptionError("--check DIR/NAME checks a model folder; give it without ARTIFACT and --repo")
+        from torchport.triton import check_triton
+
+        report = check_triton(args.check, atol=args.atol, rtol=args.rtol, threads=args.threads)
+        print(report)
+        return 0 if report.ok else EXIT_MISMATCH
+    if not args.artifact or not args.repo:
+        raise BadOptionError("triton: expected ARTIFACT --repo DIR (to write) or --check DIR/NAME (to check)")
+    report = triton_export(
+        args.artifact, args.repo, check=not args.no_check, name=args.name, version=args.model_version,
+        max_batch_size=args.max_batch_size, dynamic_batching=args.dynamic_batching,
+        max_queue_delay_us=args.max_queue_delay_us, preferred_batch_sizes=args.preferred_batch_size,
+        instances=args.instances, instance_kind=args.instance_kind, force=args.force,
+        atol=args.atol, rtol=args.rtol,
+    )
+    return 0 if report is None or report.ok else EXIT_MISMATCH
+
+
+def _models_command(args) -> int:
+    from torchport.models import describe_models
+
+    print(describe_models())
+    return 0
+
+
+def _datasets_command(args) -> int:
+    from torchport.data import describe_datasets
+
+    print(describe_datasets())
+    return 0
+
+
+#: One function per command: each takes the parsed arguments, returns the exit code.
+COMMANDS = {
+    "inspect": _inspect_command,
+    "verify": _verify_command,
+    "run": _run_command,
+    "demo": _demo_command,
+    "train": _train_command,
+    "bench": _bench_command,
+    "tune": _tune_command,
+    "export": _export_command,
+    "triton": _triton_command,
+    "models": _models_command,
+    "datasets": _datasets_command,
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``torchport`` with ``argv`` (default sys.argv[1:]); returns the exit code."""
     try:
@@ -557,101 +680,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command == "inspect":
-            print(inspect_artifact(args.artifact, as_json=args.json))
-            # What loading would refuse is shown above and ends the command non-zero,
-            # so that `torchport inspect model && deploy model` never deploys it.
-            problem = artifact_problem(args.artifact)
-            if problem:
-                print(f"torchport: error[bad_artifact]: {problem}", file=sys.stderr)
-                return exit_code_of("bad_artifact")
-            return 0
-        if args.command == "verify":
-            from torchport.parity import verify
-
-            from torchport.native import read_tensor_file
-
-            # The runtime's own reader, as torchport-run and `torchport run` use.
-            inputs = read_tensor_file(args.inputs, args.artifact) if args.inputs else None
-            model = model_from_checkpoint(args.model_from, args.artifact) if args.model_from else None
-            if args.localize:
-                if model is None:
-                    raise BadOptionError("--localize compares with the eager model: pass --model-from CHECKPOINT")
-                from torchport.localizer import localize
-
-                # The localiser looks for the first difference: exact unless a tolerance is given.
-                found = localize(args.artifact, model=model, inputs=inputs, runtime=args.runtime,
-                                 atol=args.atol or 0.0, rtol=args.rtol or 0.0, threads=args.threads,
-                                 libraries=args.load_library)
-                print(found.to_json() if args.json else found)
-                return 0 if found.ok else EXIT_MISMATCH
-            report = verify(args.artifact, model=model, inputs=inputs, atol=args.atol, rtol=args.rtol,
-                            threads=args.threads, libraries=args.load_library)
-            print(report.to_json() if args.json else report)
-            return 0 if report.ok else EXIT_MISMATCH
-        if args.command == "run":
-            run_artifact(args.artifact, args.input, args.output, device=args.device, threads=args.threads,
-                         format=args.format, top_k=args.top_k)
-            return 0
-        if args.command == "demo":
-            from torchport.demo import run_demo
-
-            return 0 if run_demo(out=Path(args.out), epochs=args.epochs, seed=args.seed) else EXIT_MISMATCH
-        if args.command == "train":
-            train_model(
-                args.family, out=args.out, data=args.data, csv=args.csv, target=args.target, images=args.images,
-                categorical=args.categorical or None,
-                resume=args.resume, model_options=dict(_option_value(t) for t in args.set) or None, force=args.force,
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, patience=args.patience,
-                schedule=args.schedule, val_fraction=args.val_fraction, device=args.device, seed=args.seed,
-                nproc=args.nproc, workers=args.workers, amp=args.amp, progress=not args.no_progress,
-                nnodes=args.nnodes, node_rank=args.node_rank, master_addr=args.master_addr,
-                master_port=args.master_port, dist_timeout=args.dist_timeout,
-            )
-            return 0
-        if args.command == "bench":
-            bench_artifact(args.artifact, batch=args.batch, threads=args.threads, runtimes=args.runtimes,
-                           checkpoint=args.checkpoint, iters=args.iters, rounds=args.rounds, json_out=args.json,
-                           plot=args.plot)
-            return 0
-        if args.command == "tune":
-            report = tune_artifact(args.artifact, batch=args.batch, threads=args.threads, tolerance=args.tolerance,
-                                   profile=args.profile, iters=args.iters, rounds=args.rounds)
-            return 0 if report.ok else EXIT_MISMATCH
-        if args.command == "export":
-            report = export_model(args.checkpoint, args.out, postprocess=args.postprocess, force=args.force,
-                                  check=not args.no_verify, format=args.format, delegate=args.delegate,
-                                  optimize=args.optimize)
-            return 0 if report is None or report.ok else EXIT_MISMATCH
-        if args.command == "triton":
-            if args.check:
-                if args.artifact or args.repo:
-                    raise BadOptionError("--check DIR/NAME checks a model folder; give it without ARTIFACT and --repo")
-                from torchport.triton import check_triton
-
-                report = check_triton(args.check, atol=args.atol, rtol=args.rtol, threads=args.threads)
-                print(report)
-                return 0 if report.ok else EXIT_MISMATCH
-            if not args.artifact or not args.repo:
-                raise BadOptionError("triton: expected ARTIFACT --repo DIR (to write) or --check DIR/NAME (to check)")
-            report = triton_export(
-                args.artifact, args.repo, check=not args.no_check, name=args.name, version=args.model_version,
-                max_batch_size=args.max_batch_size, dynamic_batching=args.dynamic_batching,
-                max_queue_delay_us=args.max_queue_delay_us, preferred_batch_sizes=args.preferred_batch_size,
-                instances=args.instances, instance_kind=args.instance_kind, force=args.force,
-                atol=args.atol, rtol=args.rtol,
-            )
-            return 0 if report is None or report.ok else EXIT_MISMATCH
-        if args.command == "models":
-            from torchport.models import describe_models
-
-            print(describe_models())
-            return 0
-        if args.command == "datasets":
-            from torchport.data import describe_datasets
-
-            print(describe_datasets())
-            return 0
+        return COMMANDS[args.command](args)
     except TorchportError as e:
         print(f"torchport: error[{e.kind}]: {e}", file=sys.stderr)
         return e.exit_code
@@ -670,7 +699,6 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     except Exception as e:  # noqa: BLE001 - a bug must still end in one line and a documented code
         print(f"torchport: internal error: {type(e).__name__}: {e} (please report it)", file=sys.stderr)
         return exit_code_of("runtime")
-    return 2
 
 
 if __name__ == "__main__":

@@ -93,3 +93,7 @@ class NativeUnavailableError(TorchportError, ImportError):
     """The C++ runtime (torchport._native or torchport-run) is not installed."""
 
     kind = "unavailable"
+
+
+class ExportWarning(UserWarning):
+    """Export did something the caller should know about (such as falling back to tracing)."""

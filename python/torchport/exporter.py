@@ -26,9 +26,10 @@ import torch
 
 from torchport._files import write_bytes
 from torchport._version import __version__
-from torchport.errors import BadArtifactError, BadOptionError, ExportError
+from torchport._warnings import jit
+from torchport.errors import BadArtifactError, BadOptionError, ExportError, ExportWarning
 from torchport.manifest import FeatureSpec, Manifest, TensorSpec, payload_checksum
-from torchport.native import load_native
+from torchport._ext import load_native
 
 METHODS = ("auto", "script", "trace")
 #: what ``export(format=...)`` accepts; "all" writes every format side by side
@@ -39,16 +40,7 @@ EXPORT_FORMATS = ("torchscript", "aoti", "onnx", "executorch", "all")
 CUSTOM_OPS_KEY = "torchport.custom_ops"
 
 
-class ExportWarning(UserWarning):
-    """Export did something the caller should know about (such as falling back to tracing)."""
-
-
-def _jit(fn, *args, **kwargs):
-    # torch.jit.script/trace/save/load emit "`torch.jit.X` is deprecated" in
-    # this torch; TorchScript is the format we ship, so silence exactly that.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
-        return fn(*args, **kwargs)
+_jit = jit  # the one jit-warning filter (torchport._warnings)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -328,22 +320,9 @@ def _compile(model: torch.nn.Module, call: _Call, method: str, strict: bool):
 
 
 def _custom_ops(module) -> list[str]:
-    """Operators outside aten:: and prim:: that the compiled graph calls ("tp_test::keep_above")."""
-    ops: set[str] = set()
+    from torchport.formats import custom_ops  # the one walk
 
-    def visit(block) -> None:
-        for node in block.nodes():
-            kind = node.kind()
-            if "::" in kind and kind.split("::")[0] not in ("aten", "prim"):
-                ops.add(kind)
-            for b in node.blocks():
-                visit(b)
-
-    try:
-        visit(module.inlined_graph)
-    except Exception:  # noqa: BLE001 - a graph we cannot walk records nothing
-        return []
-    return sorted(ops)
+    return custom_ops(module)
 
 
 def _bounds(model: torch.nn.Module, given: Optional[Mapping[str, Any]], dynamic: dict[str, DimNames],

@@ -285,7 +285,7 @@ def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, nam
     program = capture(model, inputs, dynamic, names, max=EXECUTORCH_DIM_MAX).run_decompositions(_SPLIT_AS_SLICES)
     long = [f"aten.{op}: {steps} steps" for op, steps in _recurrent_steps(program) if steps > RNN_UNROLL_WARN_STEPS]
     if long:
-        from torchport.exporter import ExportWarning
+        from torchport.errors import ExportWarning
 
         warnings.warn(
             f"ExecuTorch has no LSTM/GRU kernel: lowering {type(model).__name__} unrolls every time step of every "
@@ -347,21 +347,32 @@ def run_executorch_python(path: Any, inputs) -> tuple[torch.Tensor, ...]:
     return tuple(torch.as_tensor(o).clone() for o in outputs)
 
 
+def custom_ops(module) -> list[str]:
+    """Operators outside aten:: and prim:: that a TorchScript module's graph calls
+    ("tp_test::keep_above"), inside if/loop blocks too: the one walk, used by export
+    (the manifest's custom ops) and the localiser (per submodule)."""
+    ops: set[str] = set()
+
+    def visit(block) -> None:
+        for node in block.nodes():
+            kind = node.kind()
+            if "::" in kind and kind.split("::")[0] not in ("aten", "prim"):
+                ops.add(kind)
+            for b in node.blocks():
+                visit(b)
+
+    try:
+        visit(module.inlined_graph)
+    except Exception:  # noqa: BLE001 - a graph we cannot walk records nothing
+        return []
+    return sorted(ops)
+
+
 # -------------------------------------------------------------------------- ONNX
 
-ONNX_MANIFEST_KEY = MANIFEST_FILE
-ONNX_GOLDEN_KEY = GOLDEN_FILE
-#: an ONNX model larger than protobuf's own limit is not read as one
-_ONNX_MAX_BYTES = 2 << 30
-
-
-def _onnx():
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
-    except ImportError as e:
-        raise BadOptionError(f"format 'onnx' needs the onnx package ({e}): pip install 'torchport[onnx]'") from None
-    return onnx
+from torchport._onnx_records import (  # noqa: E402 - the readers live in the contract layer
+    _ONNX_MAX_BYTES, ONNX_GOLDEN_KEY, ONNX_MANIFEST_KEY, _onnx, is_onnx, read_onnx_record,
+)
 
 
 def export_onnx(
@@ -392,49 +403,6 @@ def export_onnx(
     return proto.SerializeToString()
 
 
-def is_onnx(path: Path) -> bool:
-    """A regular file, not a zip, that starts like a ModelProto (field 1,
-    ir_version) and parses as an ONNX model (needs the onnx package). Anything
-    else is left to the runtime's reader, which names what is wrong with it."""
-    import stat
-
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    # Never opened: a FIFO or device could block, and the runtime refuses them by name.
-    if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= _ONNX_MAX_BYTES:
-        return False
-    with open(path, "rb") as f:
-        if f.read(1) != b"\x08":
-            return False
-    try:
-        onnx = _onnx()
-    except BadOptionError:
-        return False
-    try:
-        onnx.load(str(path), load_external_data=False)
-        return True
-    except Exception:  # noqa: BLE001 - protobuf raises several types
-        return False
-
-
-def read_onnx_record(path: Path, which: str) -> Optional[bytes]:
-    """torchport's ``"manifest"`` or ``"golden"`` record stored in an ONNX
-    model's metadata_props, or None."""
-    key = {"manifest": ONNX_MANIFEST_KEY, "golden": ONNX_GOLDEN_KEY}[which]
-    proto = _onnx().load(str(path), load_external_data=False)
-    for prop in proto.metadata_props:
-        if prop.key == key:
-            if which == "manifest":
-                return prop.value.encode()
-            try:
-                return base64.b64decode(prop.value, validate=True)
-            except ValueError:
-                raise BadArtifactError(f"'{path}' {key}: not base64 text") from None
-    return None
-
-
 def onnxruntime_session(path: Any, threads: int = 1):
     """An ONNX Runtime CPU session on ``path`` (a file or bytes), ``threads`` intra-op threads."""
     try:
@@ -460,7 +428,7 @@ def run_onnxruntime(session, inputs) -> tuple[torch.Tensor, ...]:
 
 def check_outputs(what: str, expected, got, tol: Optional[dict[str, float]]) -> None:
     """ExportError unless ``got`` matches ``expected`` within ``tol`` (exactly without one)."""
-    from torchport.parity import compare
+    from torchport.comparison import compare
 
     atol, rtol = (tol["atol"], tol["rtol"]) if tol else (0.0, 0.0)
     names = [f"output {i}" for i in range(len(expected))]
@@ -513,7 +481,7 @@ def executorch_extremes_check(model: torch.nn.Module, data: bytes, where: str, i
     name) at a time, against eager within ``tol``: a file that works only at the
     example's size is refused (ExportError). Returns the sizes checked."""
     from torchport.errors import TorchportError
-    from torchport.exporter import ExportWarning
+    from torchport.errors import ExportWarning
 
     groups: dict[Any, list[tuple[int, int]]] = {}
     for i, n in enumerate(names):

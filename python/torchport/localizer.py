@@ -38,7 +38,7 @@ import torch
 from torchport._report import text_table
 
 from torchport.errors import BadOptionError, TorchportError
-from torchport.exporter import _jit
+from torchport._warnings import jit as _jit
 from torchport.manifest import Manifest, read_golden, read_manifest
 from torchport.native import NativeModel, binary_path, load_native
 
@@ -481,13 +481,14 @@ class _TorchScriptRunner(_Runner):
             return module.forward(*args, **kwargs)
 
     def submodules(self):
+        from torchport.formats import custom_ops
+
         out = {}
         for name, m in self.module.named_modules():
             if not name:
                 continue
             has_forward = hasattr(m, "forward") and "forward" in m._c._method_names()
-            ops = sorted({n.kind() for n in m.inlined_graph.nodes()} if has_forward else set())
-            ops = [k for k in ops if not k.startswith(("aten::", "prim::"))]
+            ops = custom_ops(m) if has_forward else []  # the one walk (torchport.formats)
             out[name] = _Sub(m.original_name, has_forward, ops)
         return out
 
@@ -712,17 +713,8 @@ def _bisect(search: _Search, tree: dict[str, list[str]], report: LocalizeReport)
     report.first_divergence = origin.name
 
 
-def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_threads: int, device: str) -> None:
-    name = report.first_divergence
-    row = report.divergent_row
+def _cause_nondeterminism(search: _Search, report: LocalizeReport, name: str, got, device: str) -> None:
     runner = search.runner
-    rec = search.records[name]
-    expected = flatten(rec.output, name)
-    got = flatten(search.last_output[name], name)
-
-    def agrees(rows) -> bool:
-        return all(c.ok for c in rows)
-
     # Repeatability: the runtime against itself.
     report.checked.append("nondeterministic")
     again = flatten(search.run(name), name)
@@ -742,6 +734,9 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_t
         ), False, "CUDA kernel choice (cuDNN, TF32)"))
     report.checked.append("cuda")
 
+
+def _cause_threads(search: _Search, report: LocalizeReport, name: str, expected, eager_threads: int) -> None:
+    runner, row = search.runner, report.divergent_row
     # Thread counts: re-run with eager's count; agreement then confirms it.
     report.checked.append("threads")
     if runner.threads != eager_threads:
@@ -751,7 +746,7 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_t
             same_threads = flatten(search.run(name), name)
         finally:
             runner.set_threads(used)
-        if agrees(_compare(expected, same_threads, report.atol, report.rtol, name or "output")):
+        if all(c.ok for c in _compare(expected, same_threads, report.atol, report.rtol, name or "output")):
             report.causes.append(Cause("threads", (
                 f"intra-op threads differ: the runtime ran with {used}, eager with {eager_threads}, so reductions "
                 f"are split differently; with {eager_threads} threads the runtime agrees"
@@ -762,6 +757,8 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_t
                 "differs, so the thread count is not the cause"
             )
 
+
+def _cause_optimize(report: LocalizeReport, manifest: Manifest) -> None:
     # An optimisation level recorded at export.
     report.checked.append("optimize")
     for key in OPTIMIZE_KEYS:
@@ -773,6 +770,9 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_t
             ), True, f"optimisation at export ({key}={json.dumps(level)})"))
             break
 
+
+def _cause_custom_op(search: _Search, report: LocalizeReport, name: str) -> None:
+    row = report.divergent_row
     # Custom operators in its graph (callees included).
     report.checked.append("custom_op")
     # A submodule's list covers its callees; the model itself is not listed, so
@@ -785,6 +785,9 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_t
             "runs here, not the eager model's Python code; compare the kernel with its Python reference"
         ), True, f"custom operator {', '.join(ops)} (a library kernel, not eager's code)"))
 
+
+def _cause_weights(search: _Search, report: LocalizeReport, name: str) -> None:
+    runner, rec = search.runner, search.records[name]
     # Weights: the artifact's tensors against the eager model's.
     report.checked.append("weights")
     try:
@@ -804,6 +807,17 @@ def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_t
                 ), True, f"its weights differ from eager's (`{full}`)"))
     except TorchportError:
         pass  # a backend that cannot read submodule tensors: nothing to compare
+
+
+def _causes(search: _Search, report: LocalizeReport, manifest: Manifest, eager_threads: int, device: str) -> None:
+    name = report.first_divergence
+    expected = flatten(search.records[name].output, name)
+    got = flatten(search.last_output[name], name)
+    _cause_nondeterminism(search, report, name, got, device)
+    _cause_threads(search, report, name, expected, eager_threads)
+    _cause_optimize(report, manifest)
+    _cause_custom_op(search, report, name)
+    _cause_weights(search, report, name)
 
     if not report.causes:
         report.causes.append(Cause("unknown", (

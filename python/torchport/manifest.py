@@ -38,7 +38,7 @@ Shape = tuple[Union[int, str, None], ...]
 
 
 def _native():
-    from torchport.native import load_native
+    from torchport._ext import load_native
 
     return load_native()
 
@@ -277,7 +277,7 @@ def read_manifest(path: Union[str, Path]) -> Manifest:
 def _onnx_record(path: Union[str, Path], which: str) -> Optional[bytes]:
     """torchport's manifest or golden record of an ONNX model (not a zip), or None
     for any other file (the runtime's reader then decides what it is)."""
-    from torchport.formats import is_onnx, read_onnx_record
+    from torchport._onnx_records import is_onnx, read_onnx_record
 
     p = Path(path)
     if not is_onnx(p):

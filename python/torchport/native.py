@@ -18,22 +18,11 @@ from typing import Any, Optional, Union
 # binds to that same copy rather than resolving one through its rpath alone.
 import torch
 
+from torchport._ext import load_native
 from torchport.errors import NativeUnavailableError
 from torchport.manifest import Manifest
 
 BINARY = "torchport-run"
-
-
-def load_native():
-    """The ``torchport._native`` module, or a clear error when it was not built."""
-    try:
-        from torchport import _native
-    except ImportError as e:
-        raise NativeUnavailableError(
-            f"the torchport C++ runtime (torchport._native) is not available: {e}. "
-            "Install torchport with its extension: pip install --no-build-isolation . (or run make)"
-        ) from e
-    return _native
 
 
 def binary_path() -> Path:

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from typing import Any, Callable
 
 import torch
 
+from torchport._warnings import jit
 from torchport.errors import BadOptionError, ExportError
 
 LEVELS = ("none", "freeze", "fast")
@@ -49,11 +49,7 @@ def check_level(level: Any) -> str:
     return level
 
 
-def _quiet(fn: Callable, *args):
-    # torch.jit.* emit "`torch.jit.X` is deprecated" in this torch; silence exactly that.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
-        return fn(*args)
+_quiet = jit  # the one jit-warning filter (torchport._warnings)
 
 
 def apply(module: torch.jit.ScriptModule, level: str) -> torch.jit.ScriptModule:

@@ -19,7 +19,9 @@ import torch
 
 from torchport._report import RowVerdict, text_table
 from torchport.errors import BadOptionError, TorchportError
-from torchport.exporter import _jit, _outputs_tuple
+from torchport._warnings import jit as _jit
+from torchport.exporter import _outputs_tuple
+from torchport.comparison import ParityRow, compare
 from torchport.manifest import Manifest, read_golden, read_manifest
 from torchport.native import NativeModel, binary_path, load_native
 
@@ -33,21 +35,6 @@ FORMAT_RUNTIMES = {
 }
 #: each format's Python runtime: the reference for custom inputs without the eager model
 PYTHON_RUNTIME = {"torchscript": "torchscript", "aoti": "aoti", "onnx": "onnxruntime", "executorch": "executorch"}
-
-
-@dataclass
-class ParityRow:
-    """One output of one runtime against the reference."""
-
-    runtime: str
-    output: str
-    shape: Optional[list[int]]
-    dtype: Optional[str]
-    max_abs_diff: float
-    max_rel_diff: float
-    bit_exact: bool
-    ok: bool
-    error: str = ""
 
 
 @dataclass
@@ -100,24 +87,6 @@ class ParityReport(RowVerdict):
         verdict = "bit-exact" if self.bit_exact else ("within tolerance" if self.ok else "MISMATCH")
         out.append(f"result: {verdict}")
         return "\n".join(out)
-
-
-def compare(
-    runtime: str, names: Sequence[str], expected: Sequence[torch.Tensor], got: Sequence[torch.Tensor], atol: float, rtol: float
-) -> list[ParityRow]:
-    """Rows comparing ``got`` with ``expected`` output by output, judged by the
-    runtime's one comparison (``torchport::compare_outputs``)."""
-    if len(got) != len(expected):
-        return [ParityRow(runtime, "*", None, None, float("inf"), float("inf"), False, False,
-                          f"returned {len(got)} outputs, expected {len(expected)}")]
-    rows = []
-    for c in load_native().compare_outputs(list(names), list(expected), [g.detach() for g in got], atol=atol, rtol=rtol):
-        row = ParityRow(runtime, c.output, list(c.got_shape), c.got_dtype, c.max_abs_diff, c.max_rel_diff,
-                        c.bit_exact, c.ok)
-        if c.got_shape != c.expected_shape or c.got_dtype != c.expected_dtype:
-            row.error = f"{c.output}: expected {c.expected_dtype}{c.expected_shape}, got {c.got_dtype}{c.got_shape}"
-        rows.append(row)
-    return rows
 
 
 def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, threads: Optional[int] = None,

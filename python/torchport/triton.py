@@ -39,7 +39,6 @@ import functools
 import re
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -47,6 +46,7 @@ from typing import Any, Optional, Sequence, Union
 from torchport._report import RowVerdict, text_table
 from torchport._files import write_atomically
 from torchport._version import __version__
+from torchport._warnings import quiet_jit
 from torchport.errors import BadArtifactError, BadOptionError, TorchportError
 from torchport.manifest import Manifest, TensorSpec, read_manifest
 
@@ -312,15 +312,14 @@ def _labels(manifest: Manifest, where: str) -> list[str]:
 def _load_script(path: Union[str, Path]):
     import torch
 
-    from torchport.native import load_native
+    from torchport._ext import load_native
 
     # The runtime's reader checks the file first (regular file, zip and pickle
     # limits, checksum), so torch.jit.load below only ever sees a checked file.
     load_native().inspect(str(path))
     # torch.jit.load warns that TorchScript is deprecated in this torch; it is
     # the format Triton's PyTorch backend loads, so silence exactly that.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+    with quiet_jit():
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # noqa: BLE001 - torch raises many types for bad archives
@@ -883,9 +882,10 @@ def serve_like_triton(config: Any, model: Any, forward_args: list[str], request:
 
 def compare_outputs(expected: dict[str, Any], got: dict[str, Any], *, atol: float = 0.0,
                     rtol: float = 0.0) -> list[tuple[str, list[int], str, float, bool, bool]]:
-    """(name, shape, dtype, max abs diff, bit-exact, ok) per expected output; ok is
-    bit-exact, or, with a tolerance, every element within ``atol + rtol * |expected|``."""
-    import torch
+    """(name, shape, dtype, max abs diff, bit-exact, ok) per expected output, judged by
+    the runtime's one comparison (``torchport::compare_outputs``, through
+    ``torchport.comparison``): ok is bit-exact, or within ``atol + rtol * |expected|``."""
+    from torchport.comparison import compare
 
     rows = []
     for name, want in expected.items():
@@ -893,12 +893,8 @@ def compare_outputs(expected: dict[str, Any], got: dict[str, Any], *, atol: floa
         if g is None:
             rows.append((name, list(want.shape), str(want.dtype).replace("torch.", ""), float("inf"), False, False))
             continue
-        same = tuple(g.shape) == tuple(want.shape) and g.dtype == want.dtype
-        exact = same and _bit_equal(g, want)
-        diff = _max_abs_diff(g, want) if tuple(g.shape) == tuple(want.shape) else float("inf")
-        close = exact or (same and (atol > 0 or rtol > 0)
-                          and torch.allclose(g.double(), want.double(), atol=atol, rtol=rtol, equal_nan=True))
-        rows.append((name, list(g.shape), str(g.dtype).replace("torch.", ""), diff, exact, bool(close)))
+        (row,) = compare("triton", [name], [want], [g], atol, rtol)
+        rows.append((name, list(row.shape), row.dtype, row.max_abs_diff, row.bit_exact, row.ok))
     return rows
 
 
@@ -948,23 +944,6 @@ def check_triton(model_dir: Union[str, Path], *, atol: float = 0.0, rtol: float 
         for name, shape, dtype, diff, exact, ok in compare_outputs(golden.expected, got, atol=atol, rtol=rtol):
             report.rows.append(TritonCheckRow(golden.version, name, shape, dtype, len(golden.requests), diff, exact, ok))
     return report
-
-
-def _bit_equal(a, b) -> bool:
-    import torch
-
-    if a.dtype.is_floating_point:
-        both_nan = torch.isnan(a) & torch.isnan(b)
-        return bool(torch.equal(torch.where(both_nan, torch.zeros_like(a), a), torch.where(both_nan, torch.zeros_like(b), b)))
-    return bool(torch.equal(a, b))
-
-
-def _max_abs_diff(a, b) -> float:
-    if a.numel() == 0:
-        return 0.0
-    d = (a.double() - b.double()).abs()
-    d = d[~d.isnan()]
-    return float(d.max()) if d.numel() else 0.0
 
 
 __all__ = [

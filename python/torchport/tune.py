@@ -39,12 +39,14 @@ from typing import Any, Optional, Union
 import torch
 
 from torchport._report import text_table
-from torchport.bench import batched_inputs
+from torchport.benchmark import batched_inputs
 from torchport.errors import BadArtifactError, BadInputError, BadOptionError, TorchportError
 from torchport.manifest import read_golden, read_manifest
+from torchport.optimize import LEVELS as EXPORT_LEVELS
 
 #: Levels that can be applied at load, lowest first ("" keeps the exported one).
-LEVELS = ("", "freeze", "fast")
+#: the export levels (torchport.optimize.LEVELS) as the runtime's load option names ("" for none)
+LEVELS = tuple("" if level == "none" else level for level in EXPORT_LEVELS)
 _SUFFIX = {"torchscript": ".pt", "aoti": ".pt2", "executorch": ".pte"}
 
 
@@ -126,7 +128,7 @@ def _files(path: Path, manifest) -> list[tuple[Path, Any]]:
 
 
 def _parity(model, golden_in, golden_out, names, atol: float, rtol: float) -> tuple[bool, float, str]:
-    from torchport.parity import compare
+    from torchport.comparison import compare
 
     rows = compare("native", names, golden_out, list(model.run(*golden_in)), atol, rtol)
     worst = max((r.max_abs_diff for r in rows), default=0.0)
