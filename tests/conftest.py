@@ -107,6 +107,17 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Each test starts with the thread count the last one found: a test (or a
+    verify inside it) that sets torch's intra-op threads must not change the
+    bits a later test computes in the same pytest worker."""
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(params=CASES, ids=[c.name for c in CASES])
 def case(request) -> Case:
     return request.param

@@ -291,7 +291,9 @@ def _edit_weight(path: Path, out: Path, name: str, delta: float) -> None:
         _jit(torch.jit.save, module, buf, _extra_files=files)
         return buf.getvalue()
 
-    manifest["checksum"] = payload_checksum(save(extra))
+    # The checksum covers the records and the manifest without its checksum field.
+    manifest["checksum"] = ""
+    manifest["checksum"] = payload_checksum(save({**extra, _native.MANIFEST_FILE: json.dumps(manifest).encode()}))
     out.write_bytes(save({**extra, _native.MANIFEST_FILE: json.dumps(manifest).encode()}))
 
 

@@ -181,6 +181,53 @@ class Linear5(nn.Module):
         return self.fc(x)
 
 
+def test_concurrent_exports_into_one_new_model_one_wins_the_others_are_told(mlp_artifact, tmp_path):
+    import threading
+    from torchport import triton as triton_module
+
+    _, artifact = mlp_artifact
+    repo = tmp_path / "models"
+    barrier = threading.Barrier(4)
+    real_write = triton_module._write_version
+
+    def write_together(*args, **kwargs):  # every export has looked and found no version 1
+        barrier.wait(timeout=30)
+        return real_write(*args, **kwargs)
+
+    results: list = []
+
+    def one() -> None:
+        try:
+            results.append(export_triton(artifact, repo, name="mlp").version)
+        except BadOptionError as e:
+            results.append(str(e))
+
+    triton_module._write_version = write_together
+    try:
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        triton_module._write_version = real_write
+    wins = [r for r in results if r == 1]
+    told = [r for r in results if isinstance(r, str)]
+    assert len(wins) == 1 and len(told) == 3, results
+    assert all("written by another export" in r or "exists" in r for r in told)
+    assert sorted(p.name for p in (repo / "mlp").iterdir()) == ["1", "config.pbtxt", "labels.txt"]
+    assert (repo / "mlp" / "1" / "model.pt").read_bytes() == Path(artifact).read_bytes()
+
+
+def test_versions_and_counts_past_tritons_integer_ranges_are_option_errors(mlp_artifact, tmp_path):
+    _, artifact = mlp_artifact
+    for options in ({"version": 2**63}, {"max_batch_size": 2**31}, {"instances": 2**31},
+                    {"max_queue_delay_us": 2**64}):
+        with pytest.raises(BadOptionError, match="Triton's"):
+            export_triton(artifact, tmp_path / "models", name="mlp", **options)
+    assert not (tmp_path / "models" / "mlp").exists()
+
+
 def test_a_version_with_another_contract_is_refused(mlp_artifact, tmp_path):
     _, artifact = mlp_artifact
     export_triton(artifact, tmp_path, name="m")

@@ -19,14 +19,6 @@ from torchport.tune import default_profile_path, tune
 from conftest import MLP, run_binary, run_cli
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    # Loading with threads (or a profile that sets them) changes the process-wide pool.
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
     torch.manual_seed(0)
@@ -117,6 +109,16 @@ def test_tune_cli_writes_the_profile_and_refuses_overwriting_the_artifact(tuned,
     assert "fastest:" in proc.stdout and out.is_file()
     with pytest.raises(BadOptionError, match="is the artifact"):
         tune(path, profile=path)
+
+
+def test_a_batch_past_what_memory_holds_is_an_option_error_before_allocating(tuned, tmp_path):
+    path, _ = tuned
+    for batch in (2**63, 2**40):
+        with pytest.raises(BadOptionError, match="bytes, more than"):
+            tune(path, batch=batch, threads=[1], iters=1, rounds=1, profile=tmp_path / "p.json")
+    proc = run_cli("bench", str(path), "--batch", str(2**63))
+    assert proc.returncode == 2 and "error[bad_option]" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "p.json").exists()
 
 
 def test_levels_at_load_are_checked_and_applied(tuned):

@@ -18,7 +18,8 @@ namespace {
 
 constexpr const char* kFooter = R"(exit codes: 0 ok, 1 selfcheck mismatch, 2 usage or bad option, 3 artifact missing or
 unreadable, 4 bad input, 5 the model failed while running, 9 an output could not be written,
-10 a backend is not installed (a .pte without ExecuTorch: pip install 'torchport[executorch]')
+10 a backend is not installed (a .pte without ExecuTorch: pip install 'torchport[executorch]'; an .onnx
+without ONNX Runtime: pip install onnxruntime, or --onnxruntime PATH)
 (the table, shared with the torchport command, is in docs/runtime.md).)";
 
 struct Settings {

@@ -126,10 +126,21 @@ def _percentile(sorted_ms: list[float], q: float) -> float:
     return sorted_ms[min(len(sorted_ms) - 1, int(round(q * (len(sorted_ms) - 1))))]
 
 
+#: the most input bytes bench and tune build for one timed batch
+MAX_BATCH_BYTES = 4 << 30
+
+
 def batched_inputs(golden: Sequence[torch.Tensor], batched: bool, batch: int) -> list[torch.Tensor]:
-    """The golden inputs repeated or sliced along dim 0 to ``batch`` rows."""
+    """The golden inputs repeated or sliced along dim 0 to ``batch`` rows; a batch
+    whose inputs would exceed MAX_BATCH_BYTES is refused before anything is allocated."""
     if not batched:
         return list(golden)
+    if any(t.shape[0] == 0 for t in golden):
+        raise BadOptionError("batch: the golden inputs hold no rows to repeat")
+    need = sum(batch * (t.numel() // t.shape[0]) * t.element_size() for t in golden)
+    if need > MAX_BATCH_BYTES:
+        raise BadOptionError(f"batch: {batch} rows of the golden inputs need {need:,} bytes, more than the "
+                             f"{MAX_BATCH_BYTES:,} a timed batch may take; choose a smaller batch")
     out = []
     for t in golden:
         reps = -(-batch // t.shape[0])

@@ -35,7 +35,9 @@ The rules followed, from Triton's documentation:
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import re
 import shutil
 import tempfile
@@ -85,6 +87,9 @@ class TritonSchemaUnavailable(TorchportError, ImportError):
 
 
 # ---------------------------------------------------------------------------- the config
+
+
+INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -239,14 +244,16 @@ def config_from_manifest(
             f"{where} is a plain TorchScript file: it states no dtypes or shapes, which config.pbtxt needs. "
             "Export the model with torchport.export (or torchport export) to give it a contract"
         )
-    if max_batch_size is not None and max_batch_size < 0:
-        raise BadOptionError(f"max_batch_size: expected >= 0, got {max_batch_size}")
-    if instances < 1:
-        raise BadOptionError(f"instances: expected >= 1, got {instances}")
+    # Ranges are those of Triton's ModelConfig fields (int32 counts, a uint64 delay),
+    # so that a config written here always parses there.
+    if max_batch_size is not None and not 0 <= max_batch_size <= INT32_MAX:
+        raise BadOptionError(f"max_batch_size: expected 0..{INT32_MAX} (Triton's int32), got {max_batch_size}")
+    if not 1 <= instances <= INT32_MAX:
+        raise BadOptionError(f"instances: expected 1..{INT32_MAX} (Triton's int32), got {instances}")
     if instance_kind not in INSTANCE_KINDS:
         raise BadOptionError(f"instance_kind: expected one of {list(INSTANCE_KINDS)}, got {instance_kind!r}")
-    if max_queue_delay_us < 0:
-        raise BadOptionError(f"max_queue_delay_us: expected >= 0, got {max_queue_delay_us}")
+    if not 0 <= max_queue_delay_us < 2**64:
+        raise BadOptionError(f"max_queue_delay_us: expected 0..{2**64 - 1} (Triton's uint64), got {max_queue_delay_us}")
     types_in = [_check_tensor(s, "input", where) for s in manifest.inputs]
     types_out = [_check_tensor(s, "output", where) for s in manifest.outputs]
     if len(forward_args) != len(manifest.inputs):
@@ -440,6 +447,8 @@ def export_triton(
         version = max(versions, default=0) + 1
     if version < 1:
         raise BadOptionError(f"version: expected >= 1 (Triton ignores version folders named 0...), got {version}")
+    if version >= 2**63:  # Triton reads version folders as int64
+        raise BadOptionError(f"version: expected at most {2**63 - 1} (Triton's int64), got {version}")
     target = model_dir / str(version)
     if target.exists() and not force:
         raise BadOptionError(
@@ -484,24 +493,39 @@ def export_triton(
         write_atomically(label_file, lambda f: f.write("".join(x + "\n" for x in labels).encode()))
     if config_written:
         write_atomically(config_path, lambda f: f.write(text.encode()))
-    model_file = _write_version(artifact, model_dir, version)
+    model_file = _write_version(artifact, model_dir, version, force=force)
     return TritonExport(model_dir, version, model_file, config_path, label_file, config_written, config.max_batch_size)
 
 
-def _write_version(artifact: Path, model_dir: Path, version: int) -> Path:
+def _write_version(artifact: Path, model_dir: Path, version: int, *, force: bool) -> Path:
     target = model_dir / str(version)
-    if target.exists():  # forced: replace the file in place, atomically
+    if target.exists():
+        if not force:  # another export created it since the caller looked
+            raise BadOptionError(_taken(model_dir, version, target))
         return write_atomically(target / MODEL_FILE, lambda f: _copy(artifact, f))
-    # A new version is built in a hidden folder (Triton ignores it) and renamed in whole.
+    # A new version is built in a hidden folder (Triton ignores it) and renamed in
+    # whole. rename(2) onto a folder that another export has filled in the meantime
+    # fails (ENOTEMPTY/EEXIST), so of two concurrent exports one wins, the other is told.
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=model_dir))
     try:
         tmp.chmod(0o777 & ~_umask())
         write_atomically(tmp / MODEL_FILE, lambda f: _copy(artifact, f))
-        tmp.rename(target)
-    except BaseException:
+        try:
+            os.rename(tmp, target)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not force:
+                raise BadOptionError(_taken(model_dir, version, target)) from None
+            write_atomically(target / MODEL_FILE, lambda f: _copy(artifact, f))
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target / MODEL_FILE
+
+
+def _taken(model_dir: Path, version: int, target: Path) -> str:
+    return (f"version {version} of '{model_dir}' was written by another export while this one ran ({target}); "
+            "nothing was replaced: pass force=True (--force) to replace it, or another version")
 
 
 def _copy(src: Path, f) -> None:
