@@ -445,10 +445,7 @@ def export_triton(
     versions = _versions(model_dir)
     if version is None:
         version = max(versions, default=0) + 1
-    if version < 1:
-        raise BadOptionError(f"version: expected >= 1 (Triton ignores version folders named 0...), got {version}")
-    if version >= 2**63:  # Triton reads version folders as int64
-        raise BadOptionError(f"version: expected at most {2**63 - 1} (Triton's int64), got {version}")
+    _check_version(version)
     target = model_dir / str(version)
     if target.exists() and not force:
         raise BadOptionError(
@@ -495,6 +492,13 @@ def export_triton(
         write_atomically(config_path, lambda f: f.write(text.encode()))
     model_file = _write_version(artifact, model_dir, version, force=force)
     return TritonExport(model_dir, version, model_file, config_path, label_file, config_written, config.max_batch_size)
+
+
+def _check_version(version: int) -> None:
+    if version < 1:
+        raise BadOptionError(f"version: expected >= 1 (Triton ignores version folders named 0...), got {version}")
+    if version >= 2**63:  # Triton reads version folders as int64
+        raise BadOptionError(f"version: expected at most {2**63 - 1} (Triton's int64), got {version}")
 
 
 def _write_version(artifact: Path, model_dir: Path, version: int, *, force: bool) -> Path:
