@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from formats import MODELS as FORMAT_MODELS, _bn_stats  # noqa: E402
+from targets import python_p50  # noqa: E402
 
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
@@ -62,15 +62,6 @@ def build_driver(cache: Path) -> Path:
         subprocess.run(["g++", "-O2", "-std=c++17", "-I", str(ROOT / "cpp" / "src" / "backends"), str(src), "-o",
                         str(exe), "-ldl"], check=True)
     return exe
-
-
-def python_p50(call, iters: int) -> float:
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:

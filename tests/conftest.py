@@ -144,7 +144,7 @@ def mlp_artifact(tmp_path_factory) -> tuple[nn.Module, Path]:
 @pytest.fixture(scope="session")
 def mlp_formats(tmp_path_factory):
     """(model, {format: path}) for the MLP exported with format="all" (an AOTInductor
-    compile: seconds, so once per session; tests/test_formats.py, tests/test_wheel.py)."""
+    compile: seconds, so once per session; tests/test_formats.py and others)."""
     torch.manual_seed(0)
     model = MLP().eval()
     paths = torchport.export(model, torch.randn(3, 6), tmp_path_factory.mktemp("formats") / "mlp.pt", format="all",
@@ -155,7 +155,7 @@ def mlp_formats(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mlp_pte(tmp_path_factory):
     """(model, {delegate: path}) for the MLP lowered to XNNPACK and to no delegate
-    (tests/test_executorch.py, tests/test_wheel.py); skips without executorch."""
+    (tests/test_executorch.py and others); skips without executorch."""
     pytest.importorskip("executorch")
     torch.manual_seed(0)
     model = MLP().eval()

@@ -4,7 +4,7 @@ with ExecuTorch's runtime alone.
 
 Lowering costs seconds per model, so three are lowered once per session (the MLP
 to XNNPACK and without a delegate, conftest's mlp_pte, shared with
-tests/test_wheel.py; the batch-norm CNN to XNNPACK) and shared."""
+other test files; the batch-norm CNN to XNNPACK) and shared."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 runtime, chosen by content) and ONNX (run by ONNX Runtime in Python).
 
 AOTInductor compiles are slow, so two models are compiled once per session (the
-MLP through format="all", conftest's mlp_formats, shared with tests/test_wheel.py;
+MLP through format="all", conftest's mlp_formats, shared with other test files;
 the batch-norm CNN as .pt2) and shared by the tests;
 Inductor's cache (TORCHINDUCTOR_CACHE_DIR, set in conftest) keeps them quick on
 later runs."""
