@@ -175,3 +175,30 @@ def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
 def run_binary(*args: str, check: bool = False, env=None) -> subprocess.CompletedProcess:
     """Runs the installed torchport-run binary."""
     return subprocess.run([str(binary_path()), *args], capture_output=True, text=True, check=check, env=env)
+
+
+# Time per test file (setup, call and teardown of its tests, summed), so the
+# suite's budget can be tracked file by file; with xdist the controller sees
+# every worker's reports. Printed after the run and kept in build/pytest-file-times.txt.
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _FILE_SECONDS:
+        return
+    rows = sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1])
+    lines = [f"{seconds:8.1f} s  {path}" for path, seconds in rows]
+    out = Path(__file__).resolve().parents[1] / "build" / "pytest-file-times.txt"
+    try:
+        out.parent.mkdir(exist_ok=True)
+        out.write_text("\n".join(lines) + f"\n{sum(_FILE_SECONDS.values()):8.1f} s  total (worker time)\n")
+    except OSError:
+        pass
+    terminalreporter.write_sep("=", "seconds per test file (worker time, top 15)")
+    for line in lines[:15]:
+        terminalreporter.write_line(line)
