@@ -159,7 +159,8 @@ def _pt2_cases() -> list[SurfaceCase]:
     add("manifest shape edited, not resealed", "security",
         lambda b: pt2_edit(b, _keep, manifest=lambda m: _first_shape(m, ["batch", 7]), reseal=False), "checksum")
     add("manifest shape resealed, disagreeing with the package", "security",
-        lambda b: pt2_edit(b, _keep, manifest=lambda m: _first_shape(m, ["batch", 7])), "input 'x': dim 1 expected 7, got 6")
+        lambda b: pt2_edit(b, _keep, manifest=lambda m: _first_shape(m, ["batch", 7])), "input 'x': dim 1 expected 7, got 6",
+        kind="bad_input")
     add("record climbing out with ..", "security",
         lambda b: pt2_edit(b, _keep, extra=[(f"{_top(b)}/" + "../" * 8 + "tmp/evil", b"x")]), "climbs out of its folder")
     add("record with an absolute name", "security", lambda b: pt2_edit(b, _keep, extra=[("/tmp/evil", b"x")]),
@@ -255,7 +256,8 @@ def _pte_cases() -> list[SurfaceCase]:
     add("flatbuffer root offset past the end, resealed", "signal",
         program(lambda p: struct.pack("<I", len(p) * 4) + p[4:]), "malformed ExecuTorch program")
     add("manifest not JSON", "malformed", lambda d: pte_pack(pte_parts(d)[0], b"{", pte_parts(d)[2]), "not valid JSON")
-    add("manifest shape disagreeing, resealed", "contract", _pte_manifest(lambda m: _first_shape(m, ["batch", 7])), "input 'x': dim 1 expected 7, got 6")
+    add("manifest shape disagreeing, resealed", "contract", _pte_manifest(lambda m: _first_shape(m, ["batch", 7])),
+        "input 'x': dim 1 expected 7, got 6", kind="bad_input")
     add("golden file junk, resealed", "malformed",
         lambda d: pte_pack(*pte_parts(d)[:2], os.urandom(200)), "golden")
     return out

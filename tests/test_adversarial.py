@@ -152,7 +152,8 @@ def _check_entry(case, entry: str, result: dict) -> None:
     assert case.message in message, f"{entry} message: {message}"
     # The error names the file at fault (the artifact, input or profile) or the input.
     names = result.get("names", [])
-    assert not names or any(n in message for n in names) or "input '" in message, f"{entry} names nothing: {message}"
+    named = any(n in message for n in names) or "input '" in message or "inputs by name" in message
+    assert not names or named, f"{entry} names neither the file nor the input: {message}"
     assert result.get("cpu") is not None and result["cpu"] < 10, f"{entry}: {result.get('cpu')} s of CPU (a hang)"
 
 
