@@ -5,6 +5,11 @@ Started by test_adversarial.py as a subprocess, so that a crash ends this
 process, not the test run; the case about to run is written to LOG first.
 
     python tests/adversarial_worker.py FOLDER RESULTS.json LOG
+    python tests/adversarial_worker.py FOLDER RESULTS.json LOG --surfaces PT PT2 PTE|-
+
+With --surfaces it runs tests/hostile_surfaces.py instead, from the given good
+artifacts (the session's compiled ones), each case through the entry points
+that accept its surface; after every case the good model must still run here.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -139,5 +145,135 @@ def main() -> int:
     return 0
 
 
+def _surface_argv(case, o: dict, out: Path, *, binary: bool) -> list[str]:
+    if "argv" in o:
+        return list(o["argv"])
+    argv = ["predict" if binary else "run", str(o["artifact"]), "--input", str(o["input"]), "--output", str(out)]
+    return argv + (["--profile", str(o["profile"])] if "profile" in o else [])
+
+
+def surface_binding(o: dict, out: Path) -> dict:
+    def go():
+        if "call" in o:
+            return o["call"]()
+        model = torchport.NativeModel(o["artifact"], profile=o.get("profile"))
+        data = read_tensor_file(o["input"], o["artifact"])
+        outputs = model.run(*data) if isinstance(data, list) else model.run(data)
+        _native.write_tensor_file(str(out), list(outputs), protect=[str(o["artifact"]), str(o["input"])])
+
+    return timed(go)
+
+
+# The shared 2-core machine runs at a load of 10 to 20: a call's wall time says
+# little there, so a hang is judged on CPU time (HANG_SECONDS) and a call is
+# stopped only after WALL_SECONDS (a deadlock, which uses no CPU, ends there).
+WALL_SECONDS = 60
+
+
+def timed(fn) -> dict:
+    """outcome(fn) under the wall limit, with the CPU seconds it took ("cpu")."""
+    signal.signal(signal.SIGALRM, _alarm)
+    start = time.process_time()
+    result = outcome_within(fn, WALL_SECONDS)
+    result["cpu"] = round(time.process_time() - start, 3)
+    return result
+
+
+def outcome_within(fn, seconds: int) -> dict:
+    global HANG_SECONDS
+    saved, HANG_SECONDS = HANG_SECONDS, seconds
+    try:
+        return outcome(fn)
+    finally:
+        HANG_SECONDS = saved
+
+
+def _short(text: str) -> str:
+    """A message's head and tail (a message naming its file starts with it; the last line is the verdict)."""
+    return text if len(text) <= 4000 else text[:2000] + " [...] " + text[-2000:]
+
+
+def surface_binary(case, o: dict, out: Path) -> dict:
+    import resource
+
+    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        proc = subprocess.run([str(binary_path()), *_surface_argv(case, o, out, binary=True)], capture_output=True,
+                              text=True, errors="replace", timeout=WALL_SECONDS)
+    except subprocess.TimeoutExpired:
+        return {"kind": "hang", "message": "", "seconds": WALL_SECONDS, "exit": None, "cpu": None}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"exit": proc.returncode, "message": _short(proc.stderr), "seconds": round(time.monotonic() - start, 3),
+            "cpu": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 3)}
+
+
+def surface_command(case, o: dict, out: Path) -> dict:
+    err = io.StringIO()
+    code: list[int] = []
+
+    def go():
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code.append(cli.main(_surface_argv(case, o, out, binary=False)))
+
+    result = timed(go)
+    result["exit"] = code[0] if code else None
+    result["message"] = _short(err.getvalue()) or result["message"]
+    return result
+
+
+def _surface_goods(folder: Path, pt: str, pt2: str, pte: str):
+    import hostile_surfaces
+
+    class Mean(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return image.to(torch.float32).mean(dim=(1, 2, 3)).unsqueeze(1)  # [B, 1]
+
+    image_model = torchport.export(Mean(), (torch.zeros(1, 16, 24, 3, dtype=torch.uint8),), folder / "mean.pt",
+                                   input_names=["image"])
+    x_input = folder / "x.pt"
+    torch.save([torch.rand(3, 6)], x_input)
+    return hostile_surfaces.Goods(Path(pt), None if pt2 == "-" else Path(pt2), None if pte == "-" else Path(pte),
+                                  x_input, image_model)
+
+
+def main_surfaces(folder: Path, results_path: Path, log: Path, pt: str, pt2: str, pte: str) -> int:
+    import hostile_surfaces
+
+    goods = _surface_goods(folder, pt, pt2, pte)
+    probe = torch.rand(2, 6)
+    reference = torchport.NativeModel(goods.pt).run(probe)[0]
+    before = {p: digest(p) for p in (goods.pt, goods.pt2, goods.pte, goods.x_input, goods.image_model) if p}
+    runners = {"binding": lambda c, o, out: surface_binding(o, out), "binary": surface_binary,
+               "command": surface_command}
+    results = []
+    for n, case in enumerate(hostile_surfaces.CASES):
+        if getattr(goods, case.surface, True) is None:  # a .pte without ExecuTorch (or a run without a .pt2)
+            continue
+        if os.environ.get("SURFACES_ONLY") and case.surface not in os.environ["SURFACES_ONLY"].split(","):
+            continue  # (by hand: one surface at a time)
+        with log.open("a") as f:
+            f.write(case.name + "\n")
+        where = folder / f"surface{n:03d}"
+        where.mkdir()
+        row = {"name": case.name}
+        for entry in case.entries:
+            (where / entry).mkdir()
+            o = case.build(where / entry, goods)  # afresh per entry point: a run may consume what it built
+            # The files the case made: the message must name one of them (or an input).
+            names = [str(p) for k, p in o.items() if k in ("artifact", "input", "profile") and Path(p).parent == where / entry]
+            o.setdefault("input", goods.x_input)
+            row[entry] = runners[entry](case, o, where / entry / "out.pt")
+            row[entry]["names"] = names
+        usable = timed(lambda: torch.equal(torchport.NativeModel(goods.pt).run(probe)[0], reference) or 1 / 0)
+        row["usable"] = usable["kind"] == "ok"
+        row["good_files_intact"] = all(digest(p) == d for p, d in before.items())
+        results.append(row)
+    results_path.write_text(json.dumps(results, indent=1))
+    return 0
+
+
 if __name__ == "__main__":
+    if "--surfaces" in sys.argv:
+        at = sys.argv.index("--surfaces")
+        sys.exit(main_surfaces(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), *sys.argv[at + 1:at + 4]))
     sys.exit(main())

@@ -2,7 +2,10 @@
 (hostile and broken artifacts, input files, options and output paths) goes
 through the binding, torchport-run and the torchport command, and each must
 report the same error kind, without a signal, a hang, a raw traceback, code
-from the file running, or damage to the files the command reads."""
+from the file running, or damage to the files the command reads. The surfaces added after it (`.pt2`,
+`.pte`, images, `.npz`, profiles, Triton repositories, the Batcher) have their
+own table, tests/hostile_surfaces.py, run the same way through the entry points
+that accept each surface."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import hostile
+import hostile_surfaces
 from conftest import run_cli
 from torchport.errors import exit_code_of
 
@@ -83,3 +87,82 @@ def test_the_installed_command_agrees(results, tmp_path, name):
     proc = run_cli(*argv)
     assert proc.returncode == good["command"]["exit"] == exit_code_of(case.kind), proc.stderr
     assert "Traceback" not in proc.stderr and case.message in proc.stderr
+
+
+# --- the surfaces added after the TorchScript hardening (issue 23): tests/hostile_surfaces.py --------
+
+@pytest.fixture(scope="module")
+def surface_results(tmp_path_factory, mlp_formats, request) -> dict[str, dict]:
+    """Every case of hostile_surfaces.CASES through its entry points, derived from the
+    session's one compiled `.pt2` and `.pte` (compiling is what costs)."""
+    try:
+        pte = str(request.getfixturevalue("mlp_pte")[1]["xnnpack"])
+    except pytest.skip.Exception:
+        pte = "-"  # no ExecuTorch: the .pte cases are left out
+    paths = mlp_formats[1]
+    folder = tmp_path_factory.mktemp("surfaces")
+    out, log = folder / "results.json", folder / "cases.log"
+    argv = [sys.executable, str(HERE / "adversarial_worker.py"), str(folder), str(out), str(log), "--surfaces",
+            str(paths["torchscript"]), str(paths["aoti"]), pte]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the worker hung; last case: {log.read_text().splitlines()[-1:]}") from None
+    last = log.read_text().splitlines()[-1:] if log.exists() else []
+    assert proc.returncode == 0, f"worker exit {proc.returncode} (negative: a signal) at case {last}\n{proc.stderr[-3000:]}"
+    return {row["name"]: row for row in json.loads(out.read_text())}
+
+
+def surface_counts_line() -> str:
+    """The sentence docs/reliability.md and the README state, built from the table itself."""
+    by_surface = hostile_surfaces.counts("surface")
+    by_class = hostile_surfaces.counts("cls")
+    return (f"{len(hostile_surfaces.CASES)} cases: "
+            + ", ".join(f"{s} {by_surface[s]}" for s in hostile_surfaces.SURFACES) + "; by class: "
+            + ", ".join(f"{c} {by_class[c]}" for c in hostile_surfaces.CLASSES))
+
+
+def test_the_surface_table_covers_every_surface_and_the_docs_state_its_counts():
+    cases = hostile_surfaces.CASES
+    assert len(cases) >= 60 and len({c.name for c in cases}) == len(cases), "60 cases or more, names unique"
+    by_surface = hostile_surfaces.counts("surface")
+    assert set(by_surface) == set(hostile_surfaces.SURFACES) and min(by_surface.values()) >= 5, by_surface
+    assert set(hostile_surfaces.counts("cls")) <= set(hostile_surfaces.CLASSES)
+    line = surface_counts_line()
+    for doc in (HERE.parent / "docs" / "reliability.md", HERE.parent / "README.md"):
+        assert line in doc.read_text(), f"{doc.name} must state the table's counts as: {line}"
+
+
+def _surface_params():
+    for case in hostile_surfaces.CASES:
+        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+        yield pytest.param(case, id=case.name, marks=marks)
+
+
+def _check_entry(case, entry: str, result: dict) -> None:
+    code = exit_code_of(case.kind)
+    message = result["message"]
+    if entry == "binding":
+        assert result["kind"] == case.kind, f"binding: {result}"
+    else:
+        assert result["exit"] == code, f"{entry}: exit {result['exit']} (expected {code}): {message}"
+        assert "Traceback" not in message and "internal error" not in message, message
+    if entry == "binary":
+        assert f"error[{case.kind}]" in message, message
+    assert case.message in message, f"{entry} message: {message}"
+    # The error names the file at fault (the artifact, input or profile) or the input.
+    names = result.get("names", [])
+    named = any(n in message for n in names) or "input '" in message or "inputs by name" in message
+    assert not names or named, f"{entry} names neither the file nor the input: {message}"
+    assert result.get("cpu") is not None and result["cpu"] < 10, f"{entry}: {result.get('cpu')} s of CPU (a hang)"
+
+
+@pytest.mark.parametrize("case", _surface_params())
+def test_every_surface_case_is_a_clean_error_through_its_entry_points(surface_results, case):
+    if case.name not in surface_results:
+        pytest.skip("a .pte case without ExecuTorch")
+    row = surface_results[case.name]
+    for entry in case.entries:
+        _check_entry(case, entry, row[entry])
+    assert row["usable"], "after the case the good model no longer ran in the same process"
+    assert row["good_files_intact"], "a file the command reads was changed"

@@ -8,6 +8,10 @@ even by two writers racing."""
 from __future__ import annotations
 
 import io
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
@@ -29,3 +33,40 @@ def write_bytes(path: Union[str, Path], data: bytes, *, overwrite: bool = False)
 
     load_native().write_file(str(path), data, overwrite=overwrite)
     return Path(path)
+
+
+# A temporary folder's name carries its writer's process id, so that a later
+# run can tell the folder of a killed writer (swept) from a live one's (kept).
+_TEMPORARY = re.compile(r"^\.(?P<tag>[^.]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def temporary_folder(folder: Union[str, Path], tag: str) -> Path:
+    """A new hidden folder ``.TAG.PID.XXXXXXXX.tmp`` in ``folder``, to be filled and
+    renamed in whole; one a killed writer left behind is removed by ``sweep_temporaries``.
+
+        >>> tmp = temporary_folder(model_dir, "3")  # model_dir/.3.4711.k2j4x8ab.tmp
+    """
+    return Path(tempfile.mkdtemp(prefix=f".{tag}.{os.getpid()}.", suffix=".tmp", dir=folder))
+
+
+def sweep_temporaries(folder: Union[str, Path]) -> list[Path]:
+    """Removes the temporary folders of writers that are no longer running; returns them."""
+    swept = []
+    for entry in Path(folder).iterdir():
+        m = _TEMPORARY.match(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink() and not _running(int(m["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+            swept.append(entry)
+    return swept
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a pid no kernel has): leave its folder alone
+    return True

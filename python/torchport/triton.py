@@ -40,13 +40,12 @@ import functools
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from torchport._report import RowVerdict, text_table
-from torchport._files import write_atomically
+from torchport._files import sweep_temporaries, temporary_folder, write_atomically
 from torchport._version import __version__
 from torchport._warnings import quiet_jit
 from torchport.errors import BadArtifactError, BadOptionError, TorchportError
@@ -510,7 +509,8 @@ def _write_version(artifact: Path, model_dir: Path, version: int, *, force: bool
     # A new version is built in a hidden folder (Triton ignores it) and renamed in
     # whole. rename(2) onto a folder that another export has filled in the meantime
     # fails (ENOTEMPTY/EEXIST), so of two concurrent exports one wins, the other is told.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=model_dir))
+    sweep_temporaries(model_dir)  # the folders of exports killed before their rename
+    tmp = temporary_folder(model_dir, str(version))
     try:
         tmp.chmod(0o777 & ~_umask())
         write_atomically(tmp / MODEL_FILE, lambda f: _copy(artifact, f))
