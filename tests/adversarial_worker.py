@@ -43,16 +43,17 @@ def _alarm(signum, frame):
     raise Hang()
 
 
-def outcome(fn) -> dict:
-    """{"kind": error kind or "ok", "message": ..., "seconds": ...}; a Python
-    exception that is not a torchport error is recorded as "raw:<type>"."""
+def outcome(fn, seconds: int = HANG_SECONDS) -> dict:
+    """{"kind": error kind or "ok", "message": ..., "seconds": ...} of `fn()` stopped
+    after `seconds`; a Python exception that is not a torchport error is recorded
+    as "raw:<type>"."""
     start = time.monotonic()
-    signal.alarm(HANG_SECONDS)
+    signal.alarm(seconds)
     try:
         fn()
         kind, message = "ok", ""
     except Hang:
-        kind, message = "hang", f"more than {HANG_SECONDS} s"
+        kind, message = "hang", f"more than {seconds} s"
     except torchport.TorchportError as e:
         kind, message = e.kind, str(e)
     except Exception as e:  # noqa: BLE001 - exactly what this worker looks for
@@ -88,28 +89,47 @@ def _argv(case, a, i, out, o, *, binary: bool) -> list[str]:
     return argv
 
 
-def through_binary(case, a, i, out, o) -> dict:
-    start = time.monotonic()
+def run_binary(argv: list[str], seconds: int) -> dict:
+    """torchport-run ARGV: its exit code, stderr (head and tail), wall and CPU seconds."""
+    import resource
+
+    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        proc = subprocess.run([str(binary_path()), *_argv(case, a, i, out, o, binary=True)],
-                              capture_output=True, text=True, errors="replace", timeout=HANG_SECONDS)
+        proc = subprocess.run([str(binary_path()), *argv], capture_output=True, text=True, errors="replace",
+                              timeout=seconds)
     except subprocess.TimeoutExpired:
-        return {"kind": "hang", "message": "", "seconds": HANG_SECONDS, "exit": None}
-    return {"exit": proc.returncode, "message": proc.stderr[-2000:], "seconds": round(time.monotonic() - start, 3)}
+        return {"kind": "hang", "message": "", "seconds": seconds, "exit": None, "cpu": None}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"exit": proc.returncode, "message": _short(proc.stderr), "seconds": round(time.monotonic() - start, 3),
+            "cpu": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 3)}
 
 
-def through_command(case, a, i, out, o) -> dict:
+def run_command(argv: list[str], run=outcome) -> dict:
+    """`torchport ARGV` in this process through `run` (outcome, or timed): its exit code and stderr."""
     err = io.StringIO()
     code: list[int] = []
 
     def go():
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code.append(cli.main(_argv(case, a, i, out, o, binary=False)))
+            code.append(cli.main(argv))
 
-    result = outcome(go)
+    result = run(go)
     result["exit"] = code[0] if code else None
-    result["message"] = err.getvalue()[-2000:] or result["message"]
+    result["message"] = _short(err.getvalue()) or result["message"]
     return result
+
+
+def _short(text: str) -> str:
+    """A message's head and tail (a message naming its file starts with it; the last line is the verdict)."""
+    return text if len(text) <= 4000 else text[:2000] + " [...] " + text[-2000:]
+
+
+def through_binary(case, a, i, out, o) -> dict:
+    return run_binary(_argv(case, a, i, out, o, binary=True), HANG_SECONDS)
+
+
+def through_command(case, a, i, out, o) -> dict:
+    return run_command(_argv(case, a, i, out, o, binary=False))
 
 
 def digest(path: Path) -> str:
@@ -145,11 +165,25 @@ def main() -> int:
     return 0
 
 
-def _surface_argv(case, o: dict, out: Path, *, binary: bool) -> list[str]:
+def _surface_argv(o: dict, out: Path, *, binary: bool) -> list[str]:
     if "argv" in o:
         return list(o["argv"])
     argv = ["predict" if binary else "run", str(o["artifact"]), "--input", str(o["input"]), "--output", str(out)]
     return argv + (["--profile", str(o["profile"])] if "profile" in o else [])
+
+
+# The shared 2-core machine runs at a load of 10 to 20: a call's wall time says
+# little there, so a hang is judged on CPU time (the test's limit on "cpu") and
+# a call is stopped only after WALL_SECONDS (a deadlock, which uses no CPU, ends there).
+WALL_SECONDS = 60
+
+
+def timed(fn) -> dict:
+    """outcome(fn) under the wall limit, with the CPU seconds it took ("cpu")."""
+    start = time.process_time()
+    result = outcome(fn, WALL_SECONDS)
+    result["cpu"] = round(time.process_time() - start, 3)
+    return result
 
 
 def surface_binding(o: dict, out: Path) -> dict:
@@ -164,61 +198,11 @@ def surface_binding(o: dict, out: Path) -> dict:
     return timed(go)
 
 
-# The shared 2-core machine runs at a load of 10 to 20: a call's wall time says
-# little there, so a hang is judged on CPU time (HANG_SECONDS) and a call is
-# stopped only after WALL_SECONDS (a deadlock, which uses no CPU, ends there).
-WALL_SECONDS = 60
-
-
-def timed(fn) -> dict:
-    """outcome(fn) under the wall limit, with the CPU seconds it took ("cpu")."""
-    signal.signal(signal.SIGALRM, _alarm)
-    start = time.process_time()
-    result = outcome_within(fn, WALL_SECONDS)
-    result["cpu"] = round(time.process_time() - start, 3)
-    return result
-
-
-def outcome_within(fn, seconds: int) -> dict:
-    global HANG_SECONDS
-    saved, HANG_SECONDS = HANG_SECONDS, seconds
-    try:
-        return outcome(fn)
-    finally:
-        HANG_SECONDS = saved
-
-
-def _short(text: str) -> str:
-    """A message's head and tail (a message naming its file starts with it; the last line is the verdict)."""
-    return text if len(text) <= 4000 else text[:2000] + " [...] " + text[-2000:]
-
-
-def surface_binary(case, o: dict, out: Path) -> dict:
-    import resource
-
-    start, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        proc = subprocess.run([str(binary_path()), *_surface_argv(case, o, out, binary=True)], capture_output=True,
-                              text=True, errors="replace", timeout=WALL_SECONDS)
-    except subprocess.TimeoutExpired:
-        return {"kind": "hang", "message": "", "seconds": WALL_SECONDS, "exit": None, "cpu": None}
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"exit": proc.returncode, "message": _short(proc.stderr), "seconds": round(time.monotonic() - start, 3),
-            "cpu": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 3)}
-
-
-def surface_command(case, o: dict, out: Path) -> dict:
-    err = io.StringIO()
-    code: list[int] = []
-
-    def go():
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            code.append(cli.main(_surface_argv(case, o, out, binary=False)))
-
-    result = timed(go)
-    result["exit"] = code[0] if code else None
-    result["message"] = _short(err.getvalue()) or result["message"]
-    return result
+SURFACE_RUNNERS = {
+    "binding": surface_binding,
+    "binary": lambda o, out: run_binary(_surface_argv(o, out, binary=True), WALL_SECONDS),
+    "command": lambda o, out: run_command(_surface_argv(o, out, binary=False), timed),
+}
 
 
 def _surface_goods(folder: Path, pt: str, pt2: str, pte: str):
@@ -239,12 +223,11 @@ def _surface_goods(folder: Path, pt: str, pt2: str, pte: str):
 def main_surfaces(folder: Path, results_path: Path, log: Path, pt: str, pt2: str, pte: str) -> int:
     import hostile_surfaces
 
+    signal.signal(signal.SIGALRM, _alarm)
     goods = _surface_goods(folder, pt, pt2, pte)
     probe = torch.rand(2, 6)
     reference = torchport.NativeModel(goods.pt).run(probe)[0]
     before = {p: digest(p) for p in (goods.pt, goods.pt2, goods.pte, goods.x_input, goods.image_model) if p}
-    runners = {"binding": lambda c, o, out: surface_binding(o, out), "binary": surface_binary,
-               "command": surface_command}
     results = []
     for n, case in enumerate(hostile_surfaces.CASES):
         if getattr(goods, case.surface, True) is None:  # a .pte without ExecuTorch (or a run without a .pt2)
@@ -262,7 +245,7 @@ def main_surfaces(folder: Path, results_path: Path, log: Path, pt: str, pt2: str
             # The files the case made: the message must name one of them (or an input).
             names = [str(p) for k, p in o.items() if k in ("artifact", "input", "profile") and Path(p).parent == where / entry]
             o.setdefault("input", goods.x_input)
-            row[entry] = runners[entry](case, o, where / entry / "out.pt")
+            row[entry] = SURFACE_RUNNERS[entry](o, where / entry / "out.pt")
             row[entry]["names"] = names
         usable = timed(lambda: torch.equal(torchport.NativeModel(goods.pt).run(probe)[0], reference) or 1 / 0)
         row["usable"] = usable["kind"] == "ok"

@@ -121,7 +121,7 @@ def driven(tmp_path_factory) -> dict[str, Path]:
     return {mode: root / mode for mode in MODES}
 
 
-def _outputs(mode: str, path: Path) -> torch.Tensor:
+def _outputs(path: Path) -> torch.Tensor:
     import torchport
 
     model = torchport.NativeModel(path)  # loads: complete, checksum intact
@@ -129,7 +129,7 @@ def _outputs(mode: str, path: Path) -> torch.Tensor:
     return model.run(PROBE)[0]
 
 
-def _expected(mode: str) -> list[torch.Tensor]:
+def _expected() -> list[torch.Tensor]:
     with torch.inference_mode():
         return [_model(1)(PROBE), _model(2)(PROBE)]
 
@@ -142,15 +142,15 @@ def _temporaries(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["torchscript", "onnx"])
 def test_killed_export_leaves_the_old_or_a_complete_new_artifact(driven, mode):
-    expected = _expected(mode)
+    expected = _expected()
     for snap in sorted(driven[mode].glob("snapshot*")):
-        got = _outputs(mode, snap / f"model{_suffix(mode)}")
+        got = _outputs(snap / f"model{_suffix(mode)}")
         tol = {} if mode == "torchscript" else {"atol": 1e-5, "rtol": 1e-4}
         assert any(torch.allclose(got, e, **tol) if tol else torch.equal(got, e) for e in expected), \
             f"{snap}: neither the old nor the new model"
     out = driven[mode] / "out"
     assert sorted(p.name for p in out.iterdir()) == [f"model{_suffix(mode)}"], list(out.iterdir())
-    final = _outputs(mode, out / f"model{_suffix(mode)}")  # the last run wrote version 0
+    final = _outputs(out / f"model{_suffix(mode)}")  # the last run wrote version 0
     assert torch.allclose(final, expected[0], atol=1e-5, rtol=1e-4), "the next run did not replace the file"
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 
+Marker = pytest.importorskip("packaging.markers").Marker  # environment markers of torch's requirements
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(not (ROOT / "build" / "make" / "CMakeCache.txt").exists(),
@@ -47,10 +49,8 @@ def _closure(names: list[str]) -> set[str]:
         for req in dist.requires or []:
             if ";" in req and "extra" in req.split(";", 1)[1]:
                 continue
-            if ";" in req:
-                from packaging.markers import Marker  # pip's vendored copy is not importable; packaging is
-                if not Marker(req.split(";", 1)[1]).evaluate():
-                    continue
+            if ";" in req and not Marker(req.split(";", 1)[1]).evaluate():
+                continue
             todo.append(req)
     return seen
 
@@ -69,7 +69,6 @@ def _link_only_torch(site: Path) -> None:
 
 @pytest.fixture(scope="module")
 def torch_only_venv(tmp_path_factory) -> Path:
-    pytest.importorskip("packaging")
     work = tmp_path_factory.mktemp("wheel")
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(work),
