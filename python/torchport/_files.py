@@ -11,6 +11,7 @@ import io
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
@@ -35,26 +36,32 @@ def write_bytes(path: Union[str, Path], data: bytes, *, overwrite: bool = False)
     return Path(path)
 
 
-# A temporary folder's name carries its writer's process id, so that a later
-# run can tell the folder of a killed writer (swept) from a live one's (kept).
-_TEMPORARY = re.compile(r"^\.(?P<tag>[^.]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+# A temporary folder's name carries its writer's host and process id, so that a
+# later run can tell the folder of a killed writer (swept) from a live one's
+# (kept). A process id means something only on its own host: a folder made from
+# another machine or container sharing the repository is never swept.
+_TEMPORARY = re.compile(r"^\.(?P<tag>[^.]+)\.(?P<pid>\d+)-(?P<host>[A-Za-z0-9-]*)\.[^.]+\.tmp$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64]
 
 
 def temporary_folder(folder: Union[str, Path], tag: str) -> Path:
-    """A new hidden folder ``.TAG.PID.XXXXXXXX.tmp`` in ``folder``, to be filled and
+    """A new hidden folder ``.TAG.PID-HOST.XXXXXXXX.tmp`` in ``folder``, to be filled and
     renamed in whole; one a killed writer left behind is removed by ``sweep_temporaries``.
 
-        >>> tmp = temporary_folder(model_dir, "3")  # model_dir/.3.4711.k2j4x8ab.tmp
+        >>> tmp = temporary_folder(model_dir, "3")  # model_dir/.3.4711-build01.k2j4x8ab.tmp
     """
-    return Path(tempfile.mkdtemp(prefix=f".{tag}.{os.getpid()}.", suffix=".tmp", dir=folder))
+    return Path(tempfile.mkdtemp(prefix=f".{tag}.{os.getpid()}-{_host()}.", suffix=".tmp", dir=folder))
 
 
 def sweep_temporaries(folder: Union[str, Path]) -> list[Path]:
-    """Removes the temporary folders of writers that are no longer running; returns them."""
-    swept = []
+    """Removes the temporary folders of this host's writers that are no longer running; returns them."""
+    swept, host = [], _host()
     for entry in Path(folder).iterdir():
         m = _TEMPORARY.match(entry.name)
-        if m and entry.is_dir() and not entry.is_symlink() and not _running(int(m["pid"])):
+        if m and m["host"] == host and entry.is_dir() and not entry.is_symlink() and not _running(int(m["pid"])):
             shutil.rmtree(entry, ignore_errors=True)
             swept.append(entry)
     return swept
