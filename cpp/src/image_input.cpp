@@ -122,21 +122,24 @@ void check_png(const std::string& b, const std::string& where) {
   }
 }
 
-// JPEG: every marker segment is walked before stb sees the file. Debian's stb
-// 2.27 writes past its Huffman arrays for a table of more than 256 codes, so
-// each table is checked here; only the frame kinds whose decode is documented
-// are let through, and the entropy-coded data must be large enough for the
-// blocks the frame declares (a tiny file cannot claim a huge picture).
 // A scan may start only once the tables it decodes with are defined: the
 // quantisation table of every frame component, and the DC and AC Huffman
 // tables its components name (a progressive scan uses DC tables in its first
 // DC pass only, AC tables in AC passes).
-void check_scan_tables(const std::string& b, size_t seg, size_t end, const std::string& where, bool progressive,
-                       const bool (&huffman)[2][4], const bool (&quant)[4], const unsigned (&frame_quant)[3],
-                       unsigned frame_comps) {
-  for (unsigned c = 0; c < frame_comps; ++c) {
-    if (frame_quant[c] > 3 || !quant[frame_quant[c]]) {
-      bad(where, "its scan starts before quantisation table " + std::to_string(frame_quant[c]) +
+// The tables defined so far (stb decodes with whatever its arrays hold for a
+// table no DHT/DQT defined: uninitialised memory, a crash or garbage).
+struct JpegTables {
+  bool huffman[2][4] = {};  // [DC, AC][slot]
+  bool quant[4] = {};
+  unsigned frame_quant[3] = {};  // each frame component's quantisation table
+  unsigned frame_comps = 0;
+  bool progressive = false;
+};
+
+void check_scan_tables(const std::string& b, size_t seg, size_t end, const std::string& where, const JpegTables& t) {
+  for (unsigned c = 0; c < t.frame_comps; ++c) {
+    if (t.frame_quant[c] > 3 || !t.quant[t.frame_quant[c]]) {
+      bad(where, "its scan starts before quantisation table " + std::to_string(t.frame_quant[c]) +
                      " (used by its frame) is defined; the file is damaged");
     }
   }
@@ -144,23 +147,25 @@ void check_scan_tables(const std::string& b, size_t seg, size_t end, const std::
   const unsigned ns = byte_at(b, seg);
   if (ns < 1 || ns > 4 || seg + 1 + 2 * ns + 3 > end) bad(where, "its scan header is cut off or names " + std::to_string(ns) + " components");
   const unsigned ss = byte_at(b, seg + 1 + 2 * ns), ah = byte_at(b, seg + 3 + 2 * ns) >> 4;
-  const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+  const bool dc = !t.progressive || (ss == 0 && ah == 0), ac = !t.progressive || ss > 0;
   for (unsigned i = 0; i < ns; ++i) {
     const unsigned td = byte_at(b, seg + 2 + 2 * i) >> 4, ta = byte_at(b, seg + 2 + 2 * i) & 15;
-    if ((dc && (td > 3 || !huffman[0][td])) || (ac && (ta > 3 || !huffman[1][ta]))) {
+    if ((dc && (td > 3 || !t.huffman[0][td])) || (ac && (ta > 3 || !t.huffman[1][ta]))) {
       bad(where, "its scan uses a Huffman table (DC " + std::to_string(td) + ", AC " + std::to_string(ta) +
                      ") that no DHT segment before it defined; the file is damaged");
     }
   }
 }
 
+// JPEG: every marker segment is walked before stb sees the file. Debian's stb
+// 2.27 writes past its Huffman arrays for a table of more than 256 codes, so
+// each table is checked here; only the frame kinds whose decode is documented
+// are let through, and the entropy-coded data must be large enough for the
+// blocks the frame declares (a tiny file cannot claim a huge picture).
 void check_jpeg(const std::string& b, const std::string& where) {
   uint64_t w = 0, h = 0, blocks = 0, entropy = 0;
-  bool frame = false, progressive = false;
-  // Tables defined so far (stb decodes with whatever its arrays hold for a
-  // table no DHT/DQT defined: uninitialised memory, a crash or garbage).
-  bool huffman[2][4] = {}, quant[4] = {};
-  unsigned frame_quant[3] = {}, frame_comps = 0;
+  bool frame = false;
+  JpegTables tables;
   size_t at = 2;
   while (at < b.size()) {
     if (byte_at(b, at) != 0xFF) {  // entropy-coded data (after an SOS) up to the next marker
@@ -198,7 +203,7 @@ void check_jpeg(const std::string& b, const std::string& where) {
         }
         if (n > 256) bad(where, "a Huffman table declares " + std::to_string(n) + " codes, more than the 256 a JPEG may have");
         if (p + 17 + n > end) bad(where, "a Huffman table's " + std::to_string(n) + " values run past its segment");
-        huffman[tc][th] = true;
+        tables.huffman[tc][th] = true;
         p += 17 + n;
       }
     } else if (m == 0xDB) {  // DQT: 64 entries of 8 or 16 bits per table
@@ -206,13 +211,13 @@ void check_jpeg(const std::string& b, const std::string& where) {
         const unsigned pq = byte_at(b, p) >> 4, tq = byte_at(b, p) & 15;
         if (pq > 1 || tq > 3) bad(where, "a quantisation table has precision " + std::to_string(pq) + " and slot " + std::to_string(tq));
         if (p + 1 + 64 * (pq + 1) > end) bad(where, "a quantisation table is cut off");
-        quant[tq] = true;
+        tables.quant[tq] = true;
         p += 1 + 64 * (pq + 1);
       }
     } else if (m == 0xC0 || m == 0xC1 || m == 0xC2) {  // SOF0/1/2: baseline, extended, progressive Huffman
       if (frame) bad(where, "it has more than one frame header");
       frame = true;
-      progressive = m == 0xC2;
+      tables.progressive = m == 0xC2;
       if (len < 8) bad(where, "its frame header is cut off");
       const unsigned precision = byte_at(b, seg), comps = byte_at(b, seg + 5);
       h = static_cast<uint64_t>(byte_at(b, seg + 1)) << 8 | byte_at(b, seg + 2);
@@ -224,8 +229,8 @@ void check_jpeg(const std::string& b, const std::string& where) {
                    "JPEGs, not CMYK");
       }
       if (len != 8 + 3 * comps) bad(where, "its frame header's length does not match its components");
-      frame_comps = comps;
-      for (unsigned c = 0; c < comps; ++c) frame_quant[c] = byte_at(b, seg + 8 + 3 * c) & 15;
+      tables.frame_comps = comps;
+      for (unsigned c = 0; c < comps; ++c) tables.frame_quant[c] = byte_at(b, seg + 8 + 3 * c) & 15;
       unsigned hs[3], vs[3], hmax = 1, vmax = 1;
       for (unsigned c = 0; c < comps; ++c) {
         hs[c] = byte_at(b, seg + 7 + 3 * c) >> 4;
@@ -254,7 +259,7 @@ void check_jpeg(const std::string& b, const std::string& where) {
     } else if (m == 0xDA && !frame) {
       bad(where, "its scan starts before its frame header");
     } else if (m == 0xDA) {
-      check_scan_tables(b, seg, end, where, progressive, huffman, quant, frame_quant, frame_comps);
+      check_scan_tables(b, seg, end, where, tables);
     }
     at = end;
   }
