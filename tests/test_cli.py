@@ -183,3 +183,17 @@ def test_cmake_prefix_path():
     prefix = proc.stdout.strip()
     assert prefix == torchport.cmake_prefix_path
     assert os.path.isfile(os.path.join(prefix, "torchport", "torchportConfig.cmake"))
+
+
+def test_export_command_offers_what_the_format_registry_holds():
+    # The parser stays free of torch (quick `torchport inspect`), so it spells the
+    # formats out; this keeps that list equal to the registry's.
+    import argparse
+
+    from torchport import cli, formats
+    from torchport.exporter import EXPORT_FORMATS
+
+    sub = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    export = {a.dest: a for a in sub.choices["export"]._actions}
+    assert tuple(export["format"].choices) == EXPORT_FORMATS
+    assert tuple(export["delegate"].choices) == tuple(d for f in formats.REGISTRY.values() for d in f.delegates)

@@ -69,7 +69,7 @@ def rnn_pte(tmp_path_factory):
 
     torch.manual_seed(0)
     model = build_model("rnn", {"hidden": 4, "layers": 1}).eval()
-    with mock.patch.object(formats, "RNN_UNROLL_WARN_STEPS", 5), \
+    with mock.patch.object(formats.executorch, "RNN_UNROLL_WARN_STEPS", 5), \
             pytest.warns(torchport.ExportWarning, match=r"no LSTM/GRU kernel: lowering RNN unrolls .*aten.lstm: 6 steps"):
         path = torchport.export(model, torch.randn(3, 6, 1), tmp_path_factory.mktemp("rnn") / "rnn.pte",
                                 format="executorch", delegate="none")
@@ -125,7 +125,7 @@ def test_a_pte_that_runs_only_at_the_example_size_is_refused(tmp_path, monkeypat
             a, b = x.split(3, dim=1)
             return a * b
 
-    monkeypatch.setattr(formats, "_SPLIT_AS_SLICES", {})
+    monkeypatch.setattr(formats.executorch, "_SPLIT_AS_SLICES", {})
     with pytest.warns(torchport.ExportWarning, match="at most 4"), pytest.raises(torchport.ExportError,
                        match=r"the exported \.pte fails at input 'x' dim 0 = 1 \(the smallest\), so nothing was written"):
         torchport.export(Split(), torch.randn(4, 6), tmp_path / "split.pte", format="executorch", delegate="none")

@@ -1,7 +1,8 @@
 """The Python package in layers (docs/architecture in README.md): every import in
 python/torchport, function-level ones included, goes to the same layer or a
 lower one, the import graph between modules has no cycle, and no function is
-longer than MAX_FUNCTION_LINES. Parsed with ``ast``; nothing is imported."""
+longer than MAX_FUNCTION_LINES lines of code (signature and docstring not
+counted). Parsed with ``ast``; nothing is imported."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "torchport"
 LAYERS = {
     1: ("_version", "errors", "_ext", "_warnings", "_files", "_report", "_native"),  # core
     2: ("manifest", "native", "comparison", "_onnx_records"),  # contract
-    3: ("formats",),  # formats
-    4: ("exporter", "optimize"),  # export
+    3: ("formats", "optimize"),  # formats (optimize: TorchScript's levels)
+    4: ("exporter",),  # export
     5: ("parity", "benchmark", "tune", "localizer"),  # verify
     6: ("data", "models", "recipes", "train", "checkpoint", "images"),  # train
     7: ("triton",),  # serve
@@ -29,12 +30,10 @@ MAX_FUNCTION_LINES = 80
 #: length when this test was written: each may only shrink (then lower or drop
 #: its entry); a new long function fails.
 LONG_FUNCTIONS = {
-    "cli.py _parser": 234,  # the argument table
-    "exporter.py export": 269,
-    "train.py _fit": 119,
-    "tune.py tune": 113,
-    "benchmark.py bench": 105,
-    "triton.py export_triton": 86,
+    "cli.py _parser": 233,  # the argument table
+    "train.py _fit": 118,
+    "tune.py tune": 95,
+    "benchmark.py bench": 88,
 }
 
 
@@ -114,12 +113,21 @@ def import_cycles(package: Path) -> list[list[str]]:
     return cycles
 
 
+def code_lines(node: ast.FunctionDef) -> int:
+    """A function's length as code: from its first statement after the docstring
+    to its end (the signature is an argument table, the docstring documentation)."""
+    body = node.body[1:] if (len(node.body) > 1 and isinstance(node.body[0], ast.Expr)
+                             and isinstance(node.body[0].value, ast.Constant)
+                             and isinstance(node.body[0].value.value, str)) else node.body
+    return node.end_lineno - body[0].lineno + 1
+
+
 def long_functions(package: Path, limit: int = MAX_FUNCTION_LINES, allowed: dict[str, int] = {}) -> list[str]:
     found = []
     for path in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.lineno + 1
+                lines = code_lines(node)
                 key = f"{path.relative_to(package).as_posix()} {node.name}"
                 if lines > max(limit, allowed.get(key, 0)):
                     found.append(f"{path.relative_to(package)}:{node.lineno} {node.name} is {lines} lines")
@@ -158,13 +166,14 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
         "errors.py": "def f():\n    from torchport.cli import main\n",  # core -> CLI, in a function
         "manifest.py": "from torchport import formats\n",
         "formats.py": "import torchport.manifest\n",  # formats <-> manifest
-        "cli.py": "def main():\n" + "    x = 1\n" * 90,
+        # 90 lines of code after a 2-line signature and a docstring
+        "cli.py": 'def main(a,\n         b):\n    """A docstring."""\n' + "    x = 1\n" * 90,
     })
     assert [w.split(" (")[0] for w in upward_imports(pkg)] == ["torchport.errors:2", "torchport.manifest:1"]
     assert ["formats", "manifest", "formats"] in import_cycles(pkg) or ["manifest", "formats", "manifest"] in import_cycles(pkg)
-    assert long_functions(pkg) == ["cli.py:1 main is 91 lines"]
-    assert long_functions(pkg, allowed={"cli.py main": 91}) == []
-    assert long_functions(pkg, allowed={"cli.py main": 90}) == ["cli.py:1 main is 91 lines"]
+    assert long_functions(pkg) == ["cli.py:1 main is 90 lines"]
+    assert long_functions(pkg, allowed={"cli.py main": 90}) == []
+    assert long_functions(pkg, allowed={"cli.py main": 89}) == ["cli.py:1 main is 90 lines"]
     (pkg / "stray.py").write_text("")
     with pytest.raises(KeyError, match="stray"):
         [layer_of(m) for m in import_graph(pkg)]

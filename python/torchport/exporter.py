@@ -1,5 +1,10 @@
 """Export a model to a torchport artifact: the model (TorchScript, an AOTInductor
-``.pt2`` package or ONNX) plus contract plus golden examples.
+``.pt2`` package, ONNX or an ExecuTorch ``.pte``) plus contract plus golden examples.
+
+``export`` is a driver over ``torchport.formats``: it binds the example to
+``forward``, asks the format to prepare the model, derives the contract (names,
+dynamic and data-dependent dims, the outputs' structure), and has the format
+build and check the bytes before they are written.
 
     >>> import torch, torchport
     >>> model = torch.nn.Linear(4, 2)
@@ -11,46 +16,37 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import inspect
 import io
 import json
 import math
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
 
+from torchport import formats
+from torchport import optimize as levels
+from torchport._ext import load_native
 from torchport._files import write_bytes
 from torchport._version import __version__
-from torchport._warnings import jit
-from torchport.errors import BadArtifactError, BadOptionError, ExportError, ExportWarning
-from torchport.manifest import FeatureSpec, Manifest, TensorSpec, payload_checksum
-from torchport._ext import load_native
+from torchport._warnings import jit as _jit  # noqa: F401 - the one jit-warning filter, imported from here by tests
+from torchport.errors import BadArtifactError, BadOptionError, ExportError, ExportWarning  # noqa: F401 - re-exported
+from torchport.formats import Call as _Call, Format, Job, Prepared, output_tensors
+from torchport.formats.torchscript import CUSTOM_OPS_KEY, METHODS  # noqa: F401 - re-exported
+from torchport.formats.torchscript import compile_module as _compile  # noqa: F401 - imported from here by tests
+from torchport.manifest import FeatureSpec, Manifest, TensorSpec
 
-METHODS = ("auto", "script", "trace")
 #: what ``export(format=...)`` accepts; "all" writes every format side by side
-EXPORT_FORMATS = ("torchscript", "aoti", "onnx", "executorch", "all")
-
-
-#: metadata key of the operators outside aten::/prim:: the exported graph calls
-CUSTOM_OPS_KEY = "torchport.custom_ops"
-
-
-_jit = jit  # the one jit-warning filter (torchport._warnings)
+EXPORT_FORMATS = (*formats.REGISTRY, "all")
+_outputs_tuple = output_tensors  # the runtime's flattening of forward's outputs
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the manifest's dtype names)."""
     return str(dtype).replace("torch.", "")
-
-
-def _outputs_tuple(out: Any) -> tuple[torch.Tensor, ...]:
-    """The model's output tensors, flattened depth first (the manifest's output order)."""
-    return tuple(load_native().describe_outputs(out).tensors)
 
 
 def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
@@ -69,20 +65,6 @@ def _forward_arg_names(model: torch.nn.Module, count: int) -> list[str]:
 
 #: the non-tensor argument types a manifest can carry (its "constants")
 _CONSTANT_TYPES = (bool, int, float, str, type(None))
-
-
-@dataclasses.dataclass
-class _Call:
-    """How export calls ``forward``: the tensor inputs by parameter name, the
-    non-tensor arguments (export's value or the default) and how the example was given."""
-
-    names: list[str]                 # the parameters that take the tensors, in forward's order
-    tensors: tuple[torch.Tensor, ...]
-    constants: dict[str, Any]        # every other parameter, by name
-    changed: dict[str, Any]          # constants given a value other than their default
-    args: tuple[Any, ...]            # the example as the user gave it
-    kwargs: dict[str, Any]
-    by_keyword: bool                 # given as keywords (or a dict), or with non-tensor arguments
 
 
 def _bind(model: torch.nn.Module, example_inputs: Any, example_kwargs: Optional[Mapping[str, Any]]) -> _Call:
@@ -274,57 +256,6 @@ def _output_shapes(
     return shapes, [tuple(sorted(dd)) for dd in data_dependent]
 
 
-def _reason(e: BaseException) -> str:
-    """The whole message of a failure (TorchScript puts the failing construct
-    and its file and line after the first line), without blank lines."""
-    text = "\n".join(line for line in str(e).strip().splitlines() if line.strip())
-    return text or type(e).__name__
-
-
-def _compile(model: torch.nn.Module, call: _Call, method: str, strict: bool):
-    def trace(script_failure: Optional[str] = None):
-        if call.changed:
-            why = (f"forward() arguments {call.changed} differ from their defaults, and a traced model cannot "
-                   "carry non-tensor arguments (scripting can)")
-            raise ExportError(why if script_failure is None else f"torch.jit.script failed:\n{script_failure}\n"
-                              f"and tracing cannot take over: {why}")
-        try:
-            if call.by_keyword:
-                return _jit(torch.jit.trace, model, example_kwarg_inputs=dict(zip(call.names, call.tensors)),
-                            strict=strict), "trace"
-            return _jit(torch.jit.trace, model, call.tensors, strict=strict), "trace"
-        except Exception as e:  # noqa: BLE001 - tracing fails with many error types
-            if script_failure is None:
-                raise ExportError(f"torch.jit.trace failed: {_reason(e)}") from e
-            raise ExportError(
-                f"both compilers failed.\ntorch.jit.script failed:\n{script_failure}\n"
-                f"torch.jit.trace failed:\n{_reason(e)}"
-            ) from e
-
-    if method == "trace":
-        return trace()
-    try:
-        return _jit(torch.jit.script, model), "script"
-    except Exception as e:  # noqa: BLE001 - scripting fails with many error types
-        if method == "script":
-            raise ExportError(
-                f"torch.jit.script failed (method='auto' would fall back to tracing):\n{_reason(e)}"
-            ) from e
-        warnings.warn(
-            f"torch.jit.script failed; exporting with torch.jit.trace instead, which records the path taken on "
-            f"the example inputs: data-dependent control flow is frozen. The reason:\n{_reason(e)}",
-            ExportWarning,
-            stacklevel=3,
-        )
-        return trace(_reason(e))
-
-
-def _custom_ops(module) -> list[str]:
-    from torchport.formats import custom_ops  # the one walk
-
-    return custom_ops(module)
-
-
 def _bounds(model: torch.nn.Module, given: Optional[Mapping[str, Any]], dynamic: dict[str, DimNames],
             names: list[str], inputs: tuple[torch.Tensor, ...]) -> dict[str, dict[str, int]]:
     """{dim name: {"min", "max"}}: the user's bounds, else the model's position
@@ -352,12 +283,6 @@ def _bounds(model: torch.nn.Module, given: Optional[Mapping[str, Any]], dynamic:
             if label and label != "batch" and label not in out and not t.is_floating_point():
                 out[label] = {"min": 1, "max": positions}
     return out
-
-
-def _archive(module, extra_files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    _jit(torch.jit.save, module, buf, _extra_files=extra_files)
-    return buf.getvalue()
 
 
 def export(
@@ -435,237 +360,159 @@ def export(
         ...        dynamic_dims={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
         ...        metadata={"labels": ["neg", "pos"]})
     """
+    fmt = _check_options(model, path, format, method, delegate, optimize, metadata)
+    path = Path(path)
+    if format == "all":
+        return _export_all(model, example_inputs, path, overwrite, example_kwargs=example_kwargs,
+                           dim_bounds=dim_bounds, method=method, input_names=input_names, output_names=output_names,
+                           dynamic_dims=dynamic_dims, metadata=metadata, name=name, labels=labels, features=features,
+                           images=images)
+    if path.exists() and not overwrite:
+        raise BadOptionError(f"path: '{path}' already exists; pass overwrite=True to replace it")
+    job = _job(model, example_inputs, example_kwargs, input_names, dynamic_dims, images, path, fmt,
+               method=method, optimize=optimize, delegate=delegate)
+    bounds = _bounds(model, dim_bounds, job.dynamic, job.names, job.inputs)
+    prepared = fmt.prepare(job)
+    job.layout = _carried_layout(job, fmt, prepared)
+    job.output_names = _names(output_names, list(job.layout.names), "output_names")
+    shapes = _output_shapes(lambda t: output_tensors(prepared.run(t)), job.inputs, job.layout, job.dynamic, job.names)
+    golden = _golden(job.inputs, job.layout.tensors)
+    manifest = _manifest(job, fmt, prepared, shapes, bounds, name=name, metadata=metadata, labels=labels,
+                         features=features, images=images)
+    data = fmt.build(job, prepared, manifest, golden)
+    # Checked by the runtime that will run it before anything is written:
+    # export never leaves a file that its runtime refuses.
+    fmt.check(job, data, manifest)
+    write_bytes(path, data, overwrite=overwrite)
+    return path
+
+
+def _check_options(model, path, format: str, method: str, delegate: Optional[str], optimize: str,
+                   metadata: Optional[Mapping[str, Any]]) -> Optional[Format]:
+    """The format export writes (None for "all"), once every option is known good."""
     if method not in METHODS:
         raise BadOptionError(f"method: expected one of {METHODS}, got {method!r}")
     if format not in EXPORT_FORMATS:
         raise BadOptionError(f"format: expected one of {EXPORT_FORMATS}, got {format!r}")
+    fmt = formats.get(format) if format != "all" else None
     if delegate is not None:
-        from torchport.formats import DELEGATES
-
-        if format != "executorch":
-            raise BadOptionError(f"delegate: applies to format 'executorch', got format {format!r}")
-        if delegate not in DELEGATES:
-            raise BadOptionError(f"delegate: expected one of {DELEGATES}, got {delegate!r}")
-    from torchport import optimize as levels
-
+        takers = [f.name for f in formats.REGISTRY.values() if f.delegates]
+        if fmt is None or not fmt.delegates:
+            raise BadOptionError(f"delegate: applies to format {' or '.join(map(repr, takers))}, got format {format!r}")
+        if delegate not in fmt.delegates:
+            raise BadOptionError(f"delegate: expected one of {fmt.delegates}, got {delegate!r}")
     levels.check_level(optimize)
-    if optimize != "none" and format != "torchscript":
-        raise BadOptionError(f"optimize={optimize!r} applies to TorchScript; format {format!r} takes only 'none'")
+    if optimize != "none" and (fmt is None or not fmt.optimizes):
+        takers = [f.title for f in formats.REGISTRY.values() if f.optimizes]
+        raise BadOptionError(f"optimize={optimize!r} applies to {' and '.join(takers)}; format {format!r} takes "
+                             "only 'none'")
     if not isinstance(model, torch.nn.Module):
         raise BadOptionError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    meta = dict(metadata or {})
     try:
-        json.dumps(meta)
+        json.dumps(dict(metadata or {}))
     except TypeError as e:
         raise BadOptionError(f"metadata: must be JSON-serialisable ({e})") from None
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise BadOptionError(f"path: folder '{path.parent}' does not exist")
-    if format == "all":
-        from torchport.formats import FORMATS, SUFFIXES, cross_check
+    if not Path(path).parent.is_dir():
+        raise BadOptionError(f"path: folder '{Path(path).parent}' does not exist")
+    return fmt
 
-        targets = {f: path.with_suffix(SUFFIXES[f]) for f in FORMATS}
-        existing = [str(p) for p in targets.values() if p.exists()]
-        if existing and not overwrite:
-            raise BadOptionError(f"path: {existing} already exist; pass overwrite=True to replace them")
-        written = {
-            f: export(model, example_inputs, p, example_kwargs=example_kwargs, dim_bounds=dim_bounds,
-                      method=method, input_names=input_names, output_names=output_names,
-                      dynamic_dims=dynamic_dims, metadata=metadata, name=name, overwrite=overwrite, format=f,
-                      labels=labels, features=features, images=images)
-            for f, p in targets.items()
-        }
-        cross_check(written)
-        return written
-    if path.exists() and not overwrite:
-        raise BadOptionError(f"path: '{path}' already exists; pass overwrite=True to replace it")
 
+def _export_all(model, example_inputs, path: Path, overwrite: bool, **options) -> dict[str, Path]:
+    """Each format of ``formats.FORMATS`` beside ``path``, checked against each other."""
+    targets = {f: path.with_suffix(formats.SUFFIXES[f]) for f in formats.FORMATS}
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not overwrite:
+        raise BadOptionError(f"path: {existing} already exist; pass overwrite=True to replace them")
+    written = {f: export(model, example_inputs, p, overwrite=overwrite, format=f, **options)
+               for f, p in targets.items()}
+    formats.cross_check(written)
+    return written
+
+
+def _job(model, example_inputs, example_kwargs, input_names, dynamic_dims, images, path: Path, fmt: Format,
+         **options) -> Job:
+    """The example bound to ``forward``, run once in eval mode (the outputs' layout
+    by the runtime's rule), the inputs' names and dynamic dims."""
     call = _bind(model, example_inputs, example_kwargs)
-    inputs = call.tensors
     model.eval()
-    native = load_native()
     with torch.inference_mode():
         returned = model(*call.args, **call.kwargs)
     # The runtime's rule decides what is carried, the order and the names.
-    layout = native.describe_outputs(returned)
-    in_names = _names(input_names, call.names, "input_names")
-    dynamic = _dynamic(dynamic_dims, in_names, inputs)
-    if set(images or {}) - set(in_names):
-        raise BadOptionError(f"images: unknown input names {sorted(set(images or {}) - set(in_names))}; inputs are {in_names}")
-    bounds = _bounds(model, dim_bounds, dynamic, in_names, inputs)
+    layout = load_native().describe_outputs(returned)
+    names = _names(input_names, call.names, "input_names")
+    unknown = set(images or {}) - set(names)
+    if unknown:
+        raise BadOptionError(f"images: unknown input names {sorted(unknown)}; inputs are {names}")
+    return Job(model, call, names, _dynamic(dynamic_dims, names, call.tensors), layout, path, fmt.name,
+               returned=returned, **options)
 
-    def call_as_exported(fn, tensors):
-        """Calls `fn` (the compiled module or the model) on tensors in input order, as export called forward."""
-        if call.by_keyword and (format == "torchscript" or call.kwargs):
-            return fn(**dict(zip(call.names, tensors)), **constants_for(fn))
-        return fn(*tensors)
 
-    def runner(fn):
-        return lambda tensors: tuple(native.describe_outputs(call_as_exported(fn, tensors)).tensors)
+def _carried_layout(job: Job, fmt: Format, prepared: Prepared):
+    """The outputs' layout as the artifact carries it: a list that follows the
+    batch (found by running ``prepared`` at twice the batch) becomes a list per
+    batch element, where the format carries those."""
+    batched = [(i, d) for i, n in enumerate(job.names) for d, label in job.dynamic[n].items() if label == "batch"]
+    if not batched or not job.layout.structure_json:
+        return job.layout
+    batch = job.inputs[batched[0][0]].shape[batched[0][1]]
+    doubled = list(job.inputs)
+    for i, d in batched:
+        doubled[i] = torch.cat([doubled[i], doubled[i]], dim=d)
+    try:
+        with torch.inference_mode():
+            again = prepared.run(tuple(doubled))
+    except Exception:  # noqa: BLE001 - a model may refuse other batches: its lists keep their length
+        return job.layout
+    layout = load_native().describe_outputs(job.returned, batch=batch, at_other_batch=again, other_batch=2 * batch)
+    if layout.schema >= 3 and not fmt.per_batch_lists:
+        item = next(n for n in layout.names if "*" in n)
+        raise BadOptionError(f"output '{item}': a list with one item per batch element is carried by TorchScript "
+                             f"artifacts only, not format={fmt.name!r}; export it as 'torchscript', or with a fixed "
+                             "batch (dynamic_dims without 'batch')")
+    return layout if fmt.per_batch_lists else job.layout
 
-    def per_batch(fn):
-        """The layout again, now with `fn` run at twice the batch: a list that
-        follows the batch becomes a list per batch element."""
-        batched = [(i, d) for i, n in enumerate(in_names) for d, label in dynamic[n].items() if label == "batch"]
-        if not batched or not layout.structure_json:
-            return layout
-        batch = inputs[batched[0][0]].shape[batched[0][1]]
-        doubled = list(inputs)
-        for i, d in batched:
-            doubled[i] = torch.cat([doubled[i], doubled[i]], dim=d)
-        try:
-            with torch.inference_mode():
-                again = call_as_exported(fn, tuple(doubled))
-        except Exception:  # noqa: BLE001 - a model may refuse other batches: its lists keep their length
-            return layout
-        return native.describe_outputs(returned, batch=batch, at_other_batch=again, other_batch=2 * batch)
 
-    def constants_for(fn):
-        # A scripted module takes every argument; a traced one only its tensors.
-        return call.constants if isinstance(fn, torch.jit.ScriptModule) and used == "script" else call.changed
-
-    optional: set[str] = set()
-    custom_ops: list[str] = []
-    if format == "torchscript":
-        module, used = _compile(model, call, method, strict=not layout.structure_json)
-        layout = per_batch(module)  # the compiled module, not the model, must follow the batch
-        out_shapes, data_dependent = _output_shapes(runner(module), inputs, layout, dynamic, in_names)
-        if used == "script":
-            schema = {a.name: str(a.type) for a in module.forward.schema.arguments}
-            optional = {n for n, p in zip(in_names, call.names) if schema.get(p, "").startswith("Optional[")}
-        custom_ops = _custom_ops(module)
-        # Shapes come from the general graph above; the level is measured against eager.
-        if optimize != "none" and (call.by_keyword or call.changed):
-            raise BadOptionError(f"optimize={optimize!r}: levels apply to models called with positional tensors; "
-                                 "keyword inputs and non-default non-tensor arguments take optimize='none'")
-        module = levels.apply(module, optimize)
-        if optimize != "none":
-            batched = [dynamic[n].get(0) == "batch" for n in in_names]
-            measured = levels.measure(levels.for_inference(module, optimize), model, inputs, batched, optimize,
-                                      _outputs_tuple)
-            meta[levels.METADATA_KEY] = {"level": optimize, "max_abs_diff": measured["max_abs_diff"],
-                                         "safety_factor": measured["safety_factor"]}
-    else:
-        from torchport import formats
-
-        if call.kwargs or call.changed:
-            raise BadOptionError(f"format={format!r}: keyword inputs and non-default non-tensor arguments are "
-                                 "carried by TorchScript artifacts only; pass the tensors positionally")
-        used = formats.EXPORT_METHODS[format]
-        at_two_batches = per_batch(model)
-        if at_two_batches.schema >= 3:
-            item = next(n for n in at_two_batches.names if "*" in n)
-            raise BadOptionError(f"output '{item}': a list with one item per batch element is carried by TorchScript "
-                                 f"artifacts only, not format={format!r}; export it as 'torchscript', or with a fixed "
-                                 "batch (dynamic_dims without 'batch')")
-        out_shapes, data_dependent = _output_shapes(runner(model), inputs, layout, dynamic, in_names)
-    if custom_ops:
-        meta[CUSTOM_OPS_KEY] = custom_ops
-    outputs, specs = tuple(layout.tensors), layout.specs
-    out_names = _names(output_names, list(layout.names), "output_names")
-
+def _golden(inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> bytes:
+    """The golden examples' bytes: the inputs and every output at the example batch."""
     golden = io.BytesIO()
-    torch.save(
-        {
-            "inputs": [t.cpu().contiguous().clone() for t in inputs],
-            "outputs": [o.cpu().contiguous().clone() for o in outputs],  # every element's, at the example batch
-        },
-        golden,
-    )
+    torch.save({"inputs": [t.cpu().contiguous().clone() for t in inputs],
+                "outputs": [o.cpu().contiguous().clone() for o in outputs]}, golden)
+    return golden.getvalue()
+
+
+def _manifest(job: Job, fmt: Format, prepared: Prepared, shapes, bounds, *, name, metadata, labels, features,
+              images) -> Manifest:
+    """The contract, checked against the runtime's rules (dtypes, names, metadata)."""
+    out_shapes, data_dependent = shapes
+    outputs, specs = tuple(job.layout.tensors), job.layout.specs
+    dynamic = job.dynamic
     manifest = Manifest(
-        name=name or type(model).__name__,
-        inputs=[
-            TensorSpec(n, dtype_name(t.dtype), tuple(dynamic[n][d] if d in dynamic[n] else s for d, s in enumerate(t.shape)),
-                       optional=n in optional, image=(images or {}).get(n))
-            for n, t in zip(in_names, inputs)
-        ],
+        name=name or job.model_name,
+        inputs=[TensorSpec(n, dtype_name(t.dtype), tuple(dynamic[n].get(d, s) for d, s in enumerate(t.shape)),
+                           optional=n in prepared.optional, image=(images or {}).get(n))
+                for n, t in zip(job.names, job.inputs)],
         outputs=[TensorSpec(n, dtype_name(outputs[specs.index(k)].dtype), s, data_dependent=dd)
-                 for k, (n, s, dd) in enumerate(zip(out_names, out_shapes, data_dependent))],
+                 for k, (n, s, dd) in enumerate(zip(job.output_names, out_shapes, data_dependent))],
         dims=bounds,
-        constants=call.constants,
-        structure=json.loads(layout.structure_json) if layout.structure_json else None,
-        schema=layout.schema,  # 3 only when the structure needs it: older runtimes read the rest
+        constants=job.call.constants,
+        structure=json.loads(job.layout.structure_json) if job.layout.structure_json else None,
+        schema=job.layout.schema,  # 3 only when the structure needs it: older runtimes read the rest
         torchport_version=__version__,
         torch_version=torch.__version__,
-        export_method=used,
+        export_method=prepared.export_method,
         created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        metadata=meta,
+        metadata={**dict(metadata or {}), **prepared.metadata},
         golden=True,
-        format=format,
+        format=fmt.name,
         labels=[str(v) for v in labels or []],
         features=[f if isinstance(f, FeatureSpec) else FeatureSpec(f["name"], f.get("type", "numeric"),
                                                                    tuple(f.get("vocabulary", ())))
                   for f in features or []],
-        optimize=optimize if format == "torchscript" else "",
+        optimize=job.optimize if fmt.optimizes else "",
+        tolerance=prepared.tolerance,
     )
-    if format == "torchscript" and optimize != "none":
-        manifest.tolerance = {"atol": measured["atol"], "rtol": 0.0}
-    try:  # the runtime's rules decide what a manifest may hold (dtypes, names, metadata)
-        manifest.validated(f"export of '{path}': manifest")
+    try:
+        manifest.validated(f"export of '{job.path}': manifest")
     except BadArtifactError as e:
         raise ExportError(f"the runtime would refuse this artifact: {e}") from None
-    if format != "torchscript":
-        return _export_other(format, model, inputs, dynamic, in_names, out_names, manifest, golden.getvalue(), path,
-                             overwrite, delegate)
-    # The checksum covers the records and the manifest without its checksum
-    # field (the runtime's rule), so it is taken from a first save whose
-    # manifest has none yet; the records do not change between saves.
-    manifest.checksum = ""
-    manifest.checksum = payload_checksum(_archive(
-        module, {native.MANIFEST_FILE: manifest.to_json().encode(), native.GOLDEN_FILE: golden.getvalue()}))
-    data = _archive(module, {native.MANIFEST_FILE: manifest.to_json().encode(), native.GOLDEN_FILE: golden.getvalue()})
-    if payload_checksum(data) != manifest.checksum:
-        raise ExportError("torch.jit.save wrote different model records on two saves; cannot checksum the payload")
-    # Loaded by the runtime's own reader before anything is written: export
-    # never leaves a file that the runtime refuses.
-    try:
-        loaded = native.load_from_memory(data, str(path))
-    except (BadArtifactError, BadOptionError) as e:
-        raise ExportError(f"the runtime refuses the exported model, so nothing was written: {e}") from None
-    if optimize != "none":  # the runtime must reproduce eager within the recorded tolerance
-        check = json.loads(loaded.selfcheck())
-        if not check["ok"]:
-            raise ExportError(f"optimize={optimize!r}: the runtime's outputs are not within the measured tolerance "
-                              f"of eager's, so nothing was written: {check}")
-    write_bytes(path, data, overwrite=overwrite)
-    return path
-
-
-def _export_other(fmt: str, model, inputs, dynamic, in_names, out_names, manifest: Manifest, golden: bytes,
-                  path: Path, overwrite: bool, delegate: Optional[str] = None) -> Path:
-    """The .pt2, .pte or ONNX artifact, checked by the runtime that will run it before it is written."""
-    from torchport import formats
-
-    manifest.tolerance = formats.tolerance(fmt, delegate)
-    if fmt == "executorch":
-        delegate = delegate or formats.DELEGATES[0]
-        program, seconds = formats.compile_executorch(model, inputs, dynamic, in_names, delegate)
-        import executorch.version
-
-        bounds = formats.pte_input_bounds(program)
-        manifest.metadata[formats.COMPILE_KEY] = {
-            "seconds": round(seconds, 2), "torch": torch.__version__, "executorch": executorch.version.__version__,
-            "delegate": delegate, "dim_max": formats.EXECUTORCH_DIM_MAX, "input_bounds": bounds,
-        }
-        low = [f"input '{n}' dim {d}: at most {b[d]}" for n, b in zip(in_names, bounds)
-               for d in dynamic.get(n, {}) if d < len(b) and b[d] < formats.EXECUTORCH_DIM_MAX]
-        if low:
-            warnings.warn(
-                f"ExecuTorch ({delegate}) planned memory for smaller dynamic dims than the {formats.EXECUTORCH_DIM_MAX} "
-                f"asked for ({'; '.join(low)}); larger inputs are refused at run time (BadInputError)",
-                ExportWarning, stacklevel=3)
-        data = formats.package_executorch(program, manifest, golden)
-    elif fmt == "aoti":
-        package, seconds = formats.compile_aoti(model, inputs, dynamic, in_names)
-        manifest.metadata[formats.COMPILE_KEY] = {
-            "seconds": round(seconds, 2), "torch": torch.__version__, "inductor_configs": formats.INDUCTOR_CONFIGS,
-        }
-        data = formats.package_aoti(package, manifest, golden)
-    else:
-        data = formats.export_onnx(model, inputs, dynamic, in_names, out_names, manifest, golden)
-    formats.runtime_check(fmt, data, str(path), manifest.tolerance)
-    if fmt == "executorch":
-        # the sizes the manifest allows beyond the example's: 1 and the planned bound
-        formats.executorch_extremes_check(model, data, str(path), inputs, dynamic, in_names, bounds, manifest.tolerance)
-    write_bytes(path, data, overwrite=overwrite)
-    return path
+    return manifest
