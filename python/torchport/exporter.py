@@ -371,13 +371,13 @@ def export(
         raise BadOptionError(f"path: '{path}' already exists; pass overwrite=True to replace it")
     job = _job(model, example_inputs, example_kwargs, input_names, dynamic_dims, images, path, fmt,
                method=method, optimize=optimize, delegate=delegate)
-    bounds = _bounds(model, dim_bounds, job.dynamic, job.names, job.inputs)
+    job.bounds = _bounds(model, dim_bounds, job.dynamic, job.names, job.inputs)
     prepared = fmt.prepare(job)
     job.layout = _carried_layout(job, fmt, prepared)
     job.output_names = _names(output_names, list(job.layout.names), "output_names")
     shapes = _output_shapes(lambda t: output_tensors(prepared.run(t)), job.inputs, job.layout, job.dynamic, job.names)
     golden = _golden(job.inputs, job.layout.tensors)
-    manifest = _manifest(job, fmt, prepared, shapes, bounds, name=name, metadata=metadata, labels=labels,
+    manifest = _manifest(job, fmt, prepared, shapes, name=name, metadata=metadata, labels=labels,
                          features=features, images=images)
     data = fmt.build(job, prepared, manifest, golden)
     # Checked by the runtime that will run it before anything is written:
@@ -480,7 +480,7 @@ def _golden(inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> 
     return golden.getvalue()
 
 
-def _manifest(job: Job, fmt: Format, prepared: Prepared, shapes, bounds, *, name, metadata, labels, features,
+def _manifest(job: Job, fmt: Format, prepared: Prepared, shapes, *, name, metadata, labels, features,
               images) -> Manifest:
     """The contract, checked against the runtime's rules (dtypes, names, metadata)."""
     out_shapes, data_dependent = shapes
@@ -493,7 +493,7 @@ def _manifest(job: Job, fmt: Format, prepared: Prepared, shapes, bounds, *, name
                 for n, t in zip(job.names, job.inputs)],
         outputs=[TensorSpec(n, dtype_name(outputs[specs.index(k)].dtype), s, data_dependent=dd)
                  for k, (n, s, dd) in enumerate(zip(job.output_names, out_shapes, data_dependent))],
-        dims=bounds,
+        dims=job.bounds,
         constants=job.call.constants,
         structure=json.loads(job.layout.structure_json) if job.layout.structure_json else None,
         schema=job.layout.schema,  # 3 only when the structure needs it: older runtimes read the rest

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import torch
 
-from torchport.errors import BadOptionError, ExportError
+from torchport.errors import ExportError
 from torchport.formats._core import Job, Prepared, Tolerance
 
 
@@ -19,22 +19,53 @@ def _identifier(text: str) -> str:
     return name if name and not name[0].isdigit() else f"d_{name}"
 
 
-def dynamic_shapes(dynamic: dict[str, dict[int, Optional[str]]], names: list[str], max: Optional[int] = None) -> tuple:
+def dynamic_shapes(job: Job, max: Optional[int] = None) -> tuple:
     """The manifest's dynamic dims as ``torch.export`` ``dynamic_shapes``: one
     ``Dim`` per name, shared by every dim with that name (so export knows they
-    are equal), and one per unnamed dim; each at most ``max`` when given."""
-    bound = {} if max is None else {"max": max}
+    are equal), and one per unnamed dim. A named dim is at most its bound in the
+    manifest (``dim_bounds``, or the model's ``max_position_embeddings``), and
+    every dim at most ``max`` when given."""
     shared: dict[str, Any] = {}
     spec = []
-    for n in names:
+    for n in job.names:
         dims = {}
-        for d, label in sorted(dynamic.get(n, {}).items()):
+        for d, label in sorted(job.dynamic.get(n, {}).items()):
+            upper = job.asked_bound(n, d, max)
+            bound = {} if upper is None else {"max": upper}
             if label is None:
                 dims[d] = torch.export.Dim(_identifier(f"{n}_dim{d}"), **bound)
             else:
                 dims[d] = shared.setdefault(label, torch.export.Dim(_identifier(label), **bound))
         spec.append(dims or None)
     return tuple(spec)
+
+
+class _ByName(torch.nn.Module):
+    """A keyword-called model as one that takes its tensors positionally, in the
+    manifest's order, with the non-tensor arguments export used fixed: what
+    torch.export captures, so that every runtime feeds the inputs in that order."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str], constants: dict[str, Any]) -> None:
+        super().__init__()
+        self.model, self.names, self.constants = model, list(names), dict(constants)
+
+    def forward(self, *tensors):
+        return self.model(**dict(zip(self.names, tensors)), **self.constants)
+
+
+def shapes_for(module: torch.nn.Module, job: Job, max: Optional[int] = None) -> tuple:
+    """``dynamic_shapes`` for ``module`` from ``example``: ``_ByName`` takes its
+    tensors as one ``*tensors`` argument."""
+    spec = dynamic_shapes(job, max)
+    return (spec,) if isinstance(module, _ByName) else spec
+
+
+def example(job: Job) -> tuple[torch.nn.Module, tuple]:
+    """(module, example args) that torch.export captures: the model on its tensors,
+    or for a keyword call the model behind ``_ByName``."""
+    if not job.call.by_keyword:
+        return job.model, tuple(job.inputs)
+    return _ByName(job.model, job.call.names, job.call.constants).eval(), tuple(job.inputs)
 
 
 _CALL = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.+)')
@@ -55,11 +86,12 @@ def _where(e: BaseException) -> str:
     return "unknown location"
 
 
-def capture(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str], max: Optional[int] = None):
-    """``torch.export.export`` of ``model``; an ExportError naming the construct
-    and line it could not capture, and suggesting TorchScript, otherwise."""
+def capture(job: Job, max: Optional[int] = None):
+    """``torch.export.export`` of the job's model; an ExportError naming the
+    construct and line it could not capture, and suggesting TorchScript, otherwise."""
+    module, args = example(job)
     try:
-        return torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes(dynamic, names, max), strict=False)
+        return torch.export.export(module, args, dynamic_shapes=shapes_for(module, job, max), strict=False)
     except Exception as e:  # noqa: BLE001 - torch.export raises many error types
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         # The first line, plus torch's own explanation of a violated shape
@@ -67,7 +99,7 @@ def capture(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[st
         reason = " ".join([lines[0] if lines else type(e).__name__]
                           + [line[2:].split(". If you")[0] for line in lines[1:] if line.startswith("- ")])
         raise ExportError(
-            f"torch.export could not capture {type(model).__name__}: {reason} "
+            f"torch.export could not capture {job.model_name}: {reason} "
             f"({type(e).__name__} at {_where(e)}). Data-dependent control flow and constructs torch.export "
             "does not support need rewriting (torch.cond, torch._check); or export with format='torchscript', "
             "which scripts such code"
@@ -76,9 +108,6 @@ def capture(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[st
 
 def prepare_exported(job: Job, export_method: str, tolerance: Tolerance) -> Prepared:
     """``Format.prepare`` of the formats captured with torch.export: the model
-    itself runs, on positional tensors; what only TorchScript carries is refused."""
-    if job.call.kwargs or job.call.changed:
-        raise BadOptionError(f"format={job.format!r}: keyword inputs and non-default non-tensor arguments are "
-                             "carried by TorchScript artifacts only; pass the tensors positionally")
-    return Prepared(run=lambda tensors: job.model(*tensors), export_method=export_method,
-                    tolerance=dict(tolerance) if tolerance else None)
+    itself runs, called as export called it (tensors by name for a keyword call,
+    with the non-tensor arguments, which the capture makes constants)."""
+    return Prepared(run=job.run_model, export_method=export_method, tolerance=dict(tolerance) if tolerance else None)

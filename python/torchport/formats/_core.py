@@ -59,6 +59,7 @@ class Job:
     delegate: Optional[str] = None    # ExecuTorch's delegate
     output_names: list[str] = dataclasses.field(default_factory=list)  # set once the layout is final
     returned: Any = None              # what the model returned on the example (the layout's source)
+    bounds: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # named dims' {"min", "max"}
 
     @property
     def inputs(self) -> tuple[torch.Tensor, ...]:
@@ -67,6 +68,20 @@ class Job:
     @property
     def model_name(self) -> str:
         return type(self.model).__name__
+
+    def run_model(self, tensors: Sequence[torch.Tensor]) -> Any:
+        """The eager model on tensors in input order, called as export called it:
+        for a keyword call, by name with the non-tensor arguments."""
+        if self.call.by_keyword:
+            return self.model(**dict(zip(self.call.names, tensors)), **self.call.constants)
+        return self.model(*tensors)
+
+    def asked_bound(self, name: str, dim: int, cap: Optional[int] = None) -> Optional[int]:
+        """The largest size an export may plan input ``name`` dim ``dim`` for: its
+        name's bound in the manifest, at most ``cap``; None when unbounded."""
+        label = self.dynamic.get(name, {}).get(dim)
+        limits = [m for m in (cap, self.bounds.get(label, {}).get("max") if label else None) if m is not None]
+        return min(limits) if limits else None
 
 
 @dataclasses.dataclass

@@ -52,9 +52,9 @@ def _repack(package: bytes, extra: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def compile_aoti(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str]) -> tuple[bytes, float]:
+def compile_aoti(job: Job) -> tuple[bytes, float]:
     """(package bytes, compile seconds): torch.export, then AOTInductor with freezing."""
-    program = capture(model, inputs, dynamic, names)
+    program = capture(job)
     with tempfile.TemporaryDirectory(prefix="torchport-aoti-") as tmp:
         start = time.perf_counter()
         try:
@@ -62,7 +62,7 @@ def compile_aoti(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: li
                 program, package_path=os.path.join(tmp, "model.pt2"), inductor_configs=dict(INDUCTOR_CONFIGS)
             )
         except Exception as e:  # noqa: BLE001 - Inductor raises many error types
-            raise ExportError(f"AOTInductor could not compile {type(model).__name__}: {first_line(e)}") from e
+            raise ExportError(f"AOTInductor could not compile {job.model_name}: {first_line(e)}") from e
         seconds = time.perf_counter() - start
         return Path(package).read_bytes(), seconds
 
@@ -86,7 +86,7 @@ def _prepare(job: Job) -> Prepared:
 
 
 def _build(job: Job, prepared: Prepared, manifest: Manifest, golden: bytes) -> bytes:
-    package, seconds = compile_aoti(job.model, job.inputs, job.dynamic, job.names)
+    package, seconds = compile_aoti(job)
     manifest.metadata[COMPILE_KEY] = {
         "seconds": round(seconds, 2), "torch": torch.__version__, "inductor_configs": INDUCTOR_CONFIGS,
     }

@@ -23,7 +23,7 @@ from torchport.errors import BadOptionError, ExportError, NativeUnavailableError
 from torchport.formats._capture import capture, prepare_exported
 from torchport.formats._core import (
     COMPILE_KEY, Format, Job, Prepared, Tolerance, check_outputs, first_line, load_checked, native_check,
-    run_native_file, warn_user,
+    output_tensors, run_native_file, warn_user,
 )
 from torchport.manifest import Manifest, payload_checksum
 
@@ -107,13 +107,13 @@ def _recurrent_steps(program) -> list[tuple[str, int]]:
     return found
 
 
-def compile_executorch(model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str],
-                       delegate: str) -> tuple[bytes, float]:
+def compile_executorch(job: Job, delegate: str) -> tuple[bytes, float]:
     """(.pte bytes, lowering seconds): torch.export with bounded dims (``split``
     as slices, see ``_SPLIT_AS_SLICES``), then ExecuTorch's edge lowering (to
     ``delegate``) and ``.to_executorch()``."""
     exir = _executorch()
-    program = capture(model, inputs, dynamic, names, max=EXECUTORCH_DIM_MAX).run_decompositions(_SPLIT_AS_SLICES)
+    model = job.model
+    program = capture(job, max=EXECUTORCH_DIM_MAX).run_decompositions(_SPLIT_AS_SLICES)
     long = [f"aten.{op}: {steps} steps" for op, steps in _recurrent_steps(program) if steps > RNN_UNROLL_WARN_STEPS]
     if long:
         warn_user(
@@ -187,12 +187,12 @@ def _resized(t: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return torch.cat([t] * reps, dim).narrow(dim, 0, size).contiguous() if reps > 1 else t.narrow(dim, 0, size).contiguous()
 
 
-def executorch_extremes_check(model: torch.nn.Module, data: bytes, where: str, inputs: tuple, dynamic: dict,
-                              names: list[str], bounds: list[list[int]], tol: Optional[dict[str, float]]) -> list[str]:
+def executorch_extremes_check(job: Job, data: bytes, bounds: list[list[int]], tol: Tolerance) -> list[str]:
     """The .pte run by the torchport runtime at each dynamic dim's extremes (1 and
     the size ExecuTorch planned memory for), one dim (or set of dims sharing a
     name) at a time, against eager within ``tol``: a file that works only at the
     example's size is refused (ExportError). Returns the sizes checked."""
+    inputs, dynamic, names, where = job.inputs, job.dynamic, job.names, str(job.path)
     groups: dict[Any, list[tuple[int, int]]] = {}
     for i, n in enumerate(names):
         for d, label in dynamic.get(n, {}).items():
@@ -212,8 +212,7 @@ def executorch_extremes_check(model: torch.nn.Module, data: bytes, where: str, i
                 continue
             at = f"{what} = {size} ({'the smallest' if size == 1 else 'the largest ExecuTorch planned memory for'})"
             with torch.inference_mode():
-                expected = model(*xs)
-            expected = tuple(expected) if isinstance(expected, (tuple, list)) else (expected,)
+                expected = output_tensors(job.run_model(xs))  # the runtime's flattening (a ModelOutput too)
             try:
                 got = native.run(xs)
             except TorchportError as e:
@@ -234,18 +233,19 @@ def _build(job: Job, prepared: Prepared, manifest: Manifest, golden: bytes) -> b
     """Lowered, with the planned input bounds in the manifest (a warning names the
     dims ExecuTorch planned smaller than asked: larger inputs are refused)."""
     delegate = job.delegate or DELEGATES[0]
-    program, seconds = compile_executorch(job.model, job.inputs, job.dynamic, job.names, delegate)
+    program, seconds = compile_executorch(job, delegate)
     import executorch.version  # after compile_executorch, which names the extra when it is missing
     bounds = pte_input_bounds(program)
     manifest.metadata[COMPILE_KEY] = {
         "seconds": round(seconds, 2), "torch": torch.__version__, "executorch": executorch.version.__version__,
         "delegate": delegate, "dim_max": EXECUTORCH_DIM_MAX, "input_bounds": bounds,
     }
-    low = [f"input '{n}' dim {d}: at most {b[d]}" for n, b in zip(job.names, bounds)
-           for d in job.dynamic.get(n, {}) if d < len(b) and b[d] < EXECUTORCH_DIM_MAX]
+    low = [f"input '{n}' dim {d}: at most {b[d]}, {job.asked_bound(n, d, EXECUTORCH_DIM_MAX)} asked" for n, b in
+           zip(job.names, bounds) for d in job.dynamic.get(n, {})
+           if d < len(b) and b[d] < job.asked_bound(n, d, EXECUTORCH_DIM_MAX)]
     if low:
-        warn_user(f"ExecuTorch ({delegate}) planned memory for smaller dynamic dims than the {EXECUTORCH_DIM_MAX} "
-                  f"asked for ({'; '.join(low)}); larger inputs are refused at run time (BadInputError)")
+        warn_user(f"ExecuTorch ({delegate}) planned memory for smaller dynamic dims than asked "
+                  f"({'; '.join(low)}); larger inputs are refused at run time (BadInputError)")
     return package_executorch(program, manifest, golden)
 
 
@@ -253,8 +253,7 @@ def _check(job: Job, data: bytes, manifest: Manifest) -> None:
     """The golden examples, then each dynamic dim at 1 and at the size planned for."""
     native_check("executorch")(job, data, manifest)
     bounds = manifest.metadata[COMPILE_KEY]["input_bounds"]
-    executorch_extremes_check(job.model, data, str(job.path), job.inputs, job.dynamic, job.names, bounds,
-                              manifest.tolerance)
+    executorch_extremes_check(job, data, bounds, manifest.tolerance)
 
 
 FORMAT = Format(

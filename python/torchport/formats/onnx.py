@@ -22,7 +22,7 @@ import torch
 from torchport._ext import load_native
 from torchport._onnx_records import ONNX_GOLDEN_KEY, ONNX_MANIFEST_KEY, _onnx
 from torchport.errors import ExportError, NativeUnavailableError
-from torchport.formats._capture import dynamic_shapes, prepare_exported
+from torchport.formats._capture import example, prepare_exported, shapes_for
 from torchport.formats._core import Format, Job, Outputs, Prepared, check_outputs, first_line, fixed_tolerance
 from torchport.manifest import Manifest
 
@@ -32,23 +32,21 @@ from torchport.manifest import Manifest
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
 
 
-def export_onnx(
-    model: torch.nn.Module, inputs: tuple, dynamic: dict, names: list[str], out_names: list[str],
-    manifest: Manifest, golden: bytes,
-) -> bytes:
+def export_onnx(job: Job, manifest: Manifest, golden: bytes) -> bytes:
     """The ONNX model (dynamo exporter) with the manifest and golden examples in its metadata_props."""
     onnx = _onnx()
+    module, args = example(job)
     with tempfile.TemporaryDirectory(prefix="torchport-onnx-") as tmp:
         try:
             # The exporter prints its progress; export's caller asked for a file, not a log.
             with contextlib.redirect_stdout(io.StringIO()):
                 program = torch.onnx.export(
-                    model, inputs, dynamo=True, dynamic_shapes=dynamic_shapes(dynamic, names),
-                    input_names=names, output_names=out_names, verbose=False,
+                    module, args, dynamo=True, dynamic_shapes=shapes_for(module, job),
+                    input_names=job.names, output_names=job.output_names, verbose=False,
                 )
             program.save(os.path.join(tmp, "model.onnx"))
         except Exception as e:  # noqa: BLE001 - the exporter raises many error types
-            raise ExportError(f"torch.onnx.export could not export {type(model).__name__}: {first_line(e)}") from e
+            raise ExportError(f"torch.onnx.export could not export {job.model_name}: {first_line(e)}") from e
         proto = onnx.load(os.path.join(tmp, "model.onnx"))
     for key in (ONNX_MANIFEST_KEY, ONNX_GOLDEN_KEY):
         for i in reversed(range(len(proto.metadata_props))):
@@ -84,7 +82,7 @@ def _prepare(job: Job) -> Prepared:
 
 
 def _build(job: Job, prepared: Prepared, manifest: Manifest, golden: bytes) -> bytes:
-    return export_onnx(job.model, job.inputs, job.dynamic, job.names, job.output_names, manifest, golden)
+    return export_onnx(job, manifest, golden)
 
 
 def _check(job: Job, data: bytes, manifest: Manifest) -> None:
