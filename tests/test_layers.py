@@ -18,7 +18,7 @@ LAYERS = {
     2: ("manifest", "native", "comparison", "_onnx_records"),  # contract
     3: ("formats",),  # formats
     4: ("exporter", "optimize"),  # export
-    5: ("parity", "benchmark", "tune", "localizer"),  # verify
+    5: ("runtimes", "parity", "benchmark", "tune", "localizer"),  # verify
     6: ("data", "models", "recipes", "train", "checkpoint", "images"),  # train
     7: ("triton",),  # serve
     8: ("", "__main__", "cli", "demo", "bench"),  # the CLI and the user-facing facades
