@@ -32,8 +32,6 @@ LONG_FUNCTIONS = {
     "cli.py _parser": 234,  # the argument table
     "exporter.py export": 269,
     "train.py _fit": 119,
-    "tune.py tune": 113,
-    "benchmark.py bench": 105,
     "triton.py export_triton": 86,
 }
 
