@@ -38,7 +38,7 @@ from torchport.native import NativeModel, binary_path, load_native
 # import, and bench, tune and the localiser import without it.
 
 #: the install command that brings the C++ runtime (the extension and the binary)
-INSTALL_NATIVE = "install torchport with its extension: pip install --no-build-isolation . (or run make)"
+_INSTALL_NATIVE = "install torchport with its extension: pip install --no-build-isolation . (or run make)"
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ class Submodule:
 class Loaded(abc.ABC):
     """An artifact (or, for ``eager``, the model) loaded by one runtime."""
 
-    #: run() enters torch.inference_mode (the C++ runtime and the others enter their own)
+    #: run() enters torch.inference_mode around the call: the runtimes that run torch code
+    #: in Python (the C++ runtime enters c10::InferenceMode itself)
     inference_mode = False
     #: call()'s result is already the output tensors in order; else it is flattened
     flat = True
@@ -387,7 +388,7 @@ def _the_binary() -> None:
     try:
         binary_path()
     except NativeUnavailableError as e:
-        raise NativeUnavailableError(f"{e}; {INSTALL_NATIVE}") from None
+        raise NativeUnavailableError(f"{e}; {_INSTALL_NATIVE}") from None
 
 
 @dataclass(frozen=True)
