@@ -5,7 +5,9 @@ one process, with the same inputs and thread settings, in alternating rounds.
     >>> print(report)
     >>> report.write_json("bench.json"); report.plot("bench.png")
 
-Contenders (``RUNTIMES``), those that apply to the artifact:
+Contenders (``RUNTIMES``; ``CONTENDERS`` names the runtime of
+``torchport.runtimes`` that runs each, and on which file), those that apply
+to the artifact:
 
 - ``eager``: the model ``eager()`` returns (when given; ``torchport.bench.bench``
   rebuilds it from a ``checkpoint``);
@@ -38,10 +40,32 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from torchport._report import text_table
-from torchport.errors import BadInputError, BadOptionError
-from torchport.manifest import read_golden, read_manifest
+from torchport.errors import BadInputError, BadOptionError, NativeUnavailableError
+from torchport.manifest import Manifest, read_golden, read_manifest
+from torchport.runtimes import REGISTRY, Loaded, check_names
 
-RUNTIMES = ("eager", "torchscript", "native", "native-cpp", "aoti", "executorch", "onnxruntime")
+
+@dataclass(frozen=True)
+class Contender:
+    """A bench contender: a runtime of the registry on a file of one format."""
+
+    name: str
+    runtime: str  # its runtime in torchport.runtimes.REGISTRY
+    format: Optional[str] = None  # the format of the file it runs; None: the artifact's own
+    sibling: bool = False  # an artifact of another format runs the file of this one beside it (same stem)
+    cpp_loop: bool = False  # timed by the C++ runtime's own loop (NativeModel.benchmark), not from Python
+
+
+CONTENDERS: dict[str, Contender] = {c.name: c for c in (
+    Contender("eager", "eager"),
+    Contender("torchscript", "torchscript", "torchscript"),
+    Contender("native", "native"),
+    Contender("native-cpp", "native", cpp_loop=True),
+    Contender("aoti", "native", "aoti", sibling=True),
+    Contender("executorch", "native", "executorch", sibling=True),
+    Contender("onnxruntime", "onnxruntime", "onnx", sibling=True),
+)}
+RUNTIMES = tuple(CONTENDERS)
 
 
 @dataclass
@@ -130,6 +154,22 @@ def _percentile(sorted_ms: list[float], q: float) -> float:
 MAX_BATCH_BYTES = 4 << 30
 
 
+def shares_batch_dim(manifest: Manifest) -> bool:
+    """Whether every input's first dim is the dynamic ``batch`` (then bench and tune may resize it)."""
+    return all(s.shape is not None and len(s.shape) > 0 and s.shape[0] == "batch" for s in manifest.inputs)
+
+
+def check_positive(**options: Any) -> None:
+    """BadOptionError unless each option (named by its keyword) is a positive
+    integer, or a non-empty list of them."""
+    for what, value in options.items():
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            if not value or any(not isinstance(v, int) or v < 1 for v in value):
+                raise BadOptionError(f"{what}: expected positive integers, got {list(value)}")
+        elif not isinstance(value, int) or value < 1:
+            raise BadOptionError(f"{what}: expected a positive integer, got {value!r}")
+
+
 def batched_inputs(golden: Sequence[torch.Tensor], batched: bool, batch: int) -> list[torch.Tensor]:
     """The golden inputs repeated or sliced along dim 0 to ``batch`` rows; a batch
     whose inputs would exceed MAX_BATCH_BYTES is refused before anything is allocated."""
@@ -174,135 +214,174 @@ def bench(
 
         >>> print(bench("model.pt", batches=[1, 32], eager=lambda: model))
     """
-    from torchport.native import NativeModel, load_native
-
-    if runtimes is not None:
-        unknown = set(runtimes) - set(RUNTIMES)
-        if unknown:
-            raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
-    for what, values in (("batch", batches), ("threads", threads)):
-        if not values or any(not isinstance(v, int) or v < 1 for v in values):
-            raise BadOptionError(f"{what}: expected positive integers, got {list(values)}")
-    for threads_value in threads:
-        load_native().check_options(threads=threads_value)  # the runtime's rule for thread counts
-    for what, value in (("iters", iters), ("rounds", rounds)):
-        if not isinstance(value, int) or value < 1:
-            raise BadOptionError(f"{what}: expected a positive integer, got {value!r}")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise BadOptionError(f"warmup: expected an integer >= 0, got {warmup!r}")
+    _check_options(runtimes, batches, threads, iters, rounds, warmup)
     path = Path(artifact)
     manifest = read_manifest(path)  # the runtime's reader: refuses what it would not load
     golden, _ = read_golden(path)
-    batched = all(s.shape is not None and len(s.shape) > 0 and s.shape[0] == "batch" for s in manifest.inputs)
+    batched = shares_batch_dim(manifest)
     if not batched and any(b != golden[0].shape[0] for b in batches):
         raise BadOptionError(f"batch: '{path}' has no shared batch dim (inputs {[s.shape_str() for s in manifest.inputs]});"
                              " it runs only at its golden inputs' shapes")
+    report = BenchReport(artifact=str(path), torch=torch.__version__, iters=iters, rounds=rounds)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads[0])
+    try:
+        timings = _load_contenders(report, _wanted(runtimes, eager), path, manifest, eager, threads[0],
+                                   batched_inputs(golden, batched, batches[0]))
+        for t in threads:
+            torch.set_num_threads(t)
+            for timing in timings.values():
+                timing.use_threads(t)
+            for b in batches:
+                _time_batch(report, timings, t, b, batched_inputs(golden, batched, b), iters, rounds, warmup)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return report
+
+
+def _check_options(runtimes: Optional[Sequence[str]], batches: Sequence[int], threads: Sequence[int], iters: int,
+                   rounds: int, warmup: int) -> None:
+    from torchport.native import load_native
+
+    if runtimes is not None:
+        check_names(runtimes, RUNTIMES)
+    check_positive(batch=batches, threads=threads)
+    for threads_value in threads:
+        load_native().check_options(threads=threads_value)  # the runtime's rule for thread counts
+    check_positive(iters=iters, rounds=rounds)
+    if not isinstance(warmup, int) or warmup < 0:
+        raise BadOptionError(f"warmup: expected an integer >= 0, got {warmup!r}")
+
+
+def _wanted(runtimes: Optional[Sequence[str]], eager: Optional[Callable[[], Any]]) -> list[str]:
+    """The contenders to try: those named, else all; eager only with its model."""
     wanted = list(runtimes) if runtimes is not None else list(RUNTIMES)
     if eager is None and "eager" in wanted:
         if runtimes is not None:
             raise BadOptionError("runtimes: 'eager' needs --checkpoint (the model the artifact was exported from)")
         wanted.remove("eager")
-    fmt = manifest.format or "torchscript"
-    report = BenchReport(artifact=str(path), torch=torch.__version__, iters=iters, rounds=rounds)
-
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads[0])
-    callers: dict[str, Callable[[list[torch.Tensor]], Callable[[], Any]]] = {}
-    cpp_loop: Optional[Any] = None
-    try:
-        for rt in wanted:
-            start = time.perf_counter()
-            try:
-                caller = _load(rt, path, fmt, eager, threads[0])
-            except _Skip as why:
-                report.skipped[rt] = str(why)
-                continue
-            report.load_ms[rt] = (time.perf_counter() - start) * 1e3
-            if rt == "native-cpp":
-                cpp_loop = caller
-                report.first_call_ms[rt] = caller.benchmark(batched_inputs(golden, batched, batches[0]),
-                                                            iters=1, warmup=0)["first_call_ms"]
-                continue
-            call = caller(batched_inputs(golden, batched, batches[0]))
-            with torch.inference_mode():  # every call runs in it, as a serving loop's would
-                report.first_call_ms[rt] = _timed_calls(call, 1)[0]
-            callers[rt] = caller
-        for t in threads:
-            torch.set_num_threads(t)
-            if "onnxruntime" in callers and t != threads[0]:  # ONNX Runtime keeps its own pool per session
-                callers["onnxruntime"] = _load("onnxruntime", path, fmt, checkpoint, t)
-            for b in batches:
-                inputs = batched_inputs(golden, batched, b)
-                calls = {rt: make(inputs) for rt, make in callers.items()}
-                samples: dict[str, list[float]] = {rt: [] for rt in report.load_ms}
-                cpp_rounds: list[dict[str, float]] = []  # the C++ loop reports percentiles per round
-                active = list(report.load_ms)
-                for _ in range(rounds):
-                    for rt in list(active):
-                        try:
-                            if rt == "native-cpp":
-                                cpp_rounds.append(cpp_loop.benchmark(inputs, iters=iters, warmup=warmup))
-                                continue
-                            with torch.inference_mode():  # entered once per round, as a serving loop would
-                                _timed_calls(calls[rt], warmup)
-                                samples[rt] += _timed_calls(calls[rt], iters)
-                        except BadInputError as e:  # a shape the contender's file cannot take (a .pte's planned bound)
-                            report.skipped[f"{rt} at batch {b}"] = str(e).splitlines()[0]
-                            active.remove(rt)
-                base = None
-                for rt in active:
-                    if rt == "native-cpp":  # the median over rounds of each round's percentile
-                        p50, p90, p99 = (statistics.median(r[k] for r in cpp_rounds)
-                                         for k in ("p50_ms", "p90_ms", "p99_ms"))
-                    else:
-                        ms = sorted(samples[rt])
-                        p50, p90, p99 = (_percentile(ms, q) for q in (0.5, 0.9, 0.99))
-                    base = base or p50
-                    report.rows.append(BenchRow(rt, t, b, p50, p90, p99, b * 1e3 / p50 if p50 else 0.0, p50 / base))
-    finally:
-        torch.set_num_threads(previous_threads)
-    return report
+    return wanted
 
 
 class _Skip(Exception):
     """A contender that does not apply here (no sibling file, not installed)."""
 
 
-def _load(rt: str, path: Path, fmt: str, eager, threads: int):
-    """The contender loaded: a function from inputs to a no-argument call (or,
-    for native-cpp, the bound model whose ``benchmark`` times a C++ loop)."""
-    from torchport.native import NativeModel
+class _Timing:
+    """One contender loaded, its calls timed from Python round by round."""
 
-    if rt == "eager":
-        model = eager().eval()
-        # The call alone, as the torchscript contender's: flattening the outputs
-        # (through the runtime's describe_outputs) is not the model's time.
-        return lambda inputs: (lambda: model(*inputs))
-    if rt == "torchscript":
-        if fmt != "torchscript":
-            raise _Skip(f"the artifact is {fmt}")
-        from torchport._warnings import jit as _jit
+    def __init__(self, contender: Contender, loaded: Loaded, load: Callable[[Optional[int]], Loaded]) -> None:
+        self.contender, self.loaded, self._load = contender, loaded, load
+        self._call: Optional[Callable[[], Any]] = None  # the call on this batch's inputs (start())
+        self.samples: list[float] = []
 
-        module = _jit(torch.jit.load, str(path), map_location="cpu")
-        return lambda inputs: (lambda: module(*inputs))
-    if rt in ("native", "native-cpp"):
-        model = NativeModel(path)
-        return model if rt == "native-cpp" else (lambda inputs: (lambda: model.run(*inputs)))
-    if rt in ("aoti", "executorch"):
-        sibling = path if fmt == rt else path.with_suffix(".pt2" if rt == "aoti" else ".pte")
-        if not sibling.is_file():
-            raise _Skip(f"no {sibling.name} beside the artifact")
-        model = NativeModel(sibling)
-        return lambda inputs: (lambda: model.run(*inputs))
-    if rt == "onnxruntime":
-        sibling = path if fmt == "onnx" else path.with_suffix(".onnx")
-        if not sibling.is_file():
-            raise _Skip(f"no {sibling.name} beside the artifact")
+    def use_threads(self, threads: int) -> None:
+        # A runtime with its own pool per session (ONNX Runtime) is loaded
+        # again for each thread count; the others follow torch's pool.
+        if self.loaded.runtime.own_pool and self.loaded.threads != threads:
+            self.loaded = self._load(threads)
+
+    def first_call(self, inputs: list[torch.Tensor]) -> float:
+        call = self.loaded.call(inputs)
+        with torch.inference_mode():  # every call runs in it, as a serving loop's would
+            return _timed_calls(call, 1)[0]
+
+    def start(self, inputs: list[torch.Tensor]) -> None:
+        self._call, self.samples = self.loaded.call(inputs), []
+
+    def round(self, iters: int, warmup: int) -> None:
+        with torch.inference_mode():  # entered once per round, as a serving loop would
+            _timed_calls(self._call, warmup)
+            self.samples += _timed_calls(self._call, iters)
+
+    def percentiles(self) -> tuple[float, float, float]:
+        ms = sorted(self.samples)
+        return _percentile(ms, 0.5), _percentile(ms, 0.9), _percentile(ms, 0.99)
+
+
+class _CppLoop(_Timing):
+    """``native-cpp``: the C++ runtime's own loop, which reports percentiles per round."""
+
+    def first_call(self, inputs: list[torch.Tensor]) -> float:
+        return self.loaded.model.benchmark(inputs, iters=1, warmup=0)["first_call_ms"]
+
+    def start(self, inputs: list[torch.Tensor]) -> None:
+        self.inputs, self.rounds = inputs, []
+
+    def round(self, iters: int, warmup: int) -> None:
+        self.rounds.append(self.loaded.model.benchmark(self.inputs, iters=iters, warmup=warmup))
+
+    def percentiles(self) -> tuple[float, float, float]:
+        # the median over rounds of each round's percentile
+        p50, p90, p99 = (statistics.median(r[k] for r in self.rounds) for k in ("p50_ms", "p90_ms", "p99_ms"))
+        return p50, p90, p99
+
+
+def _file(contender: Contender, path: Path, fmt: str) -> Path:
+    """The file the contender runs: the artifact, or its sibling of the contender's format."""
+    if contender.format is None or contender.format == fmt:
+        return path
+    if not contender.sibling:
+        raise _Skip(f"the artifact is {fmt}")
+    from torchport.formats import SUFFIXES
+
+    sibling = path.with_suffix(SUFFIXES[contender.format])
+    if not sibling.is_file():
+        raise _Skip(f"no {sibling.name} beside the artifact")
+    return sibling
+
+
+def _timing(contender: Contender, path: Path, manifest: Manifest, eager: Optional[Callable[[], Any]],
+            threads: int) -> _Timing:
+    """The contender loaded through the registry; _Skip when it does not apply here."""
+    file = _file(contender, path, manifest.format or "torchscript")
+    runtime = REGISTRY[contender.runtime]
+
+    def load(count: Optional[int]) -> Loaded:
+        model = eager() if runtime.kind == "model" else None
+        return runtime.load(file, threads=count, manifest=manifest, model=model)
+
+    try:
+        # Only a runtime with its own pool takes a count; the others use torch's.
+        loaded = load(threads if runtime.own_pool else None)
+    except NativeUnavailableError as e:  # not installed
+        raise _Skip(str(e).splitlines()[0]) from None
+    return (_CppLoop if contender.cpp_loop else _Timing)(contender, loaded, load)
+
+
+def _load_contenders(report: BenchReport, wanted: list[str], path: Path, manifest: Manifest,
+                     eager: Optional[Callable[[], Any]], threads: int, inputs: list[torch.Tensor]
+                     ) -> dict[str, _Timing]:
+    """Each wanted contender loaded (its load time) and called once (its first call)."""
+    timings: dict[str, _Timing] = {}
+    for name in wanted:
+        start = time.perf_counter()
         try:
-            from torchport.formats import onnxruntime_session, run_onnxruntime
+            timing = _timing(CONTENDERS[name], path, manifest, eager, threads)
+        except _Skip as why:
+            report.skipped[name] = str(why)
+            continue
+        report.load_ms[name] = (time.perf_counter() - start) * 1e3
+        report.first_call_ms[name] = timing.first_call(inputs)
+        timings[name] = timing
+    return timings
 
-            session = onnxruntime_session(sibling, threads)
-        except Exception as e:  # noqa: BLE001 - not installed, or a model it cannot read
-            raise _Skip(str(e).splitlines()[0]) from None
-        return lambda inputs: (lambda: run_onnxruntime(session, inputs))
-    raise AssertionError(rt)
+
+def _time_batch(report: BenchReport, timings: dict[str, _Timing], threads: int, batch: int,
+                inputs: list[torch.Tensor], iters: int, rounds: int, warmup: int) -> None:
+    """Alternating rounds of every contender at one thread count and batch; a row each."""
+    for timing in timings.values():
+        timing.start(inputs)
+    active = list(timings)
+    for _ in range(rounds):
+        for name in list(active):
+            try:
+                timings[name].round(iters, warmup)
+            except BadInputError as e:  # a shape the contender's file cannot take (a .pte's planned bound)
+                report.skipped[f"{name} at batch {batch}"] = str(e).splitlines()[0]
+                active.remove(name)
+    base = None
+    for name in active:
+        p50, p90, p99 = timings[name].percentiles()
+        base = base or p50
+        report.rows.append(BenchRow(name, threads, batch, p50, p90, p99, batch * 1e3 / p50 if p50 else 0.0, p50 / base))

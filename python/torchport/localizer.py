@@ -25,8 +25,6 @@ non-deterministic algorithms), and weights that differ from the eager model's.
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,13 +34,13 @@ from typing import Any, Optional, Union
 import torch
 
 from torchport._report import text_table
-
 from torchport.errors import BadOptionError, TorchportError
-from torchport._warnings import jit as _jit
 from torchport.manifest import Manifest, read_golden, read_manifest
-from torchport.native import NativeModel, binary_path, load_native
+from torchport.native import NativeModel, load_native
+from torchport.runtimes import REGISTRY, Submodule, Submodules
 
-RUNTIMES = ("native", "binary", "torchscript")
+#: the runtimes that run one submodule at a time
+RUNTIMES = tuple(r.name for r in REGISTRY.values() if r.runs_submodules)
 #: manifest metadata keys that may record an optimisation level at export
 OPTIMIZE_KEYS = ("optimize", "optimization", "optimization_level", "optimize_level")
 _NO_OPTIMIZATION = (None, False, 0, "0", "", "none", "O0", "off", "false")
@@ -333,175 +331,6 @@ def _children(records: dict[str, _Record]) -> dict[str, list[str]]:
     return tree
 
 
-# ---------------------------------------------------------------------------- runtimes
-
-
-@dataclass
-class _Sub:
-    type: str
-    callable: bool
-    custom_ops: list[str]
-
-
-class _Runner:
-    """One runtime, seen as the localiser needs it."""
-
-    name = ""
-    threads = 0
-
-    def run(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        raise NotImplementedError
-
-    def run_many(self, calls: list[tuple[str, list, dict]]) -> dict[str, Any]:
-        """Results (or exceptions) of several calls at once, where a runtime
-        gains by batching them; {} leaves each to run() when it is needed."""
-        return {}
-
-    def submodules(self) -> dict[str, _Sub]:
-        raise NotImplementedError
-
-    def tensors(self, name: str) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def set_threads(self, threads: int) -> None:
-        # The binding and Python TorchScript share this process's pool.
-        self.threads = threads
-        torch.set_num_threads(threads)
-
-
-class _NativeRunner(_Runner):
-    name = "native"
-
-    def __init__(self, path, threads: int, libraries: Sequence[str], device: str) -> None:
-        self.model = NativeModel(path, device=device, threads=threads, libraries=libraries)
-        self.threads = threads
-
-    def run(self, name, args, kwargs):
-        return self.model.run_submodule(name, args, kwargs or None)
-
-    def submodules(self):
-        return {s.name: _Sub(s.type, s.callable, list(s.custom_ops)) for s in self.model.submodules()}
-
-    def tensors(self, name):
-        return self.model.submodule_tensors(name)
-
-
-class _BinaryRunner(_NativeRunner):
-    """Runs each submodule in a ``torchport-run submodule`` process; the binding
-    only lists submodules and reads their tensors."""
-
-    name = "binary"
-
-    def __init__(self, path, threads: int, libraries: Sequence[str], device: str) -> None:
-        super().__init__(path, threads, libraries, device)
-        self.path, self.libraries, self.device = str(path), list(libraries), device
-
-    def set_threads(self, threads: int) -> None:
-        self.threads = threads  # passed on the command line
-
-    def _check(self, name: str, args: list, kwargs: dict) -> None:
-        if args and kwargs:
-            raise BadOptionError(
-                f"submodule '{name}' takes positional and keyword arguments; the binary runtime passes one or "
-                "the other (use runtime='native')"
-            )
-        items = list(kwargs.values()) if kwargs else list(args)
-        if not all(isinstance(t, torch.Tensor) for t in items):
-            kinds = sorted({type(t).__name__ for t in items if not isinstance(t, torch.Tensor)})
-            raise BadOptionError(
-                f"submodule '{name}' takes {', '.join(kinds)} arguments; the binary runtime passes tensors only "
-                "(use runtime='native')"
-            )
-
-    def run(self, name, args, kwargs):
-        self._check(name, args, kwargs)
-        result = self.run_many([(name, args, kwargs)])[name]
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def run_many(self, calls):
-        """All calls in one ``torchport-run submodule`` process, which loads the
-        model once and runs them in order; it stops at the first that fails."""
-        results: dict[str, Any] = {}
-        ready = []
-        for name, args, kwargs in calls:
-            try:
-                self._check(name, args, kwargs)
-                ready.append((name, args, kwargs))
-            except BadOptionError as e:
-                results[name] = e
-        if not ready:
-            return results
-        with tempfile.TemporaryDirectory(prefix="torchport-localize-") as tmp:
-            cmd = [str(binary_path()), "submodule", self.path, "--threads", str(self.threads), "--device", self.device]
-            for lib in self.libraries:
-                cmd += ["--load-library", lib]
-            files = []
-            for i, (name, args, kwargs) in enumerate(ready):
-                src, dst = Path(tmp) / f"in{i}.pt", Path(tmp) / f"out{i}.pt"
-                torch.save({k: v.cpu() for k, v in kwargs.items()} if kwargs else [t.cpu() for t in args], src)
-                cmd += ["--name", name, "--input", str(src), "--output", str(dst)]
-                files.append((name, dst))
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            for name, dst in files:
-                if dst.exists():
-                    results[name] = torch.load(dst, weights_only=True)
-                else:  # the call that failed; the ones after it did not run
-                    results[name] = TorchportError(
-                        f"torchport-run submodule exited {proc.returncode}: {proc.stderr.strip()}"
-                    )
-                    break
-        return results
-
-
-class _TorchScriptRunner(_Runner):
-    name = "torchscript"
-
-    def __init__(self, path, threads: int, libraries: Sequence[str], device: str) -> None:
-        for lib in libraries:
-            torch.ops.load_library(str(lib))
-        self.module = _jit(torch.jit.load, str(path), map_location=device)
-        self.module.eval()
-        self.set_threads(threads)
-
-    def _find(self, name: str):
-        module = self.module
-        for part in name.split(".") if name else []:
-            module = getattr(module, part, None)
-            if not isinstance(module, torch.jit.ScriptModule):
-                raise BadOptionError(f"submodule '{name}': the artifact has no submodule '{part}' there")
-        return module
-
-    def run(self, name, args, kwargs):
-        module = self._find(name)
-        if not hasattr(module, "forward"):
-            raise BadOptionError(f"submodule '{name}' has no forward() to call")
-        with torch.inference_mode():
-            return module.forward(*args, **kwargs)
-
-    def submodules(self):
-        from torchport.formats import custom_ops
-
-        out = {}
-        for name, m in self.module.named_modules():
-            if not name:
-                continue
-            has_forward = hasattr(m, "forward") and "forward" in m._c._method_names()
-            ops = custom_ops(m) if has_forward else []  # the one walk (torchport.formats)
-            out[name] = _Sub(m.original_name, has_forward, ops)
-        return out
-
-    def tensors(self, name):
-        module = self._find(name)
-        return {**dict(module.named_parameters()), **dict(module.named_buffers())}
-
-
-def _runner(runtime: str, path, threads: int, libraries: Sequence[str], device: str) -> _Runner:
-    cls = {"native": _NativeRunner, "binary": _BinaryRunner, "torchscript": _TorchScriptRunner}[runtime]
-    return cls(path, threads, libraries, device)
-
-
 # ---------------------------------------------------------------------------- the search
 
 
@@ -530,7 +359,8 @@ def _to_device(value: Any, device: str, memo: Optional[dict[int, torch.Tensor]] 
 
 
 class _Search:
-    def __init__(self, records, runner: _Runner, subs: dict[str, _Sub], atol, rtol, device, traced: bool) -> None:
+    def __init__(self, records, runner: Submodules, subs: dict[str, Submodule], atol, rtol, device, traced: bool
+                 ) -> None:
         self.records, self.runner, self.subs, self.traced = records, runner, subs, traced
         self.atol, self.rtol, self.device = atol, rtol, device
         self.runs = 0
@@ -551,7 +381,7 @@ class _Search:
     def prefetch(self, names: list[str]) -> None:
         """Lets a runtime that batches (the binary) run a whole pass at once."""
         calls = [self._call(n) for n in names if not n or (n in self.subs and self.subs[n].callable)]
-        done = self.runner.run_many(calls)
+        done = self.runner.run_submodules(calls)
         self.runs += len(done)
         self.prefetched.update(done)
 
@@ -562,7 +392,7 @@ class _Search:
                 raise result
             return result
         self.runs += 1
-        return self.runner.run(*self._call(name))
+        return self.runner.run_submodule(*self._call(name))
 
     def row(self, name: str, depth: int) -> LocalizeRow:
         rec = self.records[name]
@@ -578,7 +408,7 @@ class _Search:
             row.note = (row.note + "; " if row.note else "") + (
                 "traced: called with its distinct tensor arguments only (the others are constants in its graph)"
             )
-        sub = self.subs.get(name) if name else _Sub(row.type, True, [])
+        sub = self.subs.get(name) if name else Submodule(row.type, True, [])
         if name and (sub is None or not sub.callable):
             row.status = "not in artifact"
             row.note = (
@@ -660,7 +490,7 @@ def localize(
     tree = _children(records)
     report = LocalizeReport(str(path), runtime, reference, atol, rtol, run_threads, eager_threads)
     try:
-        runner = _runner(runtime, path, run_threads, libs, device)
+        runner = REGISTRY[runtime].load(path, threads=run_threads, libraries=libs, device=device)
         runner.set_threads(run_threads)
         search = _Search(records, runner, runner.submodules(), atol, rtol, device,
                          traced=manifest.export_method == "trace")
@@ -722,7 +552,7 @@ def _cause_nondeterminism(search: _Search, report: LocalizeReport, name: str, go
     if not all(c.bit_exact for c in self_rows):
         kind = "cuda" if device.startswith("cuda") else "nondeterministic"
         report.causes.append(Cause(kind, (
-            f"two runs of `{name or '(model)'}` in the {runner.name} runtime differ from each other "
+            f"two runs of `{name or '(model)'}` in the {runner.runtime.name} runtime differ from each other "
             f"(max abs diff {_num(max(c.max_abs_diff for c in self_rows))}): non-deterministic kernels"
             + (" on CUDA; set torch.use_deterministic_algorithms(True) and torch.backends.cudnn.benchmark = False"
                if kind == "cuda" else "")
@@ -791,7 +621,7 @@ def _cause_weights(search: _Search, report: LocalizeReport, name: str) -> None:
     # Weights: the artifact's tensors against the eager model's.
     report.checked.append("weights")
     try:
-        mine = runner.tensors(name)
+        mine = runner.submodule_tensors(name)
         theirs = {k: v for k, v in rec.module.state_dict().items() if isinstance(v, torch.Tensor)}
         shared = sorted(set(mine) & set(theirs))
         if shared:

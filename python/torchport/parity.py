@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,23 +16,18 @@ from typing import Any, Optional, Union
 import torch
 
 from torchport._report import RowVerdict, text_table
-from torchport.errors import BadOptionError, TorchportError
-from torchport._warnings import jit as _jit
-from torchport.exporter import _outputs_tuple
 from torchport.comparison import ParityRow, compare
+from torchport.errors import BadOptionError
 from torchport.manifest import Manifest, read_golden, read_manifest
-from torchport.native import NativeModel, binary_path, load_native
+from torchport.native import NativeModel, load_native
+from torchport.runtimes import REGISTRY, check_names, python_runtime, readers
+from torchport.runtimes import run_binary  # noqa: F401 - re-exported: torchport.parity.run_binary
 
-RUNTIMES = ("eager", "torchscript", "aoti", "onnxruntime", "executorch", "native", "binary")
+RUNTIMES = tuple(REGISTRY)
 #: which runtimes read which artifact format ("eager" runs the model itself)
-FORMAT_RUNTIMES = {
-    "torchscript": ("torchscript", "native", "binary"),  # torch.jit.load in Python, the C++ runtime
-    "aoti": ("aoti", "native", "binary"),  # torch._inductor.aoti_load_package in Python, the C++ runtime
-    "onnx": ("onnxruntime", "native", "binary"),  # ONNX Runtime in Python, the C++ runtime (its ONNX Runtime backend)
-    "executorch": ("executorch", "native", "binary"),  # ExecuTorch's Python runtime, the C++ runtime
-}
+FORMAT_RUNTIMES = {fmt: readers(fmt) for fmt in REGISTRY["native"].formats}
 #: each format's Python runtime: the reference for custom inputs without the eager model
-PYTHON_RUNTIME = {"torchscript": "torchscript", "aoti": "aoti", "onnx": "onnxruntime", "executorch": "executorch"}
+PYTHON_RUNTIME = {fmt: python_runtime(fmt) for fmt in FORMAT_RUNTIMES}
 
 
 @dataclass
@@ -89,24 +82,6 @@ class ParityReport(RowVerdict):
         return "\n".join(out)
 
 
-def run_binary(path: Union[str, Path], inputs: Sequence[torch.Tensor], *, threads: Optional[int] = None,
-               libraries: Sequence[str] = ()) -> tuple[torch.Tensor, ...]:
-    """Runs ``torchport-run predict`` in a subprocess and reads its output back."""
-    with tempfile.TemporaryDirectory(prefix="torchport-") as tmp:
-        src, dst = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
-        torch.save([t.detach().cpu() for t in inputs], src)
-        cmd = [str(binary_path()), "predict", str(path), "--input", str(src), "--output", str(dst)]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        for lib in libraries:
-            cmd += ["--load-library", lib]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise TorchportError(f"torchport-run exited {proc.returncode}: {proc.stderr.strip()}")
-        out = load_native().read_outputs_file(str(dst))  # the runtime's reader, flattened in output order
-    return tuple(out)
-
-
 def verify(
     path: Union[str, Path],
     *,
@@ -142,9 +117,7 @@ def verify(
         (True, True)
     """
     if runtimes is not None:
-        unknown = set(runtimes) - set(RUNTIMES)
-        if unknown:
-            raise BadOptionError(f"runtimes: unknown {sorted(unknown)}; choose from {RUNTIMES}")
+        check_names(runtimes, RUNTIMES)
     # The runtime's checks of atol and rtol (None: the manifest's, checked when it was read).
     load_native().compare_outputs([], [], [], atol=0.0 if atol is None else atol, rtol=0.0 if rtol is None else rtol)
     load_native().check_options(threads=threads or 0)  # the runtime's rule for thread counts
@@ -173,88 +146,41 @@ def verify(
         torch.set_num_threads(previous_threads)
 
 
-def _call(fn, manifest: Manifest, tensors):
-    """Calls the eager model or a loaded TorchScript module as the runtime does:
-    with the manifest's constants by keyword, and then the inputs by name."""
-    if not manifest.constants:
-        return fn(*tensors)
-    kwargs = {**dict(zip(manifest.input_names, tensors)), **manifest.constants}
-    if isinstance(fn, torch.jit.ScriptModule):  # a traced module takes only its tensors
-        params = {a.name for a in fn.forward.schema.arguments}
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(**kwargs)
+def _inputs(path, inputs: Any, libraries: list[str]) -> tuple[list[torch.Tensor], Optional[list[torch.Tensor]], str]:
+    """The tensors to run, the expected outputs (the golden ones, or None when
+    a runtime's outputs become the reference) and what the reference is."""
+    if inputs is None:
+        tensors, expected = read_golden(path)
+        return tensors, expected, "golden outputs"
+    if isinstance(inputs, Mapping):  # by name: the runtime's ordering rule
+        return NativeModel(path, libraries=libraries).order_inputs(inputs), None, ""
+    return [inputs] if isinstance(inputs, torch.Tensor) else list(inputs), None, ""
 
 
 def _verify(path, manifest: Manifest, model, inputs, atol: float, rtol: float, threads: int, runtimes,
             libraries: list[str]) -> ParityReport:
-
-    if inputs is None:
-        tensors, expected = read_golden(path)
-        reference = "golden outputs"
-    elif isinstance(inputs, Mapping):  # by name: the runtime's ordering rule
-        tensors = NativeModel(path, libraries=libraries).order_inputs(inputs)
-        expected = None
-    else:
-        tensors = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-        expected = None
-        reference = ""
-
+    tensors, expected, reference = _inputs(path, inputs, libraries)
     results: dict[str, Any] = {}
-
-    def attempt(runtime: str, fn) -> None:
+    for runtime in REGISTRY.values():
+        if runtime.name not in runtimes or (runtime.kind == "model" and model is None):
+            continue
         try:
-            results[runtime] = fn()
+            loaded = runtime.load(path, threads=threads, libraries=libraries, manifest=manifest, model=model)
+            results[runtime.name] = loaded.run(tensors)
         except Exception as e:  # noqa: BLE001 - a failing runtime is a row, not a crash
-            results[runtime] = e
+            results[runtime.name] = e
 
-    if model is not None and "eager" in runtimes:
-        model.eval()
-
-        def eager():
-            with torch.inference_mode():
-                return _outputs_tuple(_call(model, manifest, tensors))
-
-        attempt("eager", eager)
-    if "torchscript" in runtimes:
-
-        def scripted():
-            module = _jit(torch.jit.load, str(path), map_location="cpu")
-            with torch.inference_mode():
-                return _outputs_tuple(_call(module, manifest, tensors))
-
-        attempt("torchscript", scripted)
-    if "aoti" in runtimes:
-
-        def compiled():
-            package = torch._inductor.aoti_load_package(str(path))
-            with torch.inference_mode():
-                return _outputs_tuple(package(*tensors))
-
-        attempt("aoti", compiled)
-    if "executorch" in runtimes:
-        from torchport.formats import run_executorch_python
-
-        attempt("executorch", lambda: run_executorch_python(path, tensors))
-    if "onnxruntime" in runtimes:
-        from torchport.formats import onnxruntime_session, run_onnxruntime
-
-        attempt("onnxruntime", lambda: run_onnxruntime(onnxruntime_session(path, threads), tensors))
-    if "native" in runtimes:
-        attempt("native", lambda: NativeModel(path, threads=threads, libraries=libraries).run(*tensors))
-    if "binary" in runtimes:
-        attempt("binary", lambda: run_binary(path, tensors, threads=threads, libraries=libraries))
-
+    fmt = manifest.format or "torchscript"
     if expected is None:
-        python_runtime = PYTHON_RUNTIME[manifest.format or "torchscript"]
-        reference = "eager" if "eager" in results else python_runtime
+        reference = "eager" if "eager" in results else PYTHON_RUNTIME[fmt]
         if reference not in results:
-            raise BadOptionError(f"verify with custom inputs needs the eager model or the {python_runtime} runtime")
+            raise BadOptionError(f"verify with custom inputs needs the eager model or the {PYTHON_RUNTIME[fmt]} runtime")
         if isinstance(results[reference], Exception):
             raise results[reference]
         expected = results.pop(reference)
 
     names = manifest.output_names_for(len(expected))  # a list per batch element names each element's outputs
-    report = ParityReport(str(path), reference, atol, rtol, threads, format=manifest.format or "torchscript")
+    report = ParityReport(str(path), reference, atol, rtol, threads, format=fmt)
     for runtime, got in results.items():
         if isinstance(got, Exception):
             report.rows.append(

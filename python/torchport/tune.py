@@ -29,6 +29,7 @@ call; 1 otherwise), tied to the artifact by its manifest checksum.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections.abc import Sequence
@@ -39,15 +40,15 @@ from typing import Any, Optional, Union
 import torch
 
 from torchport._report import text_table
-from torchport.benchmark import batched_inputs
+from torchport.benchmark import batched_inputs, check_positive, shares_batch_dim
 from torchport.errors import BadArtifactError, BadInputError, BadOptionError, TorchportError
-from torchport.manifest import read_golden, read_manifest
+from torchport.manifest import Manifest, read_golden, read_manifest
 from torchport.optimize import LEVELS as EXPORT_LEVELS
+from torchport.runtimes import REGISTRY, Loaded
 
 #: Levels that can be applied at load, lowest first ("" keeps the exported one).
 #: the export levels (torchport.optimize.LEVELS) as the runtime's load option names ("" for none)
 LEVELS = tuple("" if level == "none" else level for level in EXPORT_LEVELS)
-_SUFFIX = {"torchscript": ".pt", "aoti": ".pt2", "executorch": ".pte"}
 
 
 @dataclass
@@ -112,9 +113,12 @@ def default_profile_path(artifact: Union[str, Path]) -> Path:
 
 
 def _files(path: Path, manifest) -> list[tuple[Path, Any]]:
-    """The artifact and its siblings the C++ runtime runs, with their manifests."""
+    """The artifact and its siblings the C++ runtime runs, with their manifests
+    (an ONNX model carries no payload checksum: a sibling needs one)."""
+    from torchport.formats import SUFFIXES  # imported here: it loads the extension
+
     found = [(path, manifest)]
-    for fmt, suffix in _SUFFIX.items():
+    for fmt, suffix in SUFFIXES.items():
         sibling = path.with_suffix(suffix)
         if sibling == path or not sibling.is_file():
             continue
@@ -127,10 +131,10 @@ def _files(path: Path, manifest) -> list[tuple[Path, Any]]:
     return found
 
 
-def _parity(model, golden_in, golden_out, names, atol: float, rtol: float) -> tuple[bool, float, str]:
+def _parity(loaded: Loaded, golden_in, golden_out, names, atol: float, rtol: float) -> tuple[bool, float, str]:
     from torchport.comparison import compare
 
-    rows = compare("native", names, golden_out, list(model.run(*golden_in)), atol, rtol)
+    rows = compare("native", names, golden_out, list(loaded.run(golden_in)), atol, rtol)
     worst = max((r.max_abs_diff for r in rows), default=0.0)
     bad = [r for r in rows if not r.ok]
     why = "" if not bad else (bad[0].error or f"'{bad[0].output}': max |diff| {bad[0].max_abs_diff:.3g}")
@@ -155,33 +159,17 @@ def tune(
 
         >>> tune("model.pt", threads=[1, 2], atol=1e-5).best.label
     """
-    from torchport._files import write_bytes
-    from torchport.native import NativeModel, load_native
+    from torchport.native import load_native
 
-    native = load_native()
-    if not isinstance(batch, int) or batch < 1:
-        raise BadOptionError(f"batch: expected a positive integer, got {batch!r}")
-    if not threads or any(not isinstance(t, int) or t < 1 for t in threads):
-        raise BadOptionError(f"threads: expected positive integers, got {list(threads)}")
+    check_positive(batch=batch, threads=threads)
     for t in threads:
-        native.check_options(threads=t)  # the runtime's rule for thread counts
-    for what, value in (("iters", iters), ("rounds", rounds)):
-        if not isinstance(value, int) or value < 1:
-            raise BadOptionError(f"{what}: expected a positive integer, got {value!r}")
+        load_native().check_options(threads=t)  # the runtime's rule for thread counts
+    check_positive(iters=iters, rounds=rounds)
     path = Path(artifact)
-    manifest = read_manifest(path)  # the runtime's reader: refuses what it would not load
-    if not manifest.checksum:
-        raise BadArtifactError(f"'{path}' records no checksum to tie a profile to (a plain TorchScript file, or an "
-                               "export older than checksums); export it again with torchport")
-    if not manifest.golden:
-        raise BadArtifactError(f"'{path}' holds no golden examples to check the candidates' parity against")
-    tol = manifest.tolerance or {}
-    atol = float(tol.get("atol", 0.0)) if atol is None else float(atol)
-    rtol = float(tol.get("rtol", 0.0)) if rtol is None else float(rtol)
-    native.compare_outputs([], [], [], atol=atol, rtol=rtol)  # the runtime's rule for tolerances
+    manifest = _tunable(path)
+    atol, rtol = _tolerance(manifest, atol, rtol)
     golden_in, golden_out = read_golden(path)
-    names = manifest.output_names
-    batched = all(s.shape is not None and len(s.shape) > 0 and s.shape[0] == "batch" for s in manifest.inputs)
+    batched = shares_batch_dim(manifest)
     if not batched and batch != golden_in[0].shape[0]:
         raise BadOptionError(f"batch: '{path}' has no shared batch dim; it runs only at batch {golden_in[0].shape[0]}")
     timed_inputs = batched_inputs(golden_in, batched, batch)
@@ -189,64 +177,113 @@ def tune(
     files = _files(path, manifest)
     if any(out.resolve() == f.resolve() for f, _ in files):
         raise BadOptionError(f"profile: '{out}' is the artifact or one of its siblings; name another file")
-    report = TuneReport(artifact=str(path), batch=batch, atol=atol, rtol=rtol, iters=iters, rounds=rounds)
+    report = TuneReport(artifact=str(path), batch=batch, atol=atol, rtol=rtol, iters=iters, rounds=rounds,
+                        candidates=_candidates(files, threads))
+    check = functools.partial(_parity, golden_in=golden_in, golden_out=golden_out, names=manifest.output_names,
+                              atol=atol, rtol=rtol)
+    previous_threads = torch.get_num_threads()
+    try:
+        loaded = _load_passing(report.candidates, check)
+        _time_and_recheck(report.candidates, loaded, timed_inputs, iters, rounds, warmup, check)
+    finally:
+        torch.set_num_threads(previous_threads)
+    _write_profile(report, manifest, {str(f): m.checksum for f, m in files}, out)
+    return report
 
-    checksums: dict[str, str] = {}
+
+def _tunable(path: Path) -> Manifest:
+    """The artifact's manifest, refused unless a profile can be tied to it and checked."""
+    manifest = read_manifest(path)  # the runtime's reader: refuses what it would not load
+    if not manifest.checksum:
+        raise BadArtifactError(f"'{path}' records no checksum to tie a profile to (a plain TorchScript file, or an "
+                               "export older than checksums); export it again with torchport")
+    if not manifest.golden:
+        raise BadArtifactError(f"'{path}' holds no golden examples to check the candidates' parity against")
+    return manifest
+
+
+def _tolerance(manifest: Manifest, atol: Optional[float], rtol: Optional[float]) -> tuple[float, float]:
+    """The tolerance given, else the manifest's (bit-exact when it states none)."""
+    from torchport.native import load_native
+
+    tol = manifest.tolerance or {}
+    atol = float(tol.get("atol", 0.0)) if atol is None else float(atol)
+    rtol = float(tol.get("rtol", 0.0)) if rtol is None else float(rtol)
+    load_native().compare_outputs([], [], [], atol=atol, rtol=rtol)  # the runtime's rule for tolerances
+    return atol, rtol
+
+
+def _candidates(files: list[tuple[Path, Any]], threads: Sequence[int]) -> list[Candidate]:
+    """Every file, thread count and (for TorchScript) load level and optimize_graph setting."""
+    candidates = []
     for file, m in files:
         fmt = m.format or "torchscript"
-        checksums[str(file)] = m.checksum
         exported = LEVELS.index(m.optimize) if m.optimize in LEVELS else (0 if m.optimize in ("", "none") else 1)
         levels = [lv for i, lv in enumerate(LEVELS) if i == 0 or i > exported] if fmt == "torchscript" else [""]
         graphs = (True, False) if fmt == "torchscript" else (True,)
         for t in threads:
             for level in levels:
                 for graph in graphs:
-                    report.candidates.append(Candidate(str(file), fmt, t, level, graph))
+                    candidates.append(Candidate(str(file), fmt, t, level, graph))
+    return candidates
 
-    previous_threads = torch.get_num_threads()
-    loaded: dict[int, Any] = {}
-    samples: dict[int, list[float]] = {}
-    try:
-        for i, c in enumerate(report.candidates):
-            try:
-                torch.set_num_threads(c.threads)
-                model = NativeModel(c.file, threads=c.threads, optimize=c.optimize, optimize_graph=c.optimize_graph)
-                c.ok, c.max_abs_diff, c.why = _parity(model, golden_in, golden_out, names, atol, rtol)
-            except TorchportError as e:
-                c.why = str(e).splitlines()[0]
-                continue
-            if c.ok:
-                loaded[i], samples[i] = model, []
-        for _ in range(rounds):
-            for i in list(loaded):
-                c = report.candidates[i]
-                torch.set_num_threads(c.threads)
-                try:
-                    samples[i].append(loaded[i].benchmark(timed_inputs, iters=iters, warmup=warmup)["p50_ms"])
-                except BadInputError as e:  # a batch the file cannot take (a .pte's planned bound)
-                    c.ok, c.why = False, str(e).splitlines()[0]
-                    del loaded[i]
-        for i, model in loaded.items():
-            c = report.candidates[i]
-            c.p50_ms = statistics.median(samples[i])
+
+def _load_passing(candidates: list[Candidate], check) -> dict[int, Loaded]:
+    """Each candidate loaded by the C++ runtime and checked on its first call;
+    those that pass, by index."""
+    loaded: dict[int, Loaded] = {}
+    for i, c in enumerate(candidates):
+        try:
             torch.set_num_threads(c.threads)
-            ok, diff, why = _parity(model, golden_in, golden_out, names, atol, rtol)  # the optimised plan too
-            c.ok, c.max_abs_diff, c.why = ok, max(diff, c.max_abs_diff or 0.0), why
-    finally:
-        torch.set_num_threads(previous_threads)
+            model = REGISTRY["native"].load(c.file, threads=c.threads, options={
+                "optimize": c.optimize, "optimize_graph": c.optimize_graph})
+            c.ok, c.max_abs_diff, c.why = check(model)
+        except TorchportError as e:
+            c.why = str(e).splitlines()[0]
+            continue
+        if c.ok:
+            loaded[i] = model
+    return loaded
+
+
+def _time_and_recheck(candidates: list[Candidate], loaded: dict[int, Loaded], inputs: list[torch.Tensor],
+                      iters: int, rounds: int, warmup: int, check) -> None:
+    """Alternating rounds of the C++ loop over the passing candidates (the median
+    of each round's p50), then parity again on the plan the rounds optimised."""
+    samples: dict[int, list[float]] = {i: [] for i in loaded}
+    for _ in range(rounds):
+        for i in list(loaded):
+            c = candidates[i]
+            torch.set_num_threads(c.threads)
+            try:
+                samples[i].append(loaded[i].model.benchmark(inputs, iters=iters, warmup=warmup)["p50_ms"])
+            except BadInputError as e:  # a batch the file cannot take (a .pte's planned bound)
+                c.ok, c.why = False, str(e).splitlines()[0]
+                del loaded[i]
+    for i, model in loaded.items():
+        c = candidates[i]
+        c.p50_ms = statistics.median(samples[i])
+        torch.set_num_threads(c.threads)
+        ok, diff, why = check(model)  # the optimised plan too
+        c.ok, c.max_abs_diff, c.why = ok, max(diff, c.max_abs_diff or 0.0), why
+
+
+def _write_profile(report: TuneReport, manifest: Manifest, checksums: dict[str, str], out: Path) -> None:
+    """The fastest candidate that kept parity, as a profile tied to the artifact's checksum."""
+    from torchport._files import write_bytes
+    from torchport.native import load_native
 
     kept = [c for c in report.candidates if c.ok and c.p50_ms is not None]
     if not kept:
-        return report
+        return
     best = min(kept, key=lambda c: c.p50_ms)
     report.best = best
     measured = {"p50_ms": {c.label: c.p50_ms for c in kept}, "torch": torch.__version__}
-    prof = native.Profile(
+    prof = load_native().Profile(
         artifact_checksum=manifest.checksum, format=best.format, file_checksum=checksums[best.file],
         threads=best.threads, warmup_runs=2 if best.format == "torchscript" and best.optimize_graph else 1,
-        optimize_graph=best.optimize_graph, optimize=best.optimize, atol=atol, rtol=rtol, batch=batch,
-        measured_json=json.dumps(measured),
+        optimize_graph=best.optimize_graph, optimize=best.optimize, atol=report.atol, rtol=report.rtol,
+        batch=report.batch, measured_json=json.dumps(measured),
     )
     write_bytes(out, prof.to_json().encode(), overwrite=True)
     report.profile = str(out)
-    return report

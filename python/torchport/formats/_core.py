@@ -104,8 +104,6 @@ class Format:
     name: str                          # export(format=...) and the manifest's "format"
     title: str                         # how messages name it: "TorchScript", "ONNX"
     suffix: str
-    #: the verify row that runs this format in Python (parity.RUNTIMES)
-    python_runtime: str
     #: before the contract: compile what will run, check the options that apply
     prepare: Callable[[Job], Prepared]
     #: the artifact's bytes, payload checksum in ``manifest``

@@ -94,7 +94,7 @@ def _build(job: Job, prepared: Prepared, manifest: Manifest, golden: bytes) -> b
 
 
 FORMAT = Format(
-    name="aoti", title="AOTInductor .pt2", suffix=".pt2", python_runtime="aoti",
+    name="aoti", title="AOTInductor .pt2", suffix=".pt2",
     prepare=_prepare, build=_build, check=native_check("aoti"), run_file=run_native_file,
     tolerance=fixed_tolerance(TOLERANCE),
 )

@@ -257,7 +257,7 @@ def _check(job: Job, data: bytes, manifest: Manifest) -> None:
 
 
 FORMAT = Format(
-    name="executorch", title="ExecuTorch .pte", suffix=".pte", python_runtime="executorch",
+    name="executorch", title="ExecuTorch .pte", suffix=".pte",
     prepare=_prepare, build=_build, check=_check, run_file=run_native_file, tolerance=tolerance,
     delegates=DELEGATES, in_all=False,
 )

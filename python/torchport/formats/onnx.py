@@ -100,6 +100,6 @@ def run_file(path: Path, inputs: Sequence[torch.Tensor]) -> Outputs:
 
 
 FORMAT = Format(
-    name="onnx", title="ONNX", suffix=".onnx", python_runtime="onnxruntime",
+    name="onnx", title="ONNX", suffix=".onnx",
     prepare=_prepare, build=_build, check=_check, run_file=run_file, tolerance=fixed_tolerance(TOLERANCE),
 )

@@ -165,7 +165,7 @@ def _check(job: Job, data: bytes, manifest: Manifest) -> None:
 
 
 FORMAT = Format(
-    name="torchscript", title="TorchScript", suffix=".pt", python_runtime="torchscript",
+    name="torchscript", title="TorchScript", suffix=".pt",
     prepare=_prepare, build=_build, check=_check, run_file=run_native_file, tolerance=lambda delegate=None: None,
     optimizes=True, per_batch_lists=True,
 )
