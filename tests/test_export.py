@@ -7,6 +7,7 @@ import os
 import stat
 import warnings
 import zipfile
+from typing import Optional
 
 import pytest
 import torch
@@ -150,3 +151,20 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     proc = run_binary("predict", str(path), "--input", str(tmp_path / "in.pt"), "--output", str(tmp_path / "out.pt"))
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE((tmp_path / "out.pt").stat().st_mode) == _plain_open_mode()
+
+
+class _Defaults(torch.nn.Module):
+    def forward(self, x, mask: Optional[torch.Tensor] = None, flag: bool = False):
+        return x if mask is None else x * mask
+
+
+def test_arguments_the_example_leaves_out_are_named_in_a_warning(tmp_path):
+    with pytest.warns(torchport.ExportWarning, match=r"_Defaults\.forward\(\) arguments the example leaves out are "
+                      r"fixed at their defaults in the artifact: mask=None, flag=False"):
+        torchport.export(_Defaults(), torch.rand(2, 3), tmp_path / "m.pt")
+    assert torchport.read_manifest(tmp_path / "m.pt").constants == {"mask": None, "flag": False}
+    with warnings.catch_warnings(record=True) as caught:  # all given: nothing to say
+        warnings.simplefilter("always")
+        torchport.export(_Defaults(), torch.rand(2, 3), tmp_path / "all.pt",
+                         example_kwargs={"mask": torch.ones(2, 3), "flag": True})
+    assert not [w for w in caught if "leaves out" in str(w.message)], [str(w.message) for w in caught]

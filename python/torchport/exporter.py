@@ -35,6 +35,7 @@ from torchport._version import __version__
 from torchport._warnings import jit as _jit  # noqa: F401 - the one jit-warning filter, imported from here by tests
 from torchport.errors import BadArtifactError, BadOptionError, ExportError, ExportWarning  # noqa: F401 - re-exported
 from torchport.formats import Call as _Call, Format, Job, Prepared, output_tensors
+from torchport.formats._core import warn_user
 from torchport.formats.torchscript import CUSTOM_OPS_KEY, METHODS  # noqa: F401 - re-exported
 from torchport.formats.torchscript import compile_module as _compile  # noqa: F401 - imported from here by tests
 from torchport.manifest import FeatureSpec, Manifest, TensorSpec
@@ -134,6 +135,11 @@ def _bind(model: torch.nn.Module, example_inputs: Any, example_kwargs: Optional[
         )
     if not tensors:
         raise BadOptionError("example inputs: no argument is a tensor; an artifact needs at least one tensor input")
+    defaulted = [f"{n}={constants[n]!r}" for n in constants if n not in bound]
+    if defaulted:
+        warn_user(f"{type(model).__name__}.forward() arguments the example leaves out are fixed at their defaults "
+                  f"in the artifact: {', '.join(defaulted)}; give one in example_kwargs to change that (a tensor "
+                  "makes it an input)")
     return _Call(names, tuple(tensors), constants, changed, args, kwargs, True)
 
 
