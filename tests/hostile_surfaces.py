@@ -314,8 +314,7 @@ def _image_cases() -> list[SurfaceCase]:
     add("PNG bit depth 3", "malformed", lambda: png_file(24, 16, 3, 0, idat()), "bit depth 3 is not a PNG one")
     add("PNG interlace method 2", "malformed", lambda: png_file(24, 16, 8, 2, idat(), interlace=2), "interlace method 2 is not a PNG one")
     add("PNG palette without PLTE", "malformed", lambda: png_file(24, 16, 8, 3, zlib.compress(b"\0" * 16 * 25)), "is not a readable PNG/JPEG image")
-    add("PNG IHDR CRC wrong", "malformed", lambda: _png_set(png(), b"IHDR", 21, b"\0\0\0\0"), "CRC",
-        xfail="the PNG reader does not check chunk CRCs: decoded, where PIL (training) refuses the file")
+    add("PNG IHDR CRC wrong", "malformed", lambda: _png_set(png(), b"IHDR", 21, b"\0\0\0\0"), "IHDR chunk at byte 8 fails its CRC")
     add("PNG of another size than the model takes", "contract", lambda: png_of(_gray(8, 8), 8, 2), "input 'image': dim 1 expected 16, got 8")
     add("JPEG SOI only", "malformed", lambda: b"\xff\xd8", "too short (2 bytes)", ".jpg")
     add("JPEG truncated after the header", "malformed", lambda: jpeg_of()[:200], "a marker segment declares 31 bytes",

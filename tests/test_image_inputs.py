@@ -87,3 +87,46 @@ def test_a_wrong_size_or_a_broken_image_is_refused_by_name(artifact, tmp_path):
         proc = run_binary("predict", str(artifact), "--input", str(tmp_path / name), "--output", str(tmp_path / "o"))
         assert proc.returncode == 4 and f"{name}' is not a readable PNG/JPEG image" in proc.stderr, (name, proc.stderr)
     assert not (tmp_path / "o").exists()
+
+
+def _chunks(data: bytes) -> list[tuple[int, bytes, int]]:
+    """(offset, type, length) of each chunk of a PNG."""
+    out, at = [], 8
+    while at + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[at:at + 4])
+        out.append((at, data[at + 4:at + 8], length))
+        at += 12 + length
+    return out
+
+
+def _with_chunk(data: bytes, before: bytes, kind: bytes, body: bytes) -> bytes:
+    at = next(a for a, k, _ in _chunks(data) if k == before)
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return data[:at] + chunk + data[at:]
+
+
+def test_chunk_crcs_are_judged_as_pil_judges_them(tmp_path):
+    # PIL refuses a bad CRC before the first IDAT and reads past one from IDAT on;
+    # the runtime must refuse and decode the same files (decoding them alike).
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 6, 3), dtype=np.uint8)).save(tmp_path / "ok.png")
+    good = _with_chunk(_with_chunk((tmp_path / "ok.png").read_bytes(), b"IDAT", b"tEXt", b"k\0v"),
+                       b"IEND", b"tIME", b"\x07\xe0\x01\x01\x00\x00\x00")
+    assert [k for _, k, _ in _chunks(good)] == [b"IHDR", b"tEXt", b"IDAT", b"tIME", b"IEND"]
+    outcomes = {}
+    for at, kind, length in _chunks(good):
+        bad = bytearray(good)
+        bad[at + 8 + length:at + 12 + length] = b"\0\0\0\0"
+        path = tmp_path / f"{kind.decode()}.png"
+        path.write_bytes(bytes(bad))
+        try:
+            with Image.open(path) as im:
+                expected = torch.from_numpy(np.asarray(im.convert("RGB")).copy())[None]
+        except Exception:  # noqa: BLE001 - PIL's refusal, whatever its type
+            expected = None
+        if expected is None:
+            with pytest.raises(torchport.BadInputError, match=rf"its {kind.decode()} chunk at byte {at} fails its CRC"):
+                read_tensor_file(path)
+        else:
+            assert torch.equal(read_tensor_file(path)[0], expected), kind
+        outcomes[kind] = expected is None
+    assert outcomes == {b"IHDR": True, b"tEXt": True, b"IDAT": False, b"tIME": False, b"IEND": False}, outcomes
