@@ -108,6 +108,11 @@ class FeatureSpec:
     type: str = "numeric"
     vocabulary: tuple[str, ...] = ()
 
+    @property
+    def width(self) -> int:
+        """How many floats of the model's input this column takes."""
+        return len(self.vocabulary) if self.type == "categorical" else 1
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.type}
         if self.type == "categorical":
