@@ -384,7 +384,7 @@ class CSVDataset(TorchportDataset):
                 if empty:
                     raise DataError(f"CSV file '{path}', line {empty[0]}, column '{name}': empty category; "
                                     "fill it (for example with 'unknown')")
-                self.features.append(Feature(name, "categorical", tuple(sorted(set(cells[j])))))
+                self.features.append(Feature(name, "categorical", sorted(set(cells[j]))))
                 columns.append(cells[j])
             else:
                 columns.append(self._numbers(path, name, "column", cells[j]))
@@ -442,7 +442,7 @@ class CSVDataset(TorchportDataset):
         if not any(f.type == "categorical" for f in self.features):
             return
         rows = list(train_indices)
-        self.features = [replace(f, vocabulary=tuple(sorted({col[i] for i in rows}))) if f.type == "categorical" else f
+        self.features = [replace(f, vocabulary=sorted({col[i] for i in rows})) if f.type == "categorical" else f
                          for f, col in zip(self.features, self._columns)]
         self.x = encode_rows(self.features, self._columns).contiguous()
 
