@@ -25,7 +25,8 @@ The package, by its parts: ``config`` (``TrainConfig``, ``TrainResult``), ``metr
 ``torchport.checkpoint.Checkpoint``.
 """
 
-from torchport.checkpoint import CHECKPOINT_FILE
+# Every name the single train.py module offered, from the module that now holds it.
+from torchport.checkpoint import CHECKPOINT_FILE, Checkpoint
 from torchport.train.config import (
     BEST_FILE,
     DEFAULT_VAL_FRACTION,

@@ -269,6 +269,8 @@ class _Run:
 
 
 def _fit(family, dataset, out, cfg: TrainConfig, model_options, ckpt, until, device, rank, world) -> TrainResult:
+    """One process's share of a run: the epochs (``_epochs``), then the plots; rank 0
+    writes the logs and a ``Checkpoint`` per epoch."""
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     run = _prepare(family, dataset, cfg, model_options, ckpt, device, rank, world)
