@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from torchport.checkpoint import export_checkpoint, load_checkpoint, pipeline_from_checkpoint
+from torchport.checkpoint import export_checkpoint, pipeline_from_checkpoint, read_checkpoint
 from torchport.data import load_dataset
 from torchport.models import FAMILIES
 from torchport.recipes import recipe_for
@@ -50,9 +50,9 @@ def run(family: str, root: Path) -> dict:
     seconds = time.perf_counter() - start
     inputs = load_dataset(dataset).x[result.val_indices[:64]]  # real held-out samples, raw as C++ feeds them
     artifact = export_checkpoint(result.checkpoint, out / f"{family}.pt", force=True, inputs=inputs)
-    ckpt = load_checkpoint(result.checkpoint)  # read once: the model and its task
+    ckpt = read_checkpoint(result.checkpoint)  # read once: the model and its task
     report = verify(artifact, model=pipeline_from_checkpoint(ckpt), inputs=[inputs])
-    metric = PRIMARY[ckpt["dataset"]["task"]][0]
+    metric = PRIMARY[ckpt.dataset.task][0]
     value = result.metrics[metric]
     row = {"family": family, "dataset": dataset, "epochs": result.epochs, "seconds": round(seconds, 1),
            "metric": metric, "value": value, "floor": floor, "bit_exact": report.bit_exact, "ok": report.ok,

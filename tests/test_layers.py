@@ -21,7 +21,7 @@ LAYERS = {
     4: ("exporter",),  # export
     5: ("runtimes", "parity", "benchmark", "tune", "localizer"),  # verify
     6: ("data", "models", "recipes", "train", "checkpoint", "images"),  # train
-    7: ("triton",),  # serve
+    7: ("serve", "triton"),  # serve (torchport.triton: its first import path)
     8: ("", "__main__", "cli", "demo", "bench"),  # the CLI and the user-facing facades
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
@@ -31,7 +31,6 @@ MAX_FUNCTION_LINES = 80
 #: its entry); a new long function fails.
 LONG_FUNCTIONS = {
     "cli.py _parser": 233,  # the argument table
-    "train.py _fit": 118,
 }
 
 

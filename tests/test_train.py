@@ -4,6 +4,7 @@ deterministic, resumable, logged; two DDP processes match one process."""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 
@@ -11,7 +12,14 @@ import pytest
 import torch
 
 import torchport
-from torchport.checkpoint import FORMAT_VERSION, export_checkpoint, load_checkpoint, pipeline_from_checkpoint
+from torchport.checkpoint import (
+    FORMAT_VERSION,
+    Checkpoint,
+    export_checkpoint,
+    load_checkpoint,
+    pipeline_from_checkpoint,
+    read_checkpoint,
+)
 from torchport.data import CSVDataset, Nodules, Shapes, Signals, load_dataset
 from torchport.errors import BadOptionError, CheckpointError
 from torchport.models import FAMILIES
@@ -120,6 +128,45 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="is mlp on wine, not mlp on digits"):
         train("mlp", "digits", out=tmp_path / "x", config=QUIET, resume=r.checkpoint)
+
+
+def _saved(content: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(content, buf)
+    return buf.getvalue()
+
+
+def test_the_checkpoint_dataclass_writes_the_layout_on_disk_byte_for_byte(tmp_path):
+    # The dict torchport's training loop wrote as literals before Checkpoint existed
+    # (format version 1, issue 11's fields included): the dataclass reads it and
+    # writes the same bytes, so old files load and new files read as old ones did.
+    written = {
+        "format": "torchport.checkpoint", "format_version": 1, "torchport_version": "0.4.0", "torch_version": "2.9.0",
+        "family": "mlp", "config": {"in_features": 4, "hidden": [8]},
+        "dataset": {"name": "csv:weather", "description": "a CSV file", "task": "classification",
+                    "input_shape": [4], "input_name": "features", "labels": ["cold", "hot"],
+                    "features": [{"name": "temp", "type": "numeric"},
+                                 {"name": "city", "type": "categorical", "vocabulary": ["lyon", "nice", "paris"]}],
+                    "image": {"size": [8, 8]}},
+        "normalization": {"mean": [0.0], "std": [1.0], "shape": [1]},
+        "target_normalization": {"mean": [2.0], "std": [3.0], "shape": [1]},
+        "split": {"val_fraction": 0.2, "seed": 0, "n_train": 8, "n_val": 2, "held_out": True},
+        "train_config": {"epochs": 3, "lr": 0.01},
+        "state_dict": {"net.0.weight": torch.arange(6.0).reshape(2, 3)},
+        "metrics": {"loss": 0.5, "accuracy": 1.0}, "history": [{"epoch": 1, "val_loss": 0.5}], "epoch": 1,
+        "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 4},
+    }
+    assert _saved(Checkpoint.from_dict(written).to_dict()) == _saved(written)
+    # and one from before issue 11: no features, picture size, target scaling or split
+    older = {k: v for k, v in written.items() if k not in ("target_normalization", "split")}
+    older["dataset"] = {k: v for k, v in written["dataset"].items() if k not in ("features", "image")}
+    torch.save(older, tmp_path / "old.pt")
+    ckpt = read_checkpoint(tmp_path / "old.pt")
+    assert (ckpt.dataset.features, ckpt.dataset.image_size, ckpt.split) == ([], None, None)
+    assert load_checkpoint(tmp_path / "old.pt")["state_dict"]["net.0.weight"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    broken = {**written, "dataset": {"name": "wine"}}
+    with pytest.raises(CheckpointError, match="the dataset entry lacks or mistypes 'description'"):
+        Checkpoint.from_dict(broken, tmp_path / "broken.pt")
 
 
 @pytest.mark.slow

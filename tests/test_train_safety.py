@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import torchport.train as train_module
+import torchport.train.loop as train_module
 from conftest import run_cli
 from torchport.checkpoint import load_checkpoint
 from torchport.data import CSVDataset, TorchportDataset

@@ -183,7 +183,7 @@ class Linear5(nn.Module):
 
 def test_concurrent_exports_into_one_new_model_one_wins_the_others_are_told(mlp_artifact, tmp_path):
     import threading
-    from torchport import triton as triton_module
+    from torchport.serve import repository as triton_module
 
     _, artifact = mlp_artifact
     repo = tmp_path / "models"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from torchport.errors import BadOptionError, DataError
+from torchport.manifest import FeatureSpec
 
 TASKS = ("classification", "regression", "segmentation")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -67,6 +68,8 @@ class TorchportDataset(Dataset):
     description: str = ""
     #: (h, w) for pictures taken as uint8 [B, H, W, 3] and resized in the graph (images.py); None otherwise
     image_size: Optional[tuple[int, int]] = None
+    #: a table's input columns in the model's order; () when the input is not a row of named columns
+    features: Sequence[FeatureSpec] = ()
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(x) != len(y):
@@ -96,7 +99,7 @@ class TorchportDataset(Dataset):
     def feature_specs(self) -> list[dict[str, Any]]:
         """Every input column's name, type and vocabulary, in the model's order; [] when
         the input is not a row of named columns."""
-        return [f.to_dict() for f in getattr(self, "features", [])]
+        return [f.to_dict() for f in self.features]
 
     @property
     def n_outputs(self) -> int:
@@ -297,25 +300,9 @@ class Signals(TorchportDataset):
         super().__init__(torch.stack(xs).unsqueeze(2), torch.tensor(ys, dtype=torch.int64))  # (N, T, 1)
 
 
-@dataclass
-class Feature:
-    """One input column as the model sees it: ``numeric`` (one float) or ``categorical``
-    (one-hot over ``vocabulary``, learnt on the training split; a value outside it,
-    unknown at run time, encodes as all zeros)."""
-
-    name: str
-    type: str = "numeric"
-    vocabulary: list[str] = field(default_factory=list)
-
-    @property
-    def width(self) -> int:
-        return len(self.vocabulary) if self.type == "categorical" else 1
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "type": self.type}
-        if self.type == "categorical":
-            d["vocabulary"] = list(self.vocabulary)
-        return d
+#: one input column as the model sees it (kept as an import path): the manifest's FeatureSpec is its
+#: one definition, so a CSV column and the artifact's feature contract cannot drift apart
+Feature = FeatureSpec
 
 
 def encode_rows(features: Sequence[Feature], columns: Sequence[Sequence[Any]]) -> torch.Tensor:
@@ -455,9 +442,8 @@ class CSVDataset(TorchportDataset):
         if not any(f.type == "categorical" for f in self.features):
             return
         rows = list(train_indices)
-        for f, col in zip(self.features, self._columns):
-            if f.type == "categorical":
-                f.vocabulary = sorted({col[i] for i in rows})
+        self.features = [replace(f, vocabulary=sorted({col[i] for i in rows})) if f.type == "categorical" else f
+                         for f, col in zip(self.features, self._columns)]
         self.x = encode_rows(self.features, self._columns).contiguous()
 
 

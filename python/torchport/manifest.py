@@ -28,6 +28,7 @@ sharing a name agree across the inputs of a call).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -106,7 +107,13 @@ class FeatureSpec:
 
     name: str
     type: str = "numeric"
-    vocabulary: tuple[str, ...] = ()
+    #: a tuple as the runtime reads it; a CSV dataset holds the sorted list it learnt
+    vocabulary: Sequence[str] = ()
+
+    @property
+    def width(self) -> int:
+        """How many floats of the model's input this column takes."""
+        return len(self.vocabulary) if self.type == "categorical" else 1
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "type": self.type}
