@@ -4,8 +4,10 @@ outputs through the runtime that will run them."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from torchport._ext import load_native
+from torchport._files import sweep_temporaries, temporary_folder
 from torchport.errors import BadArtifactError, BadOptionError, ExportError, ExportWarning
 from torchport.manifest import Manifest
 
@@ -188,3 +191,17 @@ def warn_user(message: str, category: type = ExportWarning) -> None:
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE + os.sep):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+@contextlib.contextmanager
+def scratch(job: Job, tag: str):
+    """A scratch folder for a compiler's files beside the artifact (on its disk,
+    not the system's temporary one), removed after; the folder of an export that
+    was killed is swept by the next export to the same folder."""
+    folder = job.path.parent
+    sweep_temporaries(folder)
+    tmp = temporary_folder(folder, tag)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import time
 from pathlib import Path
+
 import torch
 
 from torchport.errors import ExportError
 from torchport.formats._capture import capture, prepare_exported
 from torchport.formats._core import (
     COMPILE_KEY, GOLDEN_FILE, MANIFEST_FILE, Format, Job, Prepared, first_line, fixed_tolerance,
-    native_check, run_native_file,
+    native_check, run_native_file, scratch,
 )
 from torchport.manifest import Manifest, payload_checksum
 
@@ -55,7 +55,7 @@ def _repack(package: bytes, extra: dict[str, bytes]) -> bytes:
 def compile_aoti(job: Job) -> tuple[bytes, float]:
     """(package bytes, compile seconds): torch.export, then AOTInductor with freezing."""
     program = capture(job)
-    with tempfile.TemporaryDirectory(prefix="torchport-aoti-") as tmp:
+    with scratch(job, "aoti") as tmp:
         start = time.perf_counter()
         try:
             package = torch._inductor.aoti_compile_and_package(

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,7 +22,9 @@ from torchport._ext import load_native
 from torchport._onnx_records import ONNX_GOLDEN_KEY, ONNX_MANIFEST_KEY, _onnx
 from torchport.errors import ExportError, NativeUnavailableError
 from torchport.formats._capture import example, prepare_exported, shapes_for
-from torchport.formats._core import Format, Job, Outputs, Prepared, check_outputs, first_line, fixed_tolerance
+from torchport.formats._core import (
+    Format, Job, Outputs, Prepared, check_outputs, first_line, fixed_tolerance, scratch,
+)
 from torchport.manifest import Manifest
 
 #: How far ONNX Runtime's outputs may be from eager's: the largest absolute
@@ -36,7 +37,7 @@ def export_onnx(job: Job, manifest: Manifest, golden: bytes) -> bytes:
     """The ONNX model (dynamo exporter) with the manifest and golden examples in its metadata_props."""
     onnx = _onnx()
     module, args = example(job)
-    with tempfile.TemporaryDirectory(prefix="torchport-onnx-") as tmp:
+    with scratch(job, "onnx") as tmp:
         try:
             # The exporter prints its progress; export's caller asked for a file, not a log.
             with contextlib.redirect_stdout(io.StringIO()):
