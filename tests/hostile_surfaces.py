@@ -188,6 +188,9 @@ def _pt2_cases() -> list[SurfaceCase]:
         lambda b: pt2_edit(b, _keep, manifest=lambda m: m["metadata"].update(deep="@deep@"),
                            text=lambda t: t.replace('"@deep@"', "[" * 100_000 + "]" * 100_000)),
         "nests more than 64 levels deep")
+    add("manifest number past a double's range, resealed", "malformed",
+        lambda b: pt2_edit(b, _keep, manifest=lambda m: m["metadata"].update(big="@big@"),
+                           text=lambda t: t.replace('"@big@"', "1e999")), "not valid JSON")
     return out
 
 

@@ -407,6 +407,8 @@ nlohmann::json parse_json_object(const std::string& text, const std::string& whe
       why = "it holds NaN or Infinity, which JSON cannot carry (numbers must be finite)";
     }
     bad(where, "not valid JSON: " + why);
+  } catch (const json::exception& e) {  // a number past a double's range ("1e999"): out_of_range, not parse_error
+    bad(where, std::string("not valid JSON: ") + e.what());
   }
   if (!doc.is_object()) bad(where, "must be a JSON object, got " + std::string(doc.type_name()));
   return doc;
