@@ -6,6 +6,7 @@ asserted; iteration counts are tiny."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -170,3 +171,37 @@ def test_mutated_profiles_are_refused_never_crash(tuned):
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     assert counts["refused"] > 1000 and counts["parsed"] > 0, counts
+
+
+def test_an_onnx_model_is_tuned_and_tied_to_by_its_whole_file(tmp_path):
+    # An ONNX manifest records no payload checksum: the profile ties the model by
+    # the runtime's XXH3-128 of the whole file, and the ONNX Runtime backend is a
+    # candidate like the other files.
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model, x = MLP().eval(), torch.randn(4, 6)
+    onnx = torchport.export(model, x, tmp_path / "m.onnx", format="onnx")
+    torchport.export(model, x, tmp_path / "m.pt")
+    tie = load_native().profile_checksum(str(onnx))
+    assert tie.startswith("xxh3-128-file:") and torchport.read_manifest(onnx).checksum in ("", None)
+    report = tune(onnx, threads=[1], iters=5, rounds=1)
+    assert {c.format for c in report.candidates} == {"onnx", "torchscript"}, report
+    assert report.best is not None and report.best.ok, report
+    profile = json.loads(open(report.profile).read())
+    assert profile["artifact_checksum"] == tie
+    loaded = NativeModel(onnx, profile=report.profile)
+    assert loaded.format == report.best.format
+    torch.testing.assert_close(loaded.run(x)[0], model(x), atol=1e-5, rtol=1e-4)
+    torch.manual_seed(1)  # another export at the same path: the profile no longer ties to it
+    torchport.export(MLP().eval(), x, onnx, format="onnx", overwrite=True)
+    with pytest.raises(BadArtifactError, match=r"field 'artifact_checksum' is xxh3-128-file:.*tuned for another artifact"):
+        NativeModel(onnx, profile=report.profile)
+
+
+def test_a_profile_number_past_a_doubles_range_is_refused_as_invalid_json(tuned, tmp_path):
+    bad = tmp_path / "big.profile.json"
+    bad.write_text(re.sub(r'"threads":\s*\d+', '"threads": 1e999', open(tuned[1].profile).read()))
+    assert "1e999" in bad.read_text()
+    with pytest.raises(BadArtifactError, match=r"big\.profile\.json.*not valid JSON"):
+        NativeModel(tuned[0], profile=bad)

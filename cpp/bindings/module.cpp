@@ -457,6 +457,14 @@ void register_tools(py::module_& m) {
   m.def(
       "payload_checksum", [](const py::bytes& archive) { return payload_checksum(std::string(archive)); },
       py::arg("archive"), "The payload checksum of TorchScript archive bytes, as export records it.");
+  m.def(
+      "profile_checksum",
+      [](const std::string& path) {
+        py::gil_scoped_release release;
+        return profile_checksum(path);
+      },
+      py::arg("path"),
+      "The checksum a tune profile ties an artifact to: its payload checksum, or an ONNX model's whole-file XXH3-128.");
   m.def("supported_dtypes", &supported_dtypes, "The dtype names a manifest may use.");
   m.def("max_threads", &max_threads, "The largest accepted thread count.");
   m.def(

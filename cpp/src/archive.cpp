@@ -389,6 +389,14 @@ ArchiveFiles read_archive(const std::string& path, std::shared_ptr<const std::st
   return files;
 }
 
+std::string file_checksum(const std::string& bytes) {
+  const XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  std::ostringstream out;
+  out << kFileChecksum << ":" << std::hex << std::setfill('0') << std::setw(16) << h.high64 << std::setw(16)
+      << h.low64;
+  return out.str();
+}
+
 std::string payload_checksum(const std::string& bytes, const std::string& where, const std::string& algorithm) {
   if (is_pte(bytes)) return pte_checksum(split_pte(bytes, where), algorithm, where);
   const auto zip = check_zip(bytes, where, ErrorKind::BadArtifact);

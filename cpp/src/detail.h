@@ -63,6 +63,19 @@ std::string checksum_algorithm(const std::string& checksum);
 std::string payload_checksum(const std::string& bytes, const std::string& where,
                              const std::string& algorithm = kDefaultChecksum);
 
+/// The scheme of `file_checksum`: XXH3-128 over every byte of a file.
+inline constexpr const char* kFileChecksum = "xxh3-128-file";
+/// "xxh3-128-file:<hex>" of `bytes`: what a tune profile ties an ONNX model to
+/// (its manifest lives inside the model and records no payload checksum).
+std::string file_checksum(const std::string& bytes);
+
+/// The checksum a tune profile ties the artifact in `bytes` (read from `path`)
+/// to, and its format: the manifest's payload checksum, or for an ONNX model
+/// `file_checksum` of the bytes. Throws BadArtifact, `where` first, for a file
+/// that records none (a plain TorchScript file, an export older than checksums).
+std::string profile_checksum(const std::string& path, const std::shared_ptr<const std::string>& bytes,
+                             const std::string& where, std::string* format);
+
 /// Parses manifest.json text; `where` names its source in error messages.
 Manifest parse_manifest(const std::string& text, const std::string& where);
 

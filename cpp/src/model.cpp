@@ -378,20 +378,19 @@ int max_threads() {
 
 Model::Model(std::shared_ptr<const detail::ModelState> state) : state_(std::move(state)) {}
 
-namespace {
-
-// The manifest checksum a profile is tied to; BadArtifact when `bytes` has none.
-std::string profile_checksum(const std::string& path, const std::shared_ptr<const std::string>& bytes,
-                             const std::string& profile_path, std::string* format) {
+std::string detail::profile_checksum(const std::string& path, const std::shared_ptr<const std::string>& bytes,
+                                     const std::string& where, std::string* format) {
   const detail::ArchiveFiles files = detail::read_archive(path, bytes, detail::Checksum::Skip);
-  if (!files.manifest || files.manifest->checksum.empty()) {
-    throw Error(ErrorKind::BadArtifact, "profile '" + profile_path + "': '" + path +
-                                            "' records no checksum to tie a profile to (a plain TorchScript file, or "
-                                            "an export older than checksums); load it without the profile");
-  }
   *format = files.format;
-  return files.manifest->checksum;
+  if (files.manifest && !files.manifest->checksum.empty()) return files.manifest->checksum;
+  if (files.manifest && files.format == "onnx") return detail::file_checksum(*bytes);
+  throw Error(ErrorKind::BadArtifact, where + "'" + path +
+                                          "' records no checksum to tie a profile to (a plain TorchScript file, or "
+                                          "an export older than checksums); export it again with torchport");
 }
+
+
+namespace {
 
 // The file and options a profile picks for the artifact at `path` (its bytes
 // in `bytes`): a profile tuned for another artifact, or a sibling that changed
@@ -401,7 +400,7 @@ Options use_profile(std::string& path, std::shared_ptr<const std::string>& bytes
   const Profile profile = Profile::read(options.profile);
   const std::string where = "profile '" + options.profile + "'";
   std::string format;
-  const std::string checksum = profile_checksum(path, bytes, options.profile, &format);
+  const std::string checksum = detail::profile_checksum(path, bytes, where + ": ", &format);
   if (checksum != profile.artifact_checksum) {
     throw Error(ErrorKind::BadArtifact,
                 where + ": field 'artifact_checksum' is " + profile.artifact_checksum + ", but '" + path +
@@ -418,7 +417,7 @@ Options use_profile(std::string& path, std::shared_ptr<const std::string>& bytes
     }
     auto sibling_bytes = detail::read_regular_file(sibling, "artifact", ErrorKind::BadArtifact);
     std::string sibling_format;
-    const std::string sibling_checksum = profile_checksum(sibling, sibling_bytes, options.profile, &sibling_format);
+    const std::string sibling_checksum = detail::profile_checksum(sibling, sibling_bytes, where + ": ", &sibling_format);
     if (sibling_format != profile.format || sibling_checksum != profile.file_checksum) {
       throw Error(ErrorKind::BadArtifact,
                   where + ": field 'file_checksum' is " + profile.file_checksum + " (" + profile.format + "), but '" +

@@ -105,7 +105,7 @@ Profile Profile::from_json(const std::string& text, const std::string& where) {
                    std::to_string(kProfileSchema) + "; upgrade torchport or run torchport tune again");
   }
   p.artifact_checksum = string_field(doc, "artifact_checksum", {}, where);
-  p.format = string_field(doc, "format", {"torchscript", "aoti", "executorch"}, where);
+  p.format = string_field(doc, "format", {"torchscript", "aoti", "executorch", "onnx"}, where);
   p.file_checksum = string_field(doc, "file_checksum", {}, where);
   p.threads = int_field(doc, "threads", 0, max_threads(), 0, where);
   p.warmup_runs = int_field(doc, "warmup_runs", 0, kMaxWarmupRuns, 0, where);

@@ -180,6 +180,12 @@ Golden read_golden(const std::string& path) {
   return detail::parse_golden(files.golden_bytes, "'" + path + "' torchport/golden.pt");
 }
 
+std::string profile_checksum(const std::string& path) {
+  auto bytes = detail::read_regular_file(path, "artifact", ErrorKind::BadArtifact);
+  std::string format;
+  return detail::profile_checksum(path, bytes, "", &format);
+}
+
 std::string payload_checksum(const std::string& archive_bytes) {
   return detail::payload_checksum(archive_bytes, "archive");
 }

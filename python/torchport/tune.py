@@ -11,7 +11,8 @@ Candidates (all in one process, timed in alternating rounds by the C++ loop
 that ``torchport bench``'s ``native-cpp`` contender uses):
 
 - files: the artifact and its siblings of the same stem that the C++ runtime
-  runs (``.pt``, ``.pt2``, ``.pte``);
+  runs (``.pt``, ``.pt2``, ``.pte``, and ``.onnx`` through its ONNX Runtime
+  backend);
 - for TorchScript: the level applied at load (``""`` as exported, ``"freeze"``,
   ``"fast"``; only levels above the exported one) and ``optimize_graph``
   (on, off);
@@ -24,7 +25,9 @@ profiling executor has optimised the graph), pass the runtime's one comparison
 manifest's own unless given (bit-exact for a default artifact). The profile
 records the winner's file format, level, ``optimize_graph`` and threads, and
 ``warmup_runs`` (2 with the profiling executor, which optimises on the second
-call; 1 otherwise), tied to the artifact by its manifest checksum.
+call; 1 otherwise), tied to the artifact and the winning file by the runtime's
+``profile_checksum``: the manifest's payload checksum, or an ONNX model's
+whole-file XXH3-128 (its manifest records none).
 """
 
 from __future__ import annotations
@@ -112,22 +115,24 @@ def default_profile_path(artifact: Union[str, Path]) -> Path:
     return path.with_name(path.stem + ".profile.json")
 
 
-def _files(path: Path, manifest) -> list[tuple[Path, Any]]:
+def _files(path: Path, manifest) -> list[tuple[Path, Any, str]]:
     """The artifact and its siblings the C++ runtime runs, with their manifests
-    (an ONNX model carries no payload checksum: a sibling needs one)."""
+    and the checksums a profile ties them to (the runtime's ``profile_checksum``)."""
     from torchport.formats import SUFFIXES  # imported here: it loads the extension
+    from torchport.native import load_native
 
-    found = [(path, manifest)]
+    found = [(path, manifest, load_native().profile_checksum(str(path)))]
     for fmt, suffix in SUFFIXES.items():
         sibling = path.with_suffix(suffix)
         if sibling == path or not sibling.is_file():
             continue
         try:
             m = read_manifest(sibling)
+            tie = load_native().profile_checksum(str(sibling))
         except TorchportError:
-            continue  # not an artifact the runtime reads: not a candidate
-        if (m.format or "torchscript") == fmt and m.checksum:
-            found.append((sibling, m))
+            continue  # not an artifact the runtime reads, or none a profile can tie to: not a candidate
+        if (m.format or "torchscript") == fmt:
+            found.append((sibling, m, tie))
     return found
 
 
@@ -175,7 +180,7 @@ def tune(
     timed_inputs = batched_inputs(golden_in, batched, batch)
     out = Path(profile) if profile is not None else default_profile_path(path)
     files = _files(path, manifest)
-    if any(out.resolve() == f.resolve() for f, _ in files):
+    if any(out.resolve() == f.resolve() for f, _, _ in files):
         raise BadOptionError(f"profile: '{out}' is the artifact or one of its siblings; name another file")
     report = TuneReport(artifact=str(path), batch=batch, atol=atol, rtol=rtol, iters=iters, rounds=rounds,
                         candidates=_candidates(files, threads))
@@ -187,16 +192,16 @@ def tune(
         _time_and_recheck(report.candidates, loaded, timed_inputs, iters, rounds, warmup, check)
     finally:
         torch.set_num_threads(previous_threads)
-    _write_profile(report, manifest, {str(f): m.checksum for f, m in files}, out)
+    _write_profile(report, {str(f): tie for f, _, tie in files}, str(path), out)
     return report
 
 
 def _tunable(path: Path) -> Manifest:
     """The artifact's manifest, refused unless a profile can be tied to it and checked."""
+    from torchport.native import load_native
+
     manifest = read_manifest(path)  # the runtime's reader: refuses what it would not load
-    if not manifest.checksum:
-        raise BadArtifactError(f"'{path}' records no checksum to tie a profile to (a plain TorchScript file, or an "
-                               "export older than checksums); export it again with torchport")
+    load_native().profile_checksum(str(path))  # BadArtifactError when a profile has nothing to tie to
     if not manifest.golden:
         raise BadArtifactError(f"'{path}' holds no golden examples to check the candidates' parity against")
     return manifest
@@ -213,10 +218,10 @@ def _tolerance(manifest: Manifest, atol: Optional[float], rtol: Optional[float])
     return atol, rtol
 
 
-def _candidates(files: list[tuple[Path, Any]], threads: Sequence[int]) -> list[Candidate]:
+def _candidates(files: list[tuple[Path, Any, str]], threads: Sequence[int]) -> list[Candidate]:
     """Every file, thread count and (for TorchScript) load level and optimize_graph setting."""
     candidates = []
-    for file, m in files:
+    for file, m, _ in files:
         fmt = m.format or "torchscript"
         exported = LEVELS.index(m.optimize) if m.optimize in LEVELS else (0 if m.optimize in ("", "none") else 1)
         levels = [lv for i, lv in enumerate(LEVELS) if i == 0 or i > exported] if fmt == "torchscript" else [""]
@@ -268,7 +273,7 @@ def _time_and_recheck(candidates: list[Candidate], loaded: dict[int, Loaded], in
         c.ok, c.max_abs_diff, c.why = ok, max(diff, c.max_abs_diff or 0.0), why
 
 
-def _write_profile(report: TuneReport, manifest: Manifest, checksums: dict[str, str], out: Path) -> None:
+def _write_profile(report: TuneReport, checksums: dict[str, str], artifact: str, out: Path) -> None:
     """The fastest candidate that kept parity, as a profile tied to the artifact's checksum."""
     from torchport._files import write_bytes
     from torchport.native import load_native
@@ -280,7 +285,7 @@ def _write_profile(report: TuneReport, manifest: Manifest, checksums: dict[str, 
     report.best = best
     measured = {"p50_ms": {c.label: c.p50_ms for c in kept}, "torch": torch.__version__}
     prof = load_native().Profile(
-        artifact_checksum=manifest.checksum, format=best.format, file_checksum=checksums[best.file],
+        artifact_checksum=checksums[artifact], format=best.format, file_checksum=checksums[best.file],
         threads=best.threads, warmup_runs=2 if best.format == "torchscript" and best.optimize_graph else 1,
         optimize_graph=best.optimize_graph, optimize=best.optimize, atol=report.atol, rtol=report.rtol,
         batch=report.batch, measured_json=json.dumps(measured),

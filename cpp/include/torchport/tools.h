@@ -71,6 +71,11 @@ Golden read_golden_bytes(const std::string& bytes, const std::string& where);
 /// records and load verifies).
 std::string payload_checksum(const std::string& archive_bytes);
 
+/// The checksum a tune profile ties the artifact at `path` to: its manifest's
+/// payload checksum, or for an ONNX model (whose manifest records none) an
+/// XXH3-128 of the whole file ("xxh3-128-file:<hex>"). Throws NotFound or BadArtifact.
+std::string profile_checksum(const std::string& path);
+
 /// Runs the artifact's golden inputs and compares with its golden outputs,
 /// within atol/rtol; when neither is given, within the manifest's stated
 /// tolerance (bit-exact unless the format says otherwise). A caller may pass
