@@ -13,7 +13,9 @@ batch 1 and 32 with 1 intra-op thread, in one process:
   on (``ts``) and off (``ts-nog``);
 - paths within a stated tolerance: the ``freeze`` and ``fast`` levels (their
   manifests record 10x the max difference measured at export) and the
-  AOTInductor ``.pt2`` (its manifest's tolerance), all in the C++ loop;
+  AOTInductor ``.pt2`` (its manifest's tolerance), and the ``.onnx`` run by the
+  C++ runtime's ONNX Runtime backend (``onnx``, what ``torchport tune`` can pick),
+  all in the C++ loop;
 - ``ort``: the ``.onnx`` in ONNX Runtime, called from Python (its Python call
   costs a few microseconds that the C++ loop does not: this favours torchport
   on the smallest models, by at most that much).
@@ -49,7 +51,7 @@ from torchport.native import NativeModel  # noqa: E402
 MODELS = ["mlp", "cnn", "rnn", "transformer", "resnet18"]
 BATCHES = (1, 32)
 BIT_EXACT = ("ts", "ts-nog")
-TOLERANT = ("freeze", "fast", "aoti")
+TOLERANT = ("freeze", "fast", "aoti", "onnx")
 
 
 def prepare(name: str, cache: Path) -> tuple[torch.nn.Module, dict[str, Path], tuple[int, ...]]:
@@ -109,8 +111,9 @@ def main() -> None:
             "freeze": NativeModel(paths["freeze"], threads=1),
             "fast": NativeModel(paths["fast"], threads=1),
             "aoti": NativeModel(paths["aoti"], threads=1, concurrency=1),
+            "onnx": NativeModel(paths["onnx"], threads=1),  # the C++ runtime's ONNX Runtime backend
         }
-        tols = {"freeze": tolerance(paths["freeze"]), "fast": tolerance(paths["fast"]), "aoti": tolerance(paths["aoti"])}
+        tols = {k: tolerance(paths[k]) for k in ("freeze", "fast", "aoti", "onnx")}
         session = onnxruntime_session(paths["onnx"], threads=1)
         for batch in BATCHES:
             torch.manual_seed(2)
@@ -142,11 +145,11 @@ def main() -> None:
           f"1 intra-op thread; {args.rounds} alternating rounds of about {args.iters_ms:.0f} ms per contender; load "
           f"average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end\n")
     print("p50 per call (ms):\n")
-    print("| model | batch | eager | ts | ts-nog | freeze | fast | aoti | ort |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | batch | eager | ts | ts-nog | freeze | fast | aoti | onnx | ort |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, batch, _, med, *_ in rows:
         print(f"| {name} | {batch} | " + " | ".join(f"{med[k]:.4f}" for k in
-                                                     ("eager", "ts", "ts-nog", "freeze", "fast", "aoti", "ort")) + " |")
+                                                     ("eager", "ts", "ts-nog", "freeze", "fast", "aoti", "onnx", "ort")) + " |")
     print("\nTargets (ratios of p50; `yes` when met):\n")
     print("| model | batch | best bit-exact / eager (<= 0.7 at b=1) | best within tolerance / eager (<= 0.5 at b=1) "
           "| best torchport / ORT (<= 1.0) |")
