@@ -62,23 +62,25 @@ def test_bench_cli_writes_json_and_png(artifact, tmp_path):
     assert "p50 ms" in proc.stdout
 
 
-def test_bench_runs_the_onnx_sibling(tmp_path):
+def _with_onnx_sibling(folder):
+    """m.pt and its m.onnx sibling, of one MLP."""
     pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = MLP().eval()
-    path = torchport.export(model, torch.randn(3, 6), tmp_path / "m.pt")
-    torchport.export(model, torch.randn(3, 6), tmp_path / "m.onnx", format="onnx")
+    path = torchport.export(model, torch.randn(3, 6), folder / "m.pt")
+    torchport.export(model, torch.randn(3, 6), folder / "m.onnx", format="onnx")
+    return path
+
+
+def test_bench_runs_the_onnx_sibling(tmp_path):
+    path = _with_onnx_sibling(tmp_path)
     report = bench(path, batches=[2], runtimes=["native", "onnxruntime"], iters=2, rounds=1)
     assert [r.runtime for r in report.rows] == ["native", "onnxruntime"] and not report.skipped
 
 
 def test_bench_loads_onnxruntime_again_for_each_thread_count(tmp_path):
     # ONNX Runtime keeps its own pool per session: the second count needs a new one.
-    pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    model = MLP().eval()
-    path = torchport.export(model, torch.randn(3, 6), tmp_path / "m.pt")
-    torchport.export(model, torch.randn(3, 6), tmp_path / "m.onnx", format="onnx")
+    path = _with_onnx_sibling(tmp_path)
     report = bench(path, batches=[2], threads=[1, 2], runtimes=["native", "onnxruntime"], iters=2, rounds=1)
     assert [(r.runtime, r.threads) for r in report.rows] == [
         ("native", 1), ("onnxruntime", 1), ("native", 2), ("onnxruntime", 2)]

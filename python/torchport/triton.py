@@ -4,51 +4,12 @@
     >>> from torchport.triton import export_triton, check_triton
 """
 
-from torchport.serve import (
-    BACKEND,
-    CONFIG_FILE,
-    DATA_TYPES,
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_QUEUE_DELAY_US,
-    INSTANCE_KINDS,
-    INT32_MAX,
-    LABEL_FILE,
-    MODEL_FILE,
-    PLATFORM,
-    TORCH_DTYPES,
-    GoldenRequest,
-    TritonCheck,
-    TritonCheckRow,
-    TritonConfig,
-    TritonExport,
-    TritonSchemaUnavailable,
-    TritonTensor,
-    check_layout,
-    check_triton,
-    config_from_manifest,
-    export_triton,
-    forward_arguments,
-    golden_requests,
-    model_config_schema,
-    parse_config,
-    serve_like_triton,
-)
+from torchport import serve as _serve
+from torchport.serve import *  # noqa: F401,F403 - serve's public names (serve.__all__)
 
-__all__ = [
-    "GoldenRequest",
-    "TritonCheck",
-    "TritonCheckRow",
-    "TritonConfig",
-    "TritonExport",
-    "TritonSchemaUnavailable",
-    "TritonTensor",
-    "check_layout",
-    "check_triton",
-    "config_from_manifest",
-    "export_triton",
-    "forward_arguments",
-    "golden_requests",
-    "model_config_schema",
-    "parse_config",
-    "serve_like_triton",
-]
+__all__ = list(_serve.__all__)
+
+
+def __getattr__(name: str):
+    # The rest of serve's names (MODEL_FILE, CONFIG_FILE, ...), as `torchport.triton.X` gave them.
+    return getattr(_serve, name)
