@@ -295,12 +295,25 @@ def _huge_plan(plan):
     plan.non_const_buffer_sizes = list(plan.non_const_buffer_sizes) + [3 << 30]
 
 
+def _operator_without_name(plan):
+    plan.operators[0].name = None  # ExecuTorch dereferences it: SIGSEGV
+
+
+def _int_list_holding_a_tensor(plan):
+    from executorch.exir import schema
+
+    ints = next(v.val for v in plan.values if isinstance(v.val, schema.IntList))
+    ints.items[0] = plan.inputs[0]  # ExecuTorch's to<int64_t>() aborts on it: SIGABRT
+
+
 @pytest.mark.parametrize("delegate, change, phrase", [
     ("xnnpack", _no_delegate_args, "delegate call without arguments"),
     ("none", _int_as_tensor_arg, "passes a int as argument 0 of aten::"),
     ("none", _arg_out_of_range, "refers to value"),
     ("none", _constant_on_empty_buffer, "points at the empty buffer"),
     ("none", _huge_plan, "memory plan needs more than 2147483648 bytes"),
+    ("none", _operator_without_name, "has no name"),
+    ("none", _int_list_holding_a_tensor, "which is not an int (it is a tensor)"),
 ])
 def test_pte_structure_exeutorch_would_crash_on_is_refused(delegate, change, phrase, mlp_ptes, tmp_path):
     path = tmp_path / f"{change.__name__}.pte"
@@ -375,9 +388,7 @@ def test_failed_pt2_load_leaves_no_folder(mlp_pt2, tmp_path):
 
 
 # ------------------------------------------------------------------------- fuzz
-@pytest.mark.parametrize("fmt", ["pt2", pytest.param("pte", marks=pytest.mark.xfail(
-    strict=True, reason="known: case 241 of seed 0 (a flatbuffer word set to a boundary value) ends in SIGSEGV "
-    "inside ExecuTorch; the structure walk does not yet cover the field it hits"))])
+@pytest.mark.parametrize("fmt", ["pt2", "pte"])
 def test_structure_aware_fuzz_ends_in_errors_or_runs(fmt, mlp_pt2, mlp_ptes, tmp_path):
     path = mlp_pt2 if fmt == "pt2" else mlp_ptes["none"]
     log = tmp_path / "fuzz.log"
