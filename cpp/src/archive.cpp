@@ -153,7 +153,7 @@ class PayloadHash {
 // Python loader reads extra/ as text, and the golden file is binary).
 const std::string kManifestRecord = std::string("extra/") + kManifestFile;
 const std::string kGoldenRecord = std::string("extra/") + kGoldenFile;
-// The manifest where either format keeps it (it holds the checksum), and the per-save id.
+// The manifest where either zip format keeps it (it holds the checksum), and the per-save id.
 const std::string kSkipped[] = {kManifestRecord, kManifestFile, ".data/serialization_id"};
 
 std::string record_string(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
