@@ -92,6 +92,25 @@ def _load_in_child(path: Path, tmpdir: Path, **options) -> subprocess.CompletedP
                           timeout=120)
 
 
+def test_checksum_of_a_manifest_nested_100000_deep_is_refused_not_a_stack_overflow(mlp_pt2, tmp_path):
+    # Computing a checksum parses the manifest before any load does (export, reseal):
+    # that parse must be as bounded as the load's.
+    records = _zip_records(mlp_pt2)
+    name, _ = _manifest_of(records)
+    rest = [(i, d) for i, d in records if i.filename != name]
+    path = tmp_path / "deep.pt2"
+    path.write_bytes(_rezip(rest, [(name, b'{"schema": 1, "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")]))
+    code = ("import sys, torchport\n"
+            "from torchport.manifest import payload_checksum\n"
+            "try:\n"
+            "    print(payload_checksum(open(sys.argv[1], 'rb').read()))\n"
+            "except torchport.TorchportError as e:\n"
+            "    print(type(e).__name__ + ': ' + str(e))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"signal or crash: rc {proc.returncode}\n{proc.stderr[-2000:]}"
+    assert "BadArtifactError" in proc.stdout and "nests more than 64 levels deep" in proc.stdout, proc.stdout
+
+
 # -------------------------------------------------------------------- zip slip
 def test_pt2_record_climbing_out_is_refused_and_writes_nothing(mlp_pt2, tmp_path):
     records = _zip_records(mlp_pt2)
