@@ -307,8 +307,10 @@ def _pte_cases() -> list[SurfaceCase]:
         "input 'x': dim 1 expected 7, got 6", kind="bad_input")
     add("golden file junk, resealed", "malformed",
         lambda d: pte_pack(*pte_parts(d)[:2], os.urandom(200)), "golden")
-    # ExecuTorch dereferences a missing operator name (SIGSEGV) and aborts on an
-    # int list item of another type (SIGABRT); torchport's walk refuses both.
+    # An int list item of another type aborts ExecuTorch when the kernel reads it
+    # (SIGABRT). An operator without a name crashes ExecuTorch on the undelegated
+    # program (test_artifact_security.py); here ExecuTorch would refuse it in its
+    # own words: the walk refuses both first, naming the value or operator.
     add("operator without a name, called, resealed", "signal",
         program(_pte_plan(lambda plan: _call_first(plan, None, [*plan.inputs[:1], *plan.outputs[:1]]))),
         "has no name")

@@ -229,8 +229,9 @@ std::optional<std::vector<std::vector<uint8_t>>> schema_types(const std::string&
 
 // Lists whose items are indices of other values (IntList: [long];
 // TensorList, OptionalTensorList: [int]) must hold values of the list's item
-// type: ExecuTorch unboxes each item with EValue::to<T>(), which aborts the
-// process on another type, and reads an index past the values as memory.
+// type: ExecuTorch unboxes each item with EValue::to<T>() when a kernel reads
+// the list, which aborts the process on another type (SIGABRT at the first
+// run). An index past the values is refused here too, naming the list.
 // DoubleList and BoolList hold their items themselves: their vectors are
 // only kept inside the program.
 void check_list_items(const FlatWalk& w, const std::vector<uint8_t>& types, uint64_t table, uint64_t v,
@@ -260,9 +261,10 @@ void check_list_items(const FlatWalk& w, const std::vector<uint8_t>& types, uint
   }
 }
 
-// ExecuTorch builds each kernel's name from the operator table's C strings
-// without checking that they are there: an operator without a name is a null
-// dereference inside its loader.
+// Every operator needs a name: ExecuTorch 1.5.1 logs "Missing operator name"
+// but, for some programs (the undelegated MLP's first operator), still
+// finishes loading the method and then calls the kernel it never resolved
+// (SIGSEGV in Method::execute_instruction at the first run).
 void check_operator_names(const FlatWalk& w, uint64_t ops, uint64_t n_ops, const std::string& in_plan) {
   for (uint64_t o = 0; o < n_ops; ++o) {
     const uint64_t op = w.table_at(ops, o);
