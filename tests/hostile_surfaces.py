@@ -244,6 +244,49 @@ def _pte_footer(offset: int, value: int) -> Callable[[bytes], bytes]:
     return make
 
 
+def _pte_plan(change: Callable[[object], None]) -> Callable[[bytes], bytes]:
+    """A program edit through ExecuTorch's own serializer: `change(plan)` edits the
+    first execution plan (executorch.exir.schema dataclasses), for the structure
+    that word-level edits cannot build (a field left out, a value added)."""
+    def make(program: bytes) -> bytes:
+        from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+        pte = deserialize_pte_binary(program)
+        change(pte.program.execution_plan[0])
+        return bytes(serialize_pte_binary(pte, extract_delegate_segments=True))
+
+    return make
+
+
+def _call_first(plan, name: Optional[str], args: list) -> None:
+    """Adds operator `name` ("out" overload; None leaves the name out) and a kernel
+    call of it with `args` before the plan's first instruction."""
+    from executorch.exir import schema
+
+    plan.operators.append(schema.Operator(name=name, overload="out"))
+    call = schema.KernelCall(op_index=len(plan.operators) - 1, args=args)
+    plan.chains[0].instructions.insert(0, schema.Instruction(call))
+
+
+def _int_list_of(item: Callable[[object], int]) -> Callable[[object], None]:
+    """Adds an int list whose one item is value `item(plan)` and a call of
+    aten::permute_copy.out (self, dims, out) that passes it as its dims."""
+    def change(plan):
+        from executorch.exir import schema
+
+        plan.values.append(schema.EValue(schema.IntList(items=[item(plan)])))
+        _call_first(plan, "aten::permute_copy", [plan.inputs[0], len(plan.values) - 1, *(plan.outputs[:1] * 2)])
+
+    return change
+
+
+def _a_double(plan) -> int:
+    from executorch.exir import schema
+
+    plan.values.append(schema.EValue(schema.Double(1.5)))
+    return len(plan.values) - 1
+
+
 def _pte_cases() -> list[SurfaceCase]:
     out: list[SurfaceCase] = []
     add = _artifact_adder(out, "pte")
@@ -267,6 +310,19 @@ def _pte_cases() -> list[SurfaceCase]:
         "input 'x': dim 1 expected 7, got 6", kind="bad_input")
     add("golden file junk, resealed", "malformed",
         lambda d: pte_pack(*pte_parts(d)[:2], os.urandom(200)), "golden")
+    # An int list item of another type aborts ExecuTorch when the kernel reads it
+    # (SIGABRT). An operator without a name crashes ExecuTorch on the undelegated
+    # program (test_artifact_security.py); here ExecuTorch would refuse it in its
+    # own words: the walk refuses both first, naming the value or operator.
+    add("operator without a name, called, resealed", "signal",
+        program(_pte_plan(lambda plan: _call_first(plan, None, [*plan.inputs[:1], *plan.outputs[:1]]))),
+        "has no name")
+    add("int list holding a float, resealed", "signal", program(_pte_plan(_int_list_of(_a_double))),
+        "which is not an int (it is a float)")
+    add("int list holding a tensor, resealed", "signal", program(_pte_plan(_int_list_of(lambda plan: plan.inputs[0]))),
+        "which is not an int (it is a tensor)")
+    add("int list item past the values, resealed", "memory",
+        program(_pte_plan(_int_list_of(lambda plan: len(plan.values) + 40))), "refers to value")
     return out
 
 

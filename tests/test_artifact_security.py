@@ -92,6 +92,25 @@ def _load_in_child(path: Path, tmpdir: Path, **options) -> subprocess.CompletedP
                           timeout=120)
 
 
+def test_checksum_of_a_manifest_nested_100000_deep_is_refused_not_a_stack_overflow(mlp_pt2, tmp_path):
+    # Computing a checksum parses the manifest before any load does (export, reseal):
+    # that parse must be as bounded as the load's.
+    records = _zip_records(mlp_pt2)
+    name, _ = _manifest_of(records)
+    rest = [(i, d) for i, d in records if i.filename != name]
+    path = tmp_path / "deep.pt2"
+    path.write_bytes(_rezip(rest, [(name, b'{"schema": 1, "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")]))
+    code = ("import sys, torchport\n"
+            "from torchport.manifest import payload_checksum\n"
+            "try:\n"
+            "    print(payload_checksum(open(sys.argv[1], 'rb').read()))\n"
+            "except torchport.TorchportError as e:\n"
+            "    print(type(e).__name__ + ': ' + str(e))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"signal or crash: rc {proc.returncode}\n{proc.stderr[-2000:]}"
+    assert "BadArtifactError" in proc.stdout and "nests more than 64 levels deep" in proc.stdout, proc.stdout
+
+
 # -------------------------------------------------------------------- zip slip
 def test_pt2_record_climbing_out_is_refused_and_writes_nothing(mlp_pt2, tmp_path):
     records = _zip_records(mlp_pt2)
@@ -295,12 +314,25 @@ def _huge_plan(plan):
     plan.non_const_buffer_sizes = list(plan.non_const_buffer_sizes) + [3 << 30]
 
 
+def _operator_without_name(plan):
+    plan.operators[0].name = None  # ExecuTorch 1.5.1 loads the method anyway: SIGSEGV at the first run
+
+
+def _int_list_holding_a_tensor(plan):
+    from executorch.exir import schema
+
+    ints = next(v.val for v in plan.values if isinstance(v.val, schema.IntList))
+    ints.items[0] = plan.inputs[0]  # ExecuTorch's to<int64_t>() aborts on it: SIGABRT
+
+
 @pytest.mark.parametrize("delegate, change, phrase", [
     ("xnnpack", _no_delegate_args, "delegate call without arguments"),
     ("none", _int_as_tensor_arg, "passes a int as argument 0 of aten::"),
     ("none", _arg_out_of_range, "refers to value"),
     ("none", _constant_on_empty_buffer, "points at the empty buffer"),
     ("none", _huge_plan, "memory plan needs more than 2147483648 bytes"),
+    ("none", _operator_without_name, "has no name"),
+    ("none", _int_list_holding_a_tensor, "which is not an int (it is a tensor)"),
 ])
 def test_pte_structure_exeutorch_would_crash_on_is_refused(delegate, change, phrase, mlp_ptes, tmp_path):
     path = tmp_path / f"{change.__name__}.pte"
@@ -375,9 +407,7 @@ def test_failed_pt2_load_leaves_no_folder(mlp_pt2, tmp_path):
 
 
 # ------------------------------------------------------------------------- fuzz
-@pytest.mark.parametrize("fmt", ["pt2", pytest.param("pte", marks=pytest.mark.xfail(
-    strict=True, reason="known: case 241 of seed 0 (a flatbuffer word set to a boundary value) ends in SIGSEGV "
-    "inside ExecuTorch; the structure walk does not yet cover the field it hits"))])
+@pytest.mark.parametrize("fmt", ["pt2", "pte"])
 def test_structure_aware_fuzz_ends_in_errors_or_runs(fmt, mlp_pt2, mlp_ptes, tmp_path):
     path = mlp_pt2 if fmt == "pt2" else mlp_ptes["none"]
     log = tmp_path / "fuzz.log"

@@ -26,6 +26,7 @@
 #include <torchport/tools.h>
 
 #include "detail.h"
+#include "json_document.h"
 #include "onnx_file.h"
 #include "pte.h"
 #include "reader.h"
@@ -153,7 +154,7 @@ class PayloadHash {
 // Python loader reads extra/ as text, and the golden file is binary).
 const std::string kManifestRecord = std::string("extra/") + kManifestFile;
 const std::string kGoldenRecord = std::string("extra/") + kGoldenFile;
-// The manifest where either format keeps it (it holds the checksum), and the per-save id.
+// The manifest where either zip format keeps it (it holds the checksum), and the per-save id.
 const std::string kSkipped[] = {kManifestRecord, kManifestFile, ".data/serialization_id"};
 
 std::string record_string(caffe2::serialize::PyTorchStreamReader& reader, const std::string& name) {
@@ -201,11 +202,11 @@ void hash_record(PayloadHash& hash, const std::string& name, const void* data, s
 // The manifest as the checksum covers it: parsed, its "checksum" field removed,
 // written back compactly with sorted keys, so that the digest does not depend
 // on the checksum it is stored in, nor on whitespace or key order.
+// Parsed by the one bounded reader: nlohmann's dump and destructor recurse, so
+// a manifest nested 100,000 deep overflowed the stack here (SIGSEGV) when a
+// checksum was computed before the manifest was parsed.
 std::string manifest_for_checksum(std::string_view text, const std::string& where) {
-  nlohmann::json doc = nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    throw Error(ErrorKind::BadArtifact, where + ": torchport/manifest.json is not a JSON object");
-  }
+  nlohmann::json doc = parse_json_object(std::string(text), where + " torchport/manifest.json", limits::kJsonBytes);
   doc.erase("checksum");
   return doc.dump();
 }

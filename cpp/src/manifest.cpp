@@ -414,8 +414,12 @@ nlohmann::json parse_json_object(const std::string& text, const std::string& whe
   return doc;
 }
 
-Manifest parse_manifest(const std::string& text, const std::string& where) {
-  json doc = parse_json_object(text, where, limits::kJsonBytes);
+namespace {
+
+// The steps of parse_manifest, in the order it takes them (a manifest with
+// several faults is refused for the first one, as before the split).
+
+int parse_schema(const json& doc, const std::string& where) {
   const json& schema = field(doc, "schema", where);
   if (!schema.is_number_integer() || (!schema.is_number_unsigned() && schema.get<int64_t>() < 1) ||
       (schema.is_number_unsigned() && schema.get<uint64_t>() < 1)) {
@@ -425,8 +429,11 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     bad(where, "schema " + short_dump(schema) + " is newer than this runtime reads (" +
                    std::to_string(kManifestSchema) + "); upgrade torchport (runtime " + version() + ")");
   }
-  Manifest m;
-  m.schema = static_cast<int>(schema.get<uint64_t>());
+  return static_cast<int>(schema.get<uint64_t>());
+}
+
+// Name, provenance and the tensors in and out: what every manifest must hold.
+void parse_identity(const json& doc, const std::string& where, Manifest& m) {
   m.name = string_field(doc, "name", where);
   check_name(m.name, where, "field 'name'");
   m.torchport_version = string_field(doc, "torchport_version", where);
@@ -437,91 +444,127 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
   m.outputs = parse_specs(doc, "outputs", where);
   if (m.inputs.empty()) bad(where, "'inputs' is empty");
   if (m.outputs.empty()) bad(where, "'outputs' is empty");
-  auto meta = doc.find("metadata");
-  if (meta != doc.end()) {
+}
+
+std::string parse_checksum(const json& checksum, const std::string& where) {
+  const bool known = checksum.is_string() && (checksum.get<std::string>().rfind("xxh3-128:", 0) == 0 ||
+                                              checksum.get<std::string>().rfind("xxh3-128+manifest:", 0) == 0 ||
+                                              checksum.get<std::string>().rfind("sha256:", 0) == 0);
+  if (!known) {
+    bad(where, "field 'checksum' must be a string \"xxh3-128+manifest:<hex>\", \"xxh3-128:<hex>\" or \"sha256:<hex>\", got " +
+                   checksum.dump());
+  }
+  return checksum.get<std::string>();
+}
+
+std::string parse_format(const json& format, const std::string& where) {
+  if (!format.is_string()) bad(where, "field 'format' must be a string, got " + short_dump(format));
+  const std::string name = format.get<std::string>();
+  if (name != "torchscript" && name != "aoti" && name != "onnx" && name != "executorch") {
+    bad(where, "field 'format' must be \"torchscript\", \"aoti\", \"onnx\" or \"executorch\", got " + short_dump(format));
+  }
+  return name;
+}
+
+std::string parse_optimize(const json& optimize, const std::string& where) {
+  if (!optimize.is_string() ||
+      (optimize.get<std::string>() != "none" && optimize.get<std::string>() != "freeze" &&
+       optimize.get<std::string>() != "fast")) {
+    bad(where, "field 'optimize' must be \"none\", \"freeze\" or \"fast\", got " + short_dump(optimize));
+  }
+  return optimize.get<std::string>();
+}
+
+// {"atol": A, "rtol": R}: finite, non-negative numbers.
+void parse_tolerance(const json& tolerance, const std::string& where, Manifest& m) {
+  if (!tolerance.is_object()) {
+    bad(where, "field 'tolerance' must be {\"atol\": A, \"rtol\": R}, got " + short_dump(tolerance));
+  }
+  auto number = [&](const char* key) {
+    auto it = tolerance.find(key);
+    if (it == tolerance.end() || !it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0) {
+      bad(where, std::string("field 'tolerance' must hold finite numbers >= 0; '") + key + "' is " +
+                     (it == tolerance.end() ? std::string("missing") : short_dump(*it)));
+    }
+    return it->get<double>();
+  };
+  m.atol = number("atol");
+  m.rtol = number("rtol");
+}
+
+// {"seq": {"min": 1, "max": 512}}: bounds of named dynamic dims of `inputs`.
+std::map<std::string, DimBounds> parse_dim_bounds(const json& dims, const std::vector<TensorSpec>& inputs,
+                                                  const std::string& where) {
+  if (!dims.is_object()) bad(where, "field 'dims' must be {name: {\"min\": N, \"max\": M}}, got " + short_dump(dims));
+  std::set<std::string> named;
+  for (const auto& spec : inputs) named.insert(spec.dim_names.begin(), spec.dim_names.end());
+  std::map<std::string, DimBounds> out;
+  for (const auto& [dim, b] : dims.items()) {
+    const std::string at = where + " dims['" + dim + "']";
+    if (!named.count(dim)) bad(at, "names no dynamic dimension of the inputs");
+    auto bound = [&](const char* key) {
+      auto it = b.find(key);
+      if (!b.is_object() || it == b.end() || !it->is_number_integer() || it->get<int64_t>() < 0 ||
+          it->get<int64_t>() > kMaxDim) {
+        bad(at, std::string("'") + key + "' must be an integer from 0 to 2^48, got " +
+                    (b.is_object() && it != b.end() ? short_dump(*it) : std::string("nothing")));
+      }
+      return it->get<int64_t>();
+    };
+    DimBounds bounds{bound("min"), bound("max")};
+    if (bounds.min > bounds.max) {
+      bad(at, "min " + std::to_string(bounds.min) + " is above max " + std::to_string(bounds.max));
+    }
+    out[dim] = bounds;
+  }
+  return out;
+}
+
+// Keyword arguments passed to forward(): scalars and strings only.
+std::string check_constants(const json& constants, const std::string& where) {
+  if (!constants.is_object()) bad(where, "field 'constants' must be an object, got " + short_dump(constants));
+  for (const auto& [arg, value] : constants.items()) {
+    check_name(arg, where + " constants", "argument name");
+    if (!(value.is_null() || value.is_boolean() || value.is_number_integer() || value.is_number_float() ||
+          value.is_string())) {
+      bad(where, "constants['" + arg + "'] must be an int, float, bool, str or null, got " + short_dump(value));
+    }
+  }
+  return constants.dump();
+}
+
+// The feature columns must fill the one input vector exactly: [batch, width].
+void check_features_fill_the_input(const Manifest& m, const std::string& where) {
+  size_t width = 0;
+  for (const auto& f : m.features) width += f.width();
+  const auto& first = m.inputs.front();
+  if (m.inputs.size() != 1 || !first.shape || first.shape->size() != 2 ||
+      ((*first.shape)[1] >= 0 && static_cast<size_t>((*first.shape)[1]) != width)) {
+    bad(where, "field 'features' describes " + std::to_string(m.features.size()) + " columns of " +
+                   std::to_string(width) + " floats in all; expected one input of shape [batch, " +
+                   std::to_string(width) + "], got " + std::to_string(m.inputs.size()) + " input(s), the first " +
+                   (first.shape ? shape_string(*first.shape) : std::string("of unknown shape")));
+  }
+}
+
+}  // namespace
+
+Manifest parse_manifest(const std::string& text, const std::string& where) {
+  json doc = parse_json_object(text, where, limits::kJsonBytes);
+  Manifest m;
+  m.schema = parse_schema(doc, where);
+  parse_identity(doc, where, m);
+  if (auto meta = doc.find("metadata"); meta != doc.end()) {
     if (!meta->is_object()) bad(where, "field 'metadata' must be an object, got " + short_dump(*meta));
     m.metadata_json = meta->dump();
   }
-  auto checksum = doc.find("checksum");
-  if (checksum != doc.end()) {
-    const bool known = checksum->is_string() && (checksum->get<std::string>().rfind("xxh3-128:", 0) == 0 ||
-                                                  checksum->get<std::string>().rfind("xxh3-128+manifest:", 0) == 0 ||
-                                                  checksum->get<std::string>().rfind("sha256:", 0) == 0);
-    if (!known) {
-      bad(where, "field 'checksum' must be a string \"xxh3-128+manifest:<hex>\", \"xxh3-128:<hex>\" or \"sha256:<hex>\", got " +
-                     checksum->dump());
-    }
-    m.checksum = checksum->get<std::string>();
-  }
-  auto format = doc.find("format");
-  if (format != doc.end()) {
-    if (!format->is_string()) bad(where, "field 'format' must be a string, got " + short_dump(*format));
-    m.format = format->get<std::string>();
-    if (m.format != "torchscript" && m.format != "aoti" && m.format != "onnx" && m.format != "executorch") {
-      bad(where, "field 'format' must be \"torchscript\", \"aoti\", \"onnx\" or \"executorch\", got " + short_dump(*format));
-    }
-  }
-  auto optimize = doc.find("optimize");
-  if (optimize != doc.end()) {
-    if (!optimize->is_string() ||
-        (optimize->get<std::string>() != "none" && optimize->get<std::string>() != "freeze" &&
-         optimize->get<std::string>() != "fast")) {
-      bad(where, "field 'optimize' must be \"none\", \"freeze\" or \"fast\", got " + short_dump(*optimize));
-    }
-    m.optimize = optimize->get<std::string>();
-  }
-  auto tolerance = doc.find("tolerance");
-  if (tolerance != doc.end()) {
-    // {"atol": A, "rtol": R}: finite, non-negative numbers.
-    if (!tolerance->is_object()) {
-      bad(where, "field 'tolerance' must be {\"atol\": A, \"rtol\": R}, got " + short_dump(*tolerance));
-    }
-    auto number = [&](const char* key) {
-      auto it = tolerance->find(key);
-      if (it == tolerance->end() || !it->is_number() || !std::isfinite(it->get<double>()) ||
-          it->get<double>() < 0) {
-        bad(where, std::string("field 'tolerance' must hold finite numbers >= 0; '") + key + "' is " +
-                       (it == tolerance->end() ? std::string("missing") : short_dump(*it)));
-      }
-      return it->get<double>();
-    };
-    m.atol = number("atol");
-    m.rtol = number("rtol");
-  }
-  if (auto dims = doc.find("dims"); dims != doc.end()) {
-    // {"seq": {"min": 1, "max": 512}}: bounds of named dynamic dims.
-    if (!dims->is_object()) bad(where, "field 'dims' must be {name: {\"min\": N, \"max\": M}}, got " + short_dump(*dims));
-    std::set<std::string> named;
-    for (const auto& spec : m.inputs) named.insert(spec.dim_names.begin(), spec.dim_names.end());
-    for (const auto& [dim, b] : dims->items()) {
-      const std::string at = where + " dims['" + dim + "']";
-      if (!named.count(dim)) bad(at, "names no dynamic dimension of the inputs");
-      auto bound = [&](const char* key) {
-        auto it = b.find(key);
-        if (!b.is_object() || it == b.end() || !it->is_number_integer() || it->get<int64_t>() < 0 ||
-            it->get<int64_t>() > kMaxDim) {
-          bad(at, std::string("'") + key + "' must be an integer from 0 to 2^48, got " +
-                      (b.is_object() && it != b.end() ? short_dump(*it) : std::string("nothing")));
-        }
-        return it->get<int64_t>();
-      };
-      DimBounds bounds{bound("min"), bound("max")};
-      if (bounds.min > bounds.max) {
-        bad(at, "min " + std::to_string(bounds.min) + " is above max " + std::to_string(bounds.max));
-      }
-      m.dim_bounds[dim] = bounds;
-    }
-  }
+  if (auto checksum = doc.find("checksum"); checksum != doc.end()) m.checksum = parse_checksum(*checksum, where);
+  if (auto format = doc.find("format"); format != doc.end()) m.format = parse_format(*format, where);
+  if (auto optimize = doc.find("optimize"); optimize != doc.end()) m.optimize = parse_optimize(*optimize, where);
+  if (auto tolerance = doc.find("tolerance"); tolerance != doc.end()) parse_tolerance(*tolerance, where, m);
+  if (auto dims = doc.find("dims"); dims != doc.end()) m.dim_bounds = parse_dim_bounds(*dims, m.inputs, where);
   if (auto constants = doc.find("constants"); constants != doc.end()) {
-    if (!constants->is_object()) bad(where, "field 'constants' must be an object, got " + short_dump(*constants));
-    for (const auto& [arg, value] : constants->items()) {
-      check_name(arg, where + " constants", "argument name");
-      if (!(value.is_null() || value.is_boolean() || value.is_number_integer() || value.is_number_float() ||
-            value.is_string())) {
-        bad(where, "constants['" + arg + "'] must be an int, float, bool, str or null, got " + short_dump(value));
-      }
-    }
-    m.constants_json = constants->dump();
+    m.constants_json = check_constants(*constants, where);
   }
   if (auto structure = doc.find("structure"); structure != doc.end()) {
     m.structure_json = structure->dump();
@@ -532,22 +575,12 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
     bad(where, "field 'golden' must be true or false, got " + short_dump(*golden));
   }
   m.has_golden = golden != doc.end() && golden->get<bool>();
-  auto labels = doc.find("labels");
-  if (labels != doc.end()) m.labels = parse_names(*labels, where + ": field 'labels'", kMaxLabels, /*allow_empty=*/true);
-  auto features = doc.find("features");
-  if (features != doc.end()) {
+  if (auto labels = doc.find("labels"); labels != doc.end()) {
+    m.labels = parse_names(*labels, where + ": field 'labels'", kMaxLabels, /*allow_empty=*/true);
+  }
+  if (auto features = doc.find("features"); features != doc.end()) {
     m.features = parse_features(*features, where);
-    // The columns must fill the input vector exactly: [batch, width].
-    size_t width = 0;
-    for (const auto& f : m.features) width += f.width();
-    const auto& first = m.inputs.front();
-    if (m.inputs.size() != 1 || !first.shape || first.shape->size() != 2 ||
-        ((*first.shape)[1] >= 0 && static_cast<size_t>((*first.shape)[1]) != width)) {
-      bad(where, "field 'features' describes " + std::to_string(m.features.size()) + " columns of " +
-                     std::to_string(width) + " floats in all; expected one input of shape [batch, " +
-                     std::to_string(width) + "], got " + std::to_string(m.inputs.size()) + " input(s), the first " +
-                     (first.shape ? shape_string(*first.shape) : std::string("of unknown shape")));
-    }
+    check_features_fill_the_input(m, where);
   }
   return m;
 }

@@ -43,22 +43,23 @@ std::string brief(const std::exception& e) {
 
 namespace {
 
-std::unique_ptr<Backend> open_backend(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                      const ArchiveFiles& files, const Options& options,
-                                      const c10::Device& device) {
+std::unique_ptr<Backend> open_backend(const OpenRequest& request) {
   // The one routing point between artifact formats: the records read_archive
   // found in the checked bytes decide, not the file's name.
-  if (!options.optimize.empty() && files.format != "torchscript") {
-    throw Error(ErrorKind::BadOption, "optimize: \"" + options.optimize + "\" applies to TorchScript artifacts, '" +
-                                          path + "' is " + files.format);
+  static const std::map<std::string, OpenBackend> kBackends = {
+      {"torchscript", open_torchscript}, {"aoti", open_aoti}, {"executorch", open_executorch},
+      {"onnx", open_onnxruntime}};
+  const std::string& format = request.files.format;
+  if (!request.options.optimize.empty() && format != "torchscript") {
+    throw Error(ErrorKind::BadOption, "optimize: \"" + request.options.optimize + "\" applies to TorchScript artifacts, '" +
+                                          request.path + "' is " + format);
   }
-  if (files.format == "aoti") return open_aoti(path, std::move(bytes), files, options, device);
-  if (files.format == "executorch") return open_executorch(path, std::move(bytes), options, device);
-  if (files.format == "onnx") {
-    return open_onnxruntime(path, *bytes, options, device, files.manifest ? &*files.manifest : nullptr);
+  const auto backend = kBackends.find(format);
+  if (backend == kBackends.end()) {
+    throw Error(ErrorKind::BadArtifact, "'" + request.path + "': no backend reads format \"" + format +
+                                            "\" (expected torchscript, aoti, executorch or onnx)");
   }
-  return open_torchscript(path, std::move(bytes), options.optimize_graph, device, files.manifest ? &*files.manifest : nullptr,
-                          options.optimize);
+  return backend->second(request);
 }
 
 // An output that shares its tensor or its storage with anything but the other
@@ -463,7 +464,9 @@ Model Model::load_bytes(const std::string& path, std::shared_ptr<const std::stri
   // torchport's files and the checksum first: nothing of a corrupted model is
   // deserialized.
   detail::ArchiveFiles files = detail::read_archive(path, bytes, options.verify_checksum ? detail::Checksum::Verify : detail::Checksum::Skip);
-  state->backend = detail::open_backend(path, bytes, files, options, state->device);
+  const detail::OpenRequest request{path, bytes, files, files.manifest ? &*files.manifest : nullptr, options,
+                                    state->device};
+  state->backend = detail::open_backend(request);
   const Manifest signature = state->backend->signature();
   const std::string where = "'" + path + "' torchport/manifest.json";
   if (!files.manifest) {

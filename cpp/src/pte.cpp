@@ -227,6 +227,57 @@ std::optional<std::vector<std::vector<uint8_t>>> schema_types(const std::string&
   return types;
 }
 
+// Lists whose items are indices of other values (IntList: [long];
+// TensorList, OptionalTensorList: [int]) must hold values of the list's item
+// type: ExecuTorch unboxes each item with EValue::to<T>() when a kernel reads
+// the list, which aborts the process on another type (SIGABRT at the first
+// run). An index past the values is refused here too, naming the list.
+// DoubleList and BoolList hold their items themselves: their vectors are
+// only kept inside the program.
+void check_list_items(const FlatWalk& w, const std::vector<uint8_t>& types, uint64_t table, uint64_t v,
+                      const std::string& in_plan) {
+  const uint8_t type = types[v];
+  if (type == kDoubleList || type == kBoolList) {
+    w.vec(table, 0, type == kDoubleList ? 8 : 1);
+    return;
+  }
+  if (type != kIntList && type != kTensorList && type != kOptionalTensorList) return;
+  const uint64_t width = type == kIntList ? 8 : 4;
+  const uint8_t item_type = type == kIntList ? kInt : kTensor;
+  const std::string list = std::string(type_name(type)) + " " + std::to_string(v);
+  const auto [first, n] = w.vec(table, 0, width);
+  for (uint64_t i = 0; i < n; ++i) {
+    const int64_t item = width == 8 ? static_cast<int64_t>(w.u64(first + 8 * i))
+                                    : static_cast<int64_t>(static_cast<int32_t>(w.u32(first + 4 * i)));
+    if (type == kOptionalTensorList && item == -1) continue;  // None
+    if (item < 0 || static_cast<uint64_t>(item) >= types.size()) {
+      w.bad(in_plan + ": " + list + " refers to value " + std::to_string(item) + " of " + std::to_string(types.size()));
+    }
+    if (types[static_cast<uint64_t>(item)] != item_type) {
+      w.bad(in_plan + ": " + list + " holds value " + std::to_string(item) + ", which is not " +
+            (item_type == kInt ? "an int" : "a tensor") + " (it is a " +
+            type_name(types[static_cast<uint64_t>(item)]) + ")");
+    }
+  }
+}
+
+// Every operator needs a name: ExecuTorch 1.5.1 logs "Missing operator name"
+// but, for some programs (the undelegated MLP's first operator), still
+// finishes loading the method and then calls the kernel it never resolved
+// (SIGSEGV in Method::execute_instruction at the first run).
+void check_operator_names(const FlatWalk& w, uint64_t ops, uint64_t n_ops, const std::string& in_plan) {
+  for (uint64_t o = 0; o < n_ops; ++o) {
+    const uint64_t op = w.table_at(ops, o);
+    // Operator: name 0, overload 1.
+    if (w.field(op, 0) == 0) {
+      w.bad(in_plan + ": operator " + std::to_string(o) + " of " + std::to_string(n_ops) +
+            " has no name (expected \"namespace::op\")");
+    }
+    w.str(op, 0);
+    w.str(op, 1);
+  }
+}
+
 }  // namespace
 
 void check_pte_program(std::string_view program, const std::string& where, uint64_t plan_cap) {
@@ -268,6 +319,7 @@ void check_pte_program(std::string_view program, const std::string& where, uint6
         tables[v] = w.deref(f);
       }
     }
+    check_operator_names(w, ops, n_ops, in_plan);
     std::vector<bool> io(n_values, false);
     for (int slot : {3, 4}) {
       const auto [first, n] = w.vec(plan, slot, 4);
@@ -276,17 +328,7 @@ void check_pte_program(std::string_view program, const std::string& where, uint6
     // Tensors: constants (no planned memory, not an input or output) must
     // name a constant buffer that exists and is not the reserved empty one.
     for (uint64_t v = 0; v < n_values; ++v) {
-      if (types[v] == kTensorList || types[v] == kOptionalTensorList) {
-        const auto [first, n] = w.vec(tables[v], 0, 4);
-        for (uint64_t i = 0; i < n; ++i) {
-          const int32_t item = static_cast<int32_t>(w.u32(first + 4 * i));
-          if (types[v] == kOptionalTensorList && item == -1) continue;
-          if (types[index(item, "tensor list " + std::to_string(v))] != kTensor) {
-            w.bad(in_plan + ": tensor list " + std::to_string(v) + " holds value " + std::to_string(item) +
-                  ", which is not a tensor");
-          }
-        }
-      }
+      check_list_items(w, types, tables[v], v, in_plan);
       if (types[v] != kTensor) continue;
       // Tensor: sizes 2, data_buffer_idx 5, allocation_info 6, extra_tensor_info 9.
       const auto [sizes, rank] = w.vec(tables[v], 2, 4);

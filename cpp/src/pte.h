@@ -37,8 +37,9 @@ inline constexpr uint64_t kPtePlanCap = 2ull << 30;
 
 /// Walks the program's flatbuffer (executorch/schema/program.fbs) before
 /// ExecuTorch's loader follows it: every offset inside the program, value and
-/// operator indices in range, delegate calls with arguments, list items of the
-/// right type, constant tensors with data, and the memory plan within
+/// operator indices in range, every operator named, delegate calls with
+/// arguments, the items of int, tensor and optional tensor lists in range and of
+/// the list's type, constant tensors with data, and the memory plan within
 /// `plan_cap` bytes. Throws BadArtifact naming `where`.
 void check_pte_program(std::string_view program, const std::string& where, uint64_t plan_cap = kPtePlanCap);
 

@@ -46,7 +46,7 @@ constexpr const char* kGoldenFile = "torchport/golden.pt";
 /// What an artifact says about itself, read without running it.
 struct ArtifactInfo {
   Manifest manifest;         ///< stored, or derived from forward() (schema 0)
-  std::string format;        ///< "torchscript" or "aoti", told from the records
+  std::string format;        ///< "torchscript", "aoti", "executorch" or "onnx", told from the content
   std::string checksum;      ///< the payload's actual checksum ("" without a manifest)
   bool checksum_ok = false;  ///< the manifest's checksum matches the payload
   /// Why loading would refuse the artifact (checksum missing, of the wrong

@@ -128,7 +128,7 @@ struct Manifest {
   std::string name;
   std::string torchport_version;
   std::string torch_version;
-  std::string export_method;  ///< "script" or "trace" (TorchScript), "torch.export" (.pt2)
+  std::string export_method;  ///< "script" or "trace" (TorchScript), "torch.export" (.pt2, .pte), "torch.onnx.export" (.onnx)
   std::string created;        ///< ISO 8601, UTC
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;

@@ -288,13 +288,14 @@ bool is_aoti_package(const std::vector<std::string>& records) {
   });
 }
 
-std::unique_ptr<Backend> open_aoti(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                   const ArchiveFiles& files, const Options& options,
-                                   const c10::Device& device) {
+std::unique_ptr<Backend> open_aoti(const OpenRequest& request) {
+  const std::string& path = request.path;
+  const Options& options = request.options;
+  const c10::Device& device = request.device;
   std::unique_ptr<PrivateFolder> folder;
   try {
-    caffe2::serialize::PyTorchStreamReader zip(memory_reader(bytes));
-    check_built_for_here(zip, path, files.manifest, device);
+    caffe2::serialize::PyTorchStreamReader zip(memory_reader(request.bytes));
+    check_built_for_here(zip, path, request.files.manifest, device);
     folder = std::make_unique<PrivateFolder>(zip, "'" + path + "'");
   } catch (const Error&) {
     throw;

@@ -38,40 +38,48 @@ class Backend {
   virtual std::map<std::string, at::Tensor> submodule_tensors(const std::string& name) const;
 };
 
-/// A TorchScript archive, from the bytes of the file at `path` (already
-/// checked by read_archive); `manifest`, when there is one, gives the
-/// constants passed to forward() by keyword, and its optimize level "fast" runs
-/// torch::jit::optimize_for_inference at load (its oneDNN constants cannot be
-/// saved); `optimize_graph` off runs without the profiling executor's optimising passes;
-/// `level` ("freeze" or "fast", Options::optimize) is applied at load on top of the exported one.
-std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                          bool optimize_graph, const c10::Device& device,
-                                          const Manifest* manifest = nullptr, const std::string& level = "");
-
 struct ArchiveFiles;
+
+/// What the routing point hands every backend factory: the checked artifact
+/// and the load's options. One signature for all formats, so that a new format
+/// is one factory and one row of open_backend's table.
+struct OpenRequest {
+  const std::string& path;                   ///< the artifact, as the caller named it (for messages)
+  std::shared_ptr<const std::string> bytes;  ///< its bytes, already checked by read_archive
+  const ArchiveFiles& files;                 ///< what read_archive found in them: format, manifest, golden file
+  const Manifest* manifest;                  ///< the parsed manifest of `files`; nullptr when there is none
+  const Options& options;                    ///< the load's options, as the caller gave them
+  const c10::Device& device;                 ///< Options::device, parsed
+};
+
+/// The signature of every open_* factory below.
+using OpenBackend = std::unique_ptr<Backend> (*)(const OpenRequest& request);
+
+/// A TorchScript archive (.pt); backends/torchscript.cpp. The manifest, when
+/// there is one, gives the constants passed to forward() by keyword, and its
+/// optimize level "fast" runs torch::jit::optimize_for_inference at load (its
+/// oneDNN constants cannot be saved); Options::optimize_graph off runs without
+/// the profiling executor's optimising passes; Options::optimize ("freeze" or
+/// "fast") is applied at load on top of the exported level.
+std::unique_ptr<Backend> open_torchscript(const OpenRequest& request);
 
 /// True when the records are those of a torch.export / AOTInductor package.
 bool is_aoti_package(const std::vector<std::string>& records);
 
-/// An AOTInductor package (.pt2, torch._inductor.aoti_compile_and_package),
-/// from the bytes of the file at `path` (already checked by read_archive,
-/// whose manifest `files` holds); backends/aoti.cpp.
-std::unique_ptr<Backend> open_aoti(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                   const ArchiveFiles& files, const Options& options,
-                                   const c10::Device& device);
+/// An AOTInductor package (.pt2, torch._inductor.aoti_compile_and_package);
+/// backends/aoti.cpp.
+std::unique_ptr<Backend> open_aoti(const OpenRequest& request);
 
-/// An ExecuTorch program with torchport's tail (.pte), from the bytes of the
-/// file at `path` (already split by read_archive); backends/executorch.cpp.
-/// Unavailable when the runtime was built without ExecuTorch.
-std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                         const Options& options, const c10::Device& device);
+/// An ExecuTorch program with torchport's tail (.pte), on the CPU;
+/// backends/executorch.cpp. Unavailable when the runtime was built without
+/// ExecuTorch.
+std::unique_ptr<Backend> open_executorch(const OpenRequest& request);
 
 /// An ONNX model (.onnx) run by ONNX Runtime, loaded at run time (dlopen) from
 /// Options::onnxruntime, TORCHPORT_ONNXRUNTIME, the `onnxruntime` wheel beside
-/// torch, or the loader's search path; backends/onnxruntime.cpp. `manifest`,
-/// when there is one, is checked against the graph's types and shapes.
-/// Unavailable when no ONNX Runtime loads.
-std::unique_ptr<Backend> open_onnxruntime(const std::string& path, const std::string& bytes, const Options& options,
-                                          const c10::Device& device, const Manifest* manifest);
+/// torch, or the loader's search path, on the CPU; backends/onnxruntime.cpp.
+/// The manifest, when there is one, is checked against the graph's types and
+/// shapes. Unavailable when no ONNX Runtime loads.
+std::unique_ptr<Backend> open_onnxruntime(const OpenRequest& request);
 
 }  // namespace torchport::detail

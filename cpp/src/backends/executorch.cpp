@@ -142,8 +142,9 @@ class ExecutorchBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                         const Options& options, const c10::Device& device) {
+std::unique_ptr<Backend> open_executorch(const OpenRequest& request) {
+  const std::string& path = request.path;
+  const c10::Device& device = request.device;
   const Plugin& et_plugin = plugin();
   if (et_plugin.load == nullptr) {
     throw Error(ErrorKind::Unavailable,
@@ -153,14 +154,14 @@ std::unique_ptr<Backend> open_executorch(const std::string& path, std::shared_pt
     throw Error(ErrorKind::BadOption, "'" + path + "': an ExecuTorch program runs on the CPU in this runtime, "
                                       "but device '" + device.str() + "' was asked for");
   }
-  const PteParts parts = split_pte(*bytes, "artifact '" + path + "'");
+  const PteParts parts = split_pte(*request.bytes, "artifact '" + path + "'");
   // torchport's own walk first: ExecuTorch's verifier checks offsets, not
   // what its kernels take for granted (arguments, constants, plan size).
   check_pte_program(parts.program, "artifact '" + path + "'");
   try {
     std::unique_ptr<et::Program> program(et_plugin.load(parts.program.data(), parts.program.size(),
-                                                        options.concurrency, "artifact '" + path + "'"));
-    return std::make_unique<ExecutorchBackend>(std::move(bytes), std::move(program), path);
+                                                        request.options.concurrency, "artifact '" + path + "'"));
+    return std::make_unique<ExecutorchBackend>(request.bytes, std::move(program), path);
   } catch (const et::EtError& e) {
     throw Error(kind_of(e.fault), e.what());
   }

@@ -418,13 +418,12 @@ class OnnxRuntimeBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> open_onnxruntime(const std::string& path, const std::string& bytes, const Options& options,
-                                          const c10::Device& device, const Manifest* manifest) {
-  if (!device.is_cpu()) {
-    throw Error(ErrorKind::BadOption, "device: ONNX models run on the CPU here, got \"" + options.device + "\" for '" +
-                                          path + "'");
+std::unique_ptr<Backend> open_onnxruntime(const OpenRequest& request) {
+  if (!request.device.is_cpu()) {
+    throw Error(ErrorKind::BadOption, "device: ONNX models run on the CPU here, got \"" + request.options.device +
+                                          "\" for '" + request.path + "'");
   }
-  return std::make_unique<OnnxRuntimeBackend>(path, bytes, options, manifest);
+  return std::make_unique<OnnxRuntimeBackend>(request.path, *request.bytes, request.options, request.manifest);
 }
 
 std::string onnxruntime_library(const std::string& requested) {

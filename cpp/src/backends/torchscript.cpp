@@ -117,12 +117,14 @@ class TorchScriptBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_ptr<const std::string> bytes,
-                                          bool optimize_graph, const c10::Device& device, const Manifest* manifest,
-                                          const std::string& level) {
+std::unique_ptr<Backend> open_torchscript(const OpenRequest& request) {
+  const std::string& path = request.path;
+  const auto& bytes = request.bytes;
+  const Manifest* manifest = request.manifest;
+  const std::string& level = request.options.optimize;
   torch::jit::Module module;
   try {
-    module = torch::jit::load(memory_reader(bytes), device);
+    module = torch::jit::load(memory_reader(bytes), request.device);
   } catch (const std::bad_alloc&) {
     throw Error(ErrorKind::BadArtifact, "'" + path + "' holds more data than can be allocated");
   } catch (const std::exception& e) {
@@ -163,7 +165,7 @@ std::unique_ptr<Backend> open_torchscript(const std::string& path, std::shared_p
       throw Error(ErrorKind::BadOption, "optimize \"freeze\" at load of '" + path + "': " + brief(e));
     }
   }
-  return std::make_unique<TorchScriptBackend>(std::move(module), path, optimize_graph, manifest);
+  return std::make_unique<TorchScriptBackend>(std::move(module), path, request.options.optimize_graph, manifest);
 }
 
 }  // namespace torchport::detail
