@@ -292,79 +292,50 @@ def _bounds(model: torch.nn.Module, given: Optional[Mapping[str, Any]], dynamic:
 
 
 def export(
-    model: torch.nn.Module,
-    example_inputs: Union[torch.Tensor, Sequence[torch.Tensor], Mapping[str, Any], None],
-    path: Union[str, Path],
-    *,
-    example_kwargs: Optional[Mapping[str, Any]] = None,
-    dim_bounds: Optional[Mapping[str, tuple[int, int]]] = None,
-    method: str = "auto",
-    input_names: Optional[Sequence[str]] = None,
-    output_names: Optional[Sequence[str]] = None,
-    dynamic_dims: Optional[Mapping[str, Iterable[int]]] = None,
-    metadata: Optional[Mapping[str, Any]] = None,
-    name: Optional[str] = None,
-    overwrite: bool = False,
-    format: str = "torchscript",
-    delegate: Optional[str] = None,
-    labels: Optional[Sequence[str]] = None,
-    features: Optional[Sequence[Any]] = None,
-    optimize: str = "none",
+    model: torch.nn.Module, example_inputs: Union[torch.Tensor, Sequence[torch.Tensor], Mapping[str, Any], None],
+    path: Union[str, Path], *,
+    example_kwargs: Optional[Mapping[str, Any]] = None, dim_bounds: Optional[Mapping[str, tuple[int, int]]] = None,
+    method: str = "auto", input_names: Optional[Sequence[str]] = None, output_names: Optional[Sequence[str]] = None,
+    dynamic_dims: Optional[Mapping[str, Iterable[int]]] = None, metadata: Optional[Mapping[str, Any]] = None,
+    name: Optional[str] = None, overwrite: bool = False, format: str = "torchscript", delegate: Optional[str] = None,
+    labels: Optional[Sequence[str]] = None, features: Optional[Sequence[Any]] = None, optimize: str = "none",
     images: Optional[Mapping[str, Any]] = None,
 ) -> Union[Path, dict[str, Path]]:
     """Export ``model`` to an artifact at ``path`` with its contract and golden examples.
 
-    ``format`` picks the container (docs/artifact.md): ``"torchscript"`` (the
-    default), ``"aoti"`` (torch.export + AOTInductor, a ``.pt2`` package the C++
-    runtime runs as well), ``"onnx"`` (torch.onnx's dynamo exporter; ONNX Runtime
-    runs it from Python), or ``"all"``: each of them beside ``path`` with the
-    suffixes .pt, .pt2 and .onnx, verified against eager and against each other
-    before returning ``{format: path}``; or ``"executorch"``: an ExecuTorch
-    ``.pte`` for mobile and edge devices, lowered to ``delegate`` ("xnnpack",
-    the default, or "none"), with dynamic dims bounded by
-    ``formats.EXECUTORCH_DIM_MAX``. ``method`` applies to TorchScript.
+    ``format`` (docs/artifact.md): ``"torchscript"`` (default; ``method`` "auto"
+    scripts and falls back to tracing with an ``ExportWarning`` saying why),
+    ``"aoti"`` (an AOTInductor ``.pt2``), ``"onnx"``, ``"executorch"`` (a ``.pte``
+    lowered to ``delegate``, "xnnpack" or "none"), or ``"all"``: .pt, .pt2 and .onnx
+    beside ``path``, checked against each other, returned as ``{format: path}``.
+    ``optimize`` ("none", "freeze", "fast"; TorchScript) records 10 times the
+    largest difference from eager measured at export as the manifest's tolerance.
 
-    ``optimize`` applies to TorchScript (docs/artifact.md, torchport.optimize):
-    ``"none"`` (bit-exact), ``"freeze"`` (``torch.jit.freeze``: conv-BN folding
-    among others) or ``"fast"`` (freeze + ``torch.jit.optimize_for_inference``).
-    A level other than "none" is recorded in the manifest with 10 times the
-    largest difference from eager measured at export as its ``tolerance``.
+    Inputs as the model takes them: positional tensors, or ``example_kwargs`` (or
+    a dict) by ``forward``'s parameter names. Tensor arguments become the inputs,
+    named after the parameters unless ``input_names`` (a scripted model's
+    ``Optional[Tensor]`` one may be left out at run time); the other parameters keep
+    the int, float, bool, str or None value export used or their default (the
+    manifest's ``constants``; an ``ExportWarning`` names those left at a default).
+    Outputs may be tensors nested in tuples, named tuples, lists, dicts and
+    dataclasses (``ModelOutput``); the manifest names each (``hidden_states.0``).
+    ``dynamic_dims`` maps an input to its dynamic dims: a list (dim 0 the shared
+    ``"batch"``) or ``{dim: name}``; by default dim 0 of every input is "batch".
+    ``dim_bounds`` bounds named dims, ``{"seq": (1, 512)}`` (a model's
+    ``config.max_position_embeddings`` bounds dim 1 of its integer inputs): the
+    runtime checks them on every call, and the torch.export formats are
+    captured no wider. ``labels``, ``features`` (``manifest.FeatureSpec``) and
+    ``images`` (``{input: manifest.ImageSpec}``) become typed manifest fields.
 
-    ``method="auto"`` scripts and falls back to tracing with an ``ExportWarning``
-    saying why. The model is put in eval mode. Input names default to the names
-    of ``forward``'s arguments. ``dynamic_dims`` maps an input name to its
-    dynamic dims: a list (dim 0 is then the shared ``"batch"``, others unnamed)
-    or ``{dim: name}`` (dims with one name must agree across inputs); the
-    default makes dim 0 of every input the shared ``"batch"``. The file is
-    written atomically, with a checksum of the model payload that the runtime
-    verifies at load, and only once the runtime that will run it has loaded
-    the bytes (a .pt2 or ONNX model must also reproduce the golden outputs
-    within its format's tolerance); an existing file is replaced only with
-    ``overwrite=True``. ``labels`` (class names in output order) and ``features`` (a
-    tabular model's input columns: ``manifest.FeatureSpec`` or dicts with ``name``,
-    ``type`` and ``vocabulary``) become the manifest's typed fields; so does ``images``,
-    ``{input name: manifest.ImageSpec}`` for inputs that take uint8 [B, H, W, 3] pictures
-    and resize, scale and normalise them in the graph (torchport.images).
+    The file is written atomically, with a payload checksum the runtime verifies
+    at load, and only once the runtime that will run it has loaded the bytes and
+    reproduced the golden outputs within the format's tolerance; an existing file
+    is replaced only with ``overwrite=True``.
 
-    Inputs as the model takes them: ``example_kwargs`` (or a dict as
-    ``example_inputs``) gives arguments by ``forward``'s parameter names. Tensor
-    arguments become the inputs; an ``Optional[Tensor]`` one of a scripted model
-    is recorded as optional (it may be left out at run time). Parameters given
-    no tensor keep the int, float, bool, str or None value export used (or
-    their default), recorded in the manifest's ``constants``; any other value
-    is refused here, naming the argument. The outputs may be tensors nested in
-    tuples, named tuples, lists, dicts and dataclasses (Hugging Face's
-    ``ModelOutput``); the manifest names each (``logits``, ``hidden_states.0``)
-    and records the nesting. ``dim_bounds`` gives named dynamic dims inclusive
-    bounds, ``{"seq": (1, 512)}``, checked by the runtime on every call; a model
-    with ``config.max_position_embeddings`` bounds the named dim 1 of its
-    integer inputs by it unless told otherwise.
-
-        >>> export(bert, None, "bert.pt", example_kwargs={"input_ids": ids, "attention_mask": mask},
+        >>> export(bert, None, "bert.pt2", format="aoti", example_kwargs={"input_ids": ids, "attention_mask": mask},
         ...        dynamic_dims={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}})
-        >>> export(model, (tokens, mask), "m.pt",
-        ...        dynamic_dims={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}},
-        ...        metadata={"labels": ["neg", "pos"]})
+        >>> export(model, (tokens, mask), "m.pt", metadata={"labels": ["neg", "pos"]},
+        ...        dynamic_dims={"tokens": {0: "batch", 1: "seq"}, "mask": {0: "batch", 1: "seq"}})
     """
     fmt = _check_options(model, path, format, method, delegate, optimize, metadata)
     path = Path(path)
