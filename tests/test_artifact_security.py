@@ -27,6 +27,16 @@ from torchport.manifest import payload_checksum
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _in_child(statements: str, path) -> str:
+    """What `statements` print in a child Python (sys.argv[1] is `path`), a
+    torchport error printed as "Kind: message"; a signal fails the test."""
+    body = "\n".join("    " + line for line in statements.splitlines())
+    code = f"import sys, torchport\ntry:\n{body}\nexcept torchport.TorchportError as e:\n    print(type(e).__name__ + ': ' + str(e))\n"
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"signal or crash: rc {proc.returncode}\n{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
 @pytest.fixture(scope="session")
 def mlp_pt2(tmp_path_factory) -> Path:
     torch.manual_seed(0)
@@ -100,15 +110,9 @@ def test_checksum_of_a_manifest_nested_100000_deep_is_refused_not_a_stack_overfl
     rest = [(i, d) for i, d in records if i.filename != name]
     path = tmp_path / "deep.pt2"
     path.write_bytes(_rezip(rest, [(name, b'{"schema": 1, "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")]))
-    code = ("import sys, torchport\n"
-            "from torchport.manifest import payload_checksum\n"
-            "try:\n"
-            "    print(payload_checksum(open(sys.argv[1], 'rb').read()))\n"
-            "except torchport.TorchportError as e:\n"
-            "    print(type(e).__name__ + ': ' + str(e))\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"signal or crash: rc {proc.returncode}\n{proc.stderr[-2000:]}"
-    assert "BadArtifactError" in proc.stdout and "nests more than 64 levels deep" in proc.stdout, proc.stdout
+    out = _in_child("from torchport.manifest import payload_checksum\n"
+                    "print(payload_checksum(open(sys.argv[1], 'rb').read()))", path)
+    assert "BadArtifactError" in out and "nests more than 64 levels deep" in out, out
 
 
 # -------------------------------------------------------------------- zip slip
@@ -337,15 +341,8 @@ def _int_list_holding_a_tensor(plan):
 def test_pte_structure_exeutorch_would_crash_on_is_refused(delegate, change, phrase, mlp_ptes, tmp_path):
     path = tmp_path / f"{change.__name__}.pte"
     path.write_bytes(_mutated_pte(mlp_ptes[delegate], change))
-    code = ("import sys, torch, torchport\n"
-            "try:\n"
-            "    torchport.NativeModel(sys.argv[1]).run(torch.randn(2, 6))\n"
-            "    print('RAN')\n"
-            "except torchport.TorchportError as e:\n"
-            "    print(type(e).__name__ + ': ' + str(e))\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"signal or crash: rc {proc.returncode}\n{proc.stderr[-2000:]}"
-    assert "BadArtifactError" in proc.stdout and phrase in proc.stdout and path.name in proc.stdout, proc.stdout
+    out = _in_child("import torch\ntorchport.NativeModel(sys.argv[1]).run(torch.randn(2, 6))\nprint('RAN')", path)
+    assert "BadArtifactError" in out and phrase in out and path.name in out, out
     cli = run_binary("info", str(path))
     assert cli.returncode in (0, 3), cli.stderr  # info reads the manifest; it does not load the program
 

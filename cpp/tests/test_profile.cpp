@@ -39,7 +39,7 @@ TEST(Profile, HostileFieldsAreBadArtifactNamingTheField) {
       {with("warmup_runs", "\"2\""), "'warmup_runs'"},
       {with("optimize_graph", "1"), "'optimize_graph'"},
       {with("optimize", "\"turbo\""), "'optimize'"},
-      {with("format", "\"onnx\""), "'format'"},
+      {with("format", "\"tensorrt\""), "'format'"},
       {with("atol", "-1"), "'atol'"},
       {with("batch", "0"), "'batch'"},
       {with("artifact_checksum", "\"\""), "'artifact_checksum'"},
