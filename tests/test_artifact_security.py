@@ -422,3 +422,48 @@ def test_structure_aware_fuzz_ends_in_errors_or_runs(fmt, mlp_pt2, mlp_ptes, tmp
     assert not any(k.startswith("raw ") for k in counts), counts
     assert sum(counts.values()) == 300 and counts.get("unbuildable", 0) < 30, counts
     print(fmt, counts)
+
+
+def _external(proto, tensor, location: str) -> None:
+    """`tensor` (a TensorProto inside `proto`) pointing its data at another file."""
+    from onnx import TensorProto
+
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    tensor.external_data.add(key="location", value=location)
+
+
+def test_an_onnx_tensor_kept_in_another_file_is_refused_before_onnxruntime_reads_it(tmp_path, monkeypatch):
+    # ONNX Runtime reads an external-data path relative to the working directory for
+    # a model loaded from bytes: a hostile model could read a file there as weights.
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from torchport.formats import onnxruntime_session
+
+    torch.manual_seed(0)
+    good = torchport.export(torch.nn.Linear(6, 3).eval(), torch.randn(2, 6), tmp_path / "good.onnx", format="onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(torch.arange(18, dtype=torch.float32).numpy().tobytes())
+    initializer = onnx.load(str(good))
+    _external(initializer, initializer.graph.initializer[0], "secret.bin")
+    constant = onnx.load(str(good))  # the same weight as a Constant node's tensor attribute
+    weight = constant.graph.initializer[0]
+    node = onnx.helper.make_node("Constant", [], [weight.name + "_c"], value=onnx.TensorProto.FromString(
+        weight.SerializeToString()))
+    _external(constant, node.attribute[0].t, "secret.bin")
+    constant.graph.node.insert(0, node)
+    for name, proto in {"initializer": initializer, "constant": constant}.items():
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(proto.SerializeToString())
+        phrase = rf"{name}\.onnx'.*tensor '{weight.name}' keeps its data in another file \('secret\.bin'\)"
+        with pytest.raises(torchport.BadArtifactError, match=phrase):
+            torchport.NativeModel(path)
+        with pytest.raises(torchport.BadArtifactError, match=phrase):
+            torchport.read_manifest(path)
+        with pytest.raises(torchport.BadArtifactError, match=phrase):  # verify's onnxruntime row
+            onnxruntime_session(path)
+        proc = run_binary("info", str(path))
+        assert proc.returncode == 3 and "keeps its data in another file" in proc.stderr, proc.stderr

@@ -1,5 +1,6 @@
-// The protobuf walk of an ONNX ModelProto's top level: just enough to find
-// torchport's metadata without linking protobuf, with every length checked.
+// The protobuf walk of an ONNX ModelProto: its top level, just enough to find
+// torchport's metadata without linking protobuf, and the graph's tensors, for
+// data kept in another file; every length checked.
 
 #include "onnx_file.h"
 
@@ -119,6 +120,90 @@ std::string decode_base64(std::string_view text, const std::string& where) {
   return out;
 }
 
+// GraphProto, NodeProto, AttributeProto, TensorProto and SparseTensorProto
+// field numbers (onnx/onnx.proto): the places a tensor's data can live.
+constexpr uint64_t kGraphNode = 1, kGraphInitializer = 5, kGraphSparseInitializer = 15;
+constexpr uint64_t kNodeAttribute = 5;
+constexpr uint64_t kAttrTensor = 5, kAttrGraph = 6, kAttrTensors = 10, kAttrGraphs = 11, kAttrSparseTensor = 22,
+                   kAttrSparseTensors = 23;
+constexpr uint64_t kTensorName = 8, kTensorExternalData = 13, kTensorDataLocation = 14;
+constexpr uint64_t kSparseValues = 1, kSparseIndices = 2;
+constexpr int kMaxGraphDepth = 64;
+
+// A tensor whose data lives in another file: ONNX Runtime would read that path
+// (relative to the process's working directory for a model loaded from bytes).
+void check_tensor(std::string_view bytes, const std::string& where) {
+  Walker t(bytes, where, "a TensorProto");
+  std::string_view name, location;
+  bool external = false;
+  while (!t.done()) {
+    const Field f = t.next();
+    if (f.number == kTensorName && f.wire == kBytes) name = f.bytes;
+    if (f.number == kTensorDataLocation && f.wire == kVarint && f.varint != 0) external = true;
+    if (f.number == kTensorExternalData && f.wire == kBytes) {
+      external = true;
+      Walker entry(f.bytes, where, "an external_data entry");
+      std::string_view key, value;
+      while (!entry.done()) {
+        const Field e = entry.next();
+        if (e.wire != kBytes) continue;
+        if (e.number == kEntryKey) key = e.bytes;
+        if (e.number == kEntryValue) value = e.bytes;
+      }
+      if (key == "location") location = value;
+    }
+  }
+  if (external) {
+    throw Error(ErrorKind::BadArtifact,
+                where + ": tensor '" + std::string(name.substr(0, 200)) + "' keeps its data in another file ('" +
+                    std::string(location.substr(0, 200)) +
+                    "'); a torchport ONNX model carries every tensor inside it (export never writes external "
+                    "data), and ONNX Runtime would read that path from the working directory");
+  }
+}
+
+void check_sparse(std::string_view bytes, const std::string& where) {
+  Walker s(bytes, where, "a SparseTensorProto");
+  while (!s.done()) {
+    const Field f = s.next();
+    if ((f.number == kSparseValues || f.number == kSparseIndices) && f.wire == kBytes) check_tensor(f.bytes, where);
+  }
+}
+
+void check_graph(std::string_view bytes, const std::string& where, int depth);
+
+void check_node(std::string_view bytes, const std::string& where, int depth) {
+  Walker node(bytes, where, "a NodeProto");
+  while (!node.done()) {
+    const Field f = node.next();
+    if (f.number != kNodeAttribute || f.wire != kBytes) continue;
+    Walker attr(f.bytes, where, "an AttributeProto");
+    while (!attr.done()) {
+      const Field a = attr.next();
+      if (a.wire != kBytes) continue;
+      if (a.number == kAttrTensor || a.number == kAttrTensors) check_tensor(a.bytes, where);
+      if (a.number == kAttrSparseTensor || a.number == kAttrSparseTensors) check_sparse(a.bytes, where);
+      if (a.number == kAttrGraph || a.number == kAttrGraphs) check_graph(a.bytes, where, depth + 1);
+    }
+  }
+}
+
+// Every tensor of the graph and of its subgraphs (If, Loop, Scan bodies).
+void check_graph(std::string_view bytes, const std::string& where, int depth) {
+  if (depth > kMaxGraphDepth) {
+    throw Error(ErrorKind::BadArtifact, where + ": its graphs nest more than " + std::to_string(kMaxGraphDepth) +
+                                            " levels deep (the limit)");
+  }
+  Walker graph(bytes, where, "a GraphProto");
+  while (!graph.done()) {
+    const Field f = graph.next();
+    if (f.wire != kBytes) continue;
+    if (f.number == kGraphInitializer) check_tensor(f.bytes, where);
+    if (f.number == kGraphSparseInitializer) check_sparse(f.bytes, where);
+    if (f.number == kGraphNode) check_node(f.bytes, where, depth);
+  }
+}
+
 }  // namespace
 
 bool looks_like_onnx(std::string_view bytes) {
@@ -132,7 +217,10 @@ OnnxRecords read_onnx_records(std::string_view bytes, const std::string& where) 
   bool graph = false, has_manifest = false, has_golden = false;
   while (!top.done()) {
     const Field f = top.next();
-    if (f.number == kGraph && f.wire == kBytes) graph = true;
+    if (f.number == kGraph && f.wire == kBytes) {
+      graph = true;
+      check_graph(f.bytes, where, 0);
+    }
     if (f.number != kMetadataProps) continue;
     if (f.wire != kBytes) top.fail("metadata_props is not length-delimited");
     Walker entry(f.bytes, where, "a metadata_props entry");

@@ -2,8 +2,8 @@
 // An ONNX model as torchport exports it: a protobuf ModelProto whose
 // metadata_props hold torchport/manifest.json (text) and torchport/golden.pt
 // (base64). Only the top level and the metadata entries are walked here,
-// with every length checked against the bytes; the graph itself is left to
-// ONNX Runtime (backends/onnxruntime.cpp).
+// with every length checked against the bytes, and the graph's tensors for
+// external data; the graph itself is left to ONNX Runtime (backends/onnxruntime.cpp).
 
 #include <string>
 #include <string_view>
@@ -20,7 +20,9 @@ struct OnnxRecords {
 };
 
 /// Walks the ModelProto's top level (wire types, lengths, a graph present) and
-/// reads torchport's records. Throws BadArtifact naming `where` and what is wrong.
+/// reads torchport's records; refuses a tensor anywhere in the graph (its
+/// initializers, node attributes, subgraphs) whose data lives in another file.
+/// Throws BadArtifact naming `where` and what is wrong.
 OnnxRecords read_onnx_records(std::string_view bytes, const std::string& where);
 
 }  // namespace torchport::detail

@@ -275,21 +275,8 @@ def read_manifest(path: Union[str, Path]) -> Manifest:
         >>> read_manifest("model.pt").input_names
         ['image']
     """
-    text = _onnx_record(path, "manifest")
-    if text is not None:  # an ONNX model: the same schema, from its metadata
-        return Manifest.from_json(text.decode(), f"'{path}' torchport/manifest.json")
+    # Every format, ONNX included (its metadata_props), through the runtime's one reader.
     return Manifest.from_native(_native().inspect(str(path), checksum=False).manifest)
-
-
-def _onnx_record(path: Union[str, Path], which: str) -> Optional[bytes]:
-    """torchport's manifest or golden record of an ONNX model (not a zip), or None
-    for any other file (the runtime's reader then decides what it is)."""
-    from torchport._onnx_records import is_onnx, read_onnx_record
-
-    p = Path(path)
-    if not is_onnx(p):
-        return None
-    return read_onnx_record(p, which)
 
 
 def payload_checksum(archive: bytes) -> str:
@@ -302,9 +289,5 @@ def payload_checksum(archive: bytes) -> str:
 
 def read_golden(path: Union[str, Path]) -> tuple[list[Any], list[Any]]:
     """The golden ``(inputs, outputs)`` stored in an artifact at export, read by the runtime."""
-    data = _onnx_record(path, "golden")
-    if data is not None:
-        inputs, outputs = _native().read_golden_bytes(data, f"'{path}' torchport/golden.pt")
-    else:
-        inputs, outputs = _native().read_golden(str(path))
+    inputs, outputs = _native().read_golden(str(path))
     return list(inputs), list(outputs)

@@ -59,11 +59,15 @@ def export_onnx(job: Job, manifest: Manifest, golden: bytes) -> bytes:
 
 
 def onnxruntime_session(path: Any, threads: int = 1):
-    """An ONNX Runtime CPU session on ``path`` (a file or bytes), ``threads`` intra-op threads."""
+    """An ONNX Runtime CPU session on ``path`` (a file or bytes), ``threads`` intra-op threads.
+    A file is read by the runtime's reader first: it refuses what the C++ runtime
+    refuses (a tensor whose data lives in another file, which ONNX Runtime would read)."""
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise NativeUnavailableError(f"onnxruntime is not installed ({e}): pip install 'torchport[onnx]'") from None
+    if not isinstance(path, bytes):
+        load_native().inspect(str(path), checksum=False)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
