@@ -5,7 +5,7 @@ Started by test_adversarial.py as a subprocess, so that a crash ends this
 process, not the test run; the case about to run is written to LOG first.
 
     python tests/adversarial_worker.py FOLDER RESULTS.json LOG
-    python tests/adversarial_worker.py FOLDER RESULTS.json LOG --surfaces PT PT2 PTE|-
+    python tests/adversarial_worker.py FOLDER RESULTS.json LOG --surfaces PT PT2 PTE|- ONNX|-
 
 With --surfaces it runs tests/hostile_surfaces.py instead, from the given good
 artifacts (the session's compiled ones), each case through the entry points
@@ -205,7 +205,7 @@ SURFACE_RUNNERS = {
 }
 
 
-def _surface_goods(folder: Path, pt: str, pt2: str, pte: str):
+def _surface_goods(folder: Path, pt: str, pt2: str, pte: str, onnx: str):
     import hostile_surfaces
 
     class Mean(torch.nn.Module):
@@ -216,18 +216,18 @@ def _surface_goods(folder: Path, pt: str, pt2: str, pte: str):
                                    input_names=["image"])
     x_input = folder / "x.pt"
     torch.save([torch.rand(3, 6)], x_input)
-    return hostile_surfaces.Goods(Path(pt), None if pt2 == "-" else Path(pt2), None if pte == "-" else Path(pte),
-                                  x_input, image_model)
+    given = lambda p: None if p == "-" else Path(p)  # noqa: E731 - "-": that format is not available
+    return hostile_surfaces.Goods(Path(pt), given(pt2), given(pte), x_input, image_model, onnx=given(onnx))
 
 
-def main_surfaces(folder: Path, results_path: Path, log: Path, pt: str, pt2: str, pte: str) -> int:
+def main_surfaces(folder: Path, results_path: Path, log: Path, pt: str, pt2: str, pte: str, onnx: str) -> int:
     import hostile_surfaces
 
     signal.signal(signal.SIGALRM, _alarm)
-    goods = _surface_goods(folder, pt, pt2, pte)
+    goods = _surface_goods(folder, pt, pt2, pte, onnx)
     probe = torch.rand(2, 6)
     reference = torchport.NativeModel(goods.pt).run(probe)[0]
-    before = {p: digest(p) for p in (goods.pt, goods.pt2, goods.pte, goods.x_input, goods.image_model) if p}
+    before = {p: digest(p) for p in (goods.pt, goods.pt2, goods.pte, goods.onnx, goods.x_input, goods.image_model) if p}
     results = []
     for n, case in enumerate(hostile_surfaces.CASES):
         if getattr(goods, case.surface, True) is None:  # a .pte without ExecuTorch (or a run without a .pt2)
@@ -258,5 +258,5 @@ def main_surfaces(folder: Path, results_path: Path, log: Path, pt: str, pt2: str
 if __name__ == "__main__":
     if "--surfaces" in sys.argv:
         at = sys.argv.index("--surfaces")
-        sys.exit(main_surfaces(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), *sys.argv[at + 1:at + 4]))
+        sys.exit(main_surfaces(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), *sys.argv[at + 1:at + 5]))
     sys.exit(main())

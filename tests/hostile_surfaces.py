@@ -34,9 +34,10 @@ from hostile import build_zip, deep_list_pickle, patch_central_directory, patch_
 from hostile_inputs import jpeg_of, jpeg_segments, npy_with_header, npz_deflated, png_chunk, png_file, png_of, with_frame
 
 MANIFEST = "torchport/manifest.json"
-SURFACES = ("pt2", "pte", "image", "npz", "profile", "triton", "batcher")
+SURFACES = ("pt2", "pte", "onnx", "image", "npz", "profile", "triton", "batcher")
 CLASSES = ("security", "signal", "memory", "malformed", "contract", "option")
 ENTRIES = {"pt2": ("binding", "binary", "command"), "pte": ("binding", "binary", "command"),
+           "onnx": ("binding", "binary", "command"),
            "image": ("binding", "binary", "command"), "npz": ("binding", "binary", "command"),
            "profile": ("binding", "binary"), "triton": ("command",), "batcher": ("binding",)}
 
@@ -44,7 +45,7 @@ ENTRIES = {"pt2": ("binding", "binary", "command"), "pte": ("binding", "binary",
 @dataclass
 class Goods:
     """The good files every case starts from: the MLP (input 'x' [batch, 6] float32,
-    output [batch, 3]) as TorchScript, `.pt2` and `.pte`, an input file for it, and
+    output [batch, 3]) as TorchScript, `.pt2`, `.pte` and ONNX, an input file for it, and
     a TorchScript model of images (input 'image' uint8 [1, 16, 24, 3])."""
 
     pt: Path
@@ -53,6 +54,7 @@ class Goods:
     x_input: Path
     image_model: Path
     bytes_of: dict = field(default_factory=dict, repr=False)
+    onnx: Optional[Path] = None  # the MLP as ONNX (None without onnxruntime)
 
     def read(self, path: Path) -> bytes:
         if path not in self.bytes_of:
@@ -354,6 +356,113 @@ def _drop_jpeg_segment(data: bytes, marker: int) -> bytes:
     return data[:at] + data[at + 2 + length:]
 
 
+def onnx_edit(data: bytes, change: Callable) -> bytes:
+    """The ONNX model with `change(proto)` applied (the onnx package's own protobuf)."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    change(proto)
+    return proto.SerializeToString()
+
+
+def _onnx_prop(key: str, value: Optional[str]) -> Callable:
+    """Sets metadata_props[key] (torchport's records), or adds a second entry when `value` is None."""
+    def change(proto) -> None:
+        entry = next(p for p in proto.metadata_props if p.key == key)
+        if value is None:
+            proto.metadata_props.add(key=key, value=entry.value)
+        else:
+            entry.value = value
+
+    return change
+
+
+def _onnx_manifest(edit: Callable[[dict], None]) -> Callable:
+    def change(proto) -> None:
+        entry = next(p for p in proto.metadata_props if p.key == MANIFEST)
+        doc = json.loads(entry.value)
+        edit(doc)
+        entry.value = json.dumps(doc)
+
+    return change
+
+
+def _onnx_external(where: str) -> Callable:
+    """A tensor's data moved to 'weights.bin' (which a case writes beside it):
+    the first initializer, or a Constant node's value."""
+    def change(proto) -> None:
+        import onnx
+
+        tensor = proto.graph.initializer[0]
+        if where == "constant":  # the node is copied into the graph when inserted: edit it first
+            node = onnx.helper.make_node("Constant", [], ["hostile_constant"],
+                                         value=onnx.TensorProto.FromString(tensor.SerializeToString()))
+            tensor = node.attribute[0].t
+        tensor.ClearField("raw_data")
+        tensor.ClearField("float_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="weights.bin")
+        if where == "constant":
+            proto.graph.node.insert(0, node)
+
+    return change
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def onnx_nested(data: bytes, depth: int) -> bytes:
+    """The model with a second graph field (protobuf merges it into the first) whose
+    one If node holds an If as its then-branch, `depth` levels down, written by hand:
+    the onnx package's own protobuf refuses to build past 100 nested messages."""
+    graph = b""
+    for _ in range(depth):
+        attribute = _pb(1, b"then_branch") + _pb(6, graph) + _varint(20 << 3) + _varint(5)  # type GRAPH
+        graph = _pb(1, _pb(4, b"If") + _pb(5, attribute))  # GraphProto.node: NodeProto(op_type, attribute)
+    return data + _pb(7, graph)
+
+
+def _onnx_cases() -> list[SurfaceCase]:
+    out: list[SurfaceCase] = []
+    add = _artifact_adder(out, "onnx")
+    edit = lambda change: lambda b: onnx_edit(b, change)  # noqa: E731
+    add("empty file", "malformed", lambda b: b"", "is empty")
+    add("truncated by half", "malformed", lambda b: b[: len(b) // 2], "truncated")
+    add("first field a length claiming 2^40 bytes", "memory", lambda b: b[:2] + b"\x3a\x80\x80\x80\x80\x80\x20" + b[2:],
+        "truncated")
+    add("manifest not JSON", "malformed", edit(_onnx_prop(MANIFEST, "{")), "not valid JSON")
+    add("manifest number past a double's range", "malformed",
+        edit(_onnx_prop(MANIFEST, '{"schema": 1e999}')), "not valid JSON")
+    add("manifest held twice", "malformed", edit(_onnx_prop(MANIFEST, None)), "holds 'torchport/manifest.json' twice")
+    add("golden not base64", "malformed", edit(_onnx_prop("torchport/golden.pt", "***")), "expected base64")
+    add("manifest input dtype float64 against the graph's float32", "contract",
+        edit(_onnx_manifest(lambda m: m["inputs"][0].update(dtype="float64"))), "float64")
+    add("graph nested 100 If levels deep", "memory", lambda b: onnx_nested(b, 100), "nest more than 64 levels deep")
+
+    def external(where):
+        def build(folder, goods):
+            (folder / "weights.bin").write_bytes(bytes(4 * 18))
+            return {"artifact": _write(folder, "hostile.onnx", onnx_edit(goods.read(goods.onnx), _onnx_external(where)))}
+
+        return build
+
+    for where in ("initializer", "constant"):
+        out.append(SurfaceCase(f"onnx: {where} kept in another file", "onnx", "security", "bad_artifact",
+                               "keeps its data in another file ('weights.bin')", external(where)))
+    return out
+
+
 def _image_cases() -> list[SurfaceCase]:
     out: list[SurfaceCase] = []
     png = lambda: png_of(_gray(), 8, 2)  # noqa: E731 - a good 16x24 RGB PNG
@@ -602,7 +711,7 @@ def _batcher_cases() -> list[SurfaceCase]:
     return out
 
 
-CASES: list[SurfaceCase] = (_pt2_cases() + _pte_cases() + _image_cases() + _npz_cases() + _profile_cases()
+CASES: list[SurfaceCase] = (_pt2_cases() + _pte_cases() + _onnx_cases() + _image_cases() + _npz_cases() + _profile_cases()
                             + _triton_cases() + _batcher_cases())
 
 

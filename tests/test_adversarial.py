@@ -100,10 +100,15 @@ def surface_results(tmp_path_factory, mlp_formats, request) -> dict[str, dict]:
     except pytest.skip.Exception:
         pte = "-"  # no ExecuTorch: the .pte cases are left out
     paths = mlp_formats[1]
+    try:
+        pytest.importorskip("onnxruntime")
+        onnx = str(paths["onnx"])
+    except pytest.skip.Exception:
+        onnx = "-"  # no ONNX Runtime: the .onnx cases are left out
     folder = tmp_path_factory.mktemp("surfaces")
     out, log = folder / "results.json", folder / "cases.log"
     argv = [sys.executable, str(HERE / "adversarial_worker.py"), str(folder), str(out), str(log), "--surfaces",
-            str(paths["torchscript"]), str(paths["aoti"]), pte]
+            str(paths["torchscript"]), str(paths["aoti"]), pte, onnx]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=HERE)
     except subprocess.TimeoutExpired:
@@ -160,7 +165,7 @@ def _check_entry(case, entry: str, result: dict) -> None:
 @pytest.mark.parametrize("case", _surface_params())
 def test_every_surface_case_is_a_clean_error_through_its_entry_points(surface_results, case):
     if case.name not in surface_results:
-        pytest.skip("a .pte case without ExecuTorch")
+        pytest.skip("a .pte case without ExecuTorch, or a .onnx case without ONNX Runtime")
     row = surface_results[case.name]
     for entry in case.entries:
         _check_entry(case, entry, row[entry])
