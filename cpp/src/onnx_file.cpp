@@ -5,6 +5,7 @@
 #include "onnx_file.h"
 
 #include <cstdint>
+#include <utility>
 
 #include <torchport/tools.h>
 #include <torchport/torchport.h>
@@ -120,6 +121,20 @@ std::string decode_base64(std::string_view text, const std::string& where) {
   return out;
 }
 
+// A StringStringEntryProto (metadata_props, external_data): its key and value.
+std::pair<std::string_view, std::string_view> read_entry(std::string_view bytes, const std::string& where,
+                                                         const char* what) {
+  Walker entry(bytes, where, what);
+  std::string_view key, value;
+  while (!entry.done()) {
+    const Field e = entry.next();
+    if (e.wire != kBytes) continue;
+    if (e.number == kEntryKey) key = e.bytes;
+    if (e.number == kEntryValue) value = e.bytes;
+  }
+  return {key, value};
+}
+
 // GraphProto, NodeProto, AttributeProto, TensorProto and SparseTensorProto
 // field numbers (onnx/onnx.proto): the places a tensor's data can live.
 constexpr uint64_t kGraphNode = 1, kGraphInitializer = 5, kGraphSparseInitializer = 15;
@@ -142,14 +157,7 @@ void check_tensor(std::string_view bytes, const std::string& where) {
     if (f.number == kTensorDataLocation && f.wire == kVarint && f.varint != 0) external = true;
     if (f.number == kTensorExternalData && f.wire == kBytes) {
       external = true;
-      Walker entry(f.bytes, where, "an external_data entry");
-      std::string_view key, value;
-      while (!entry.done()) {
-        const Field e = entry.next();
-        if (e.wire != kBytes) continue;
-        if (e.number == kEntryKey) key = e.bytes;
-        if (e.number == kEntryValue) value = e.bytes;
-      }
+      const auto [key, value] = read_entry(f.bytes, where, "an external_data entry");
       if (key == "location") location = value;
     }
   }
@@ -223,14 +231,7 @@ OnnxRecords read_onnx_records(std::string_view bytes, const std::string& where) 
     }
     if (f.number != kMetadataProps) continue;
     if (f.wire != kBytes) top.fail("metadata_props is not length-delimited");
-    Walker entry(f.bytes, where, "a metadata_props entry");
-    std::string_view key, value;
-    while (!entry.done()) {
-      const Field e = entry.next();
-      if (e.wire != kBytes) continue;
-      if (e.number == kEntryKey) key = e.bytes;
-      if (e.number == kEntryValue) value = e.bytes;
-    }
+    const auto [key, value] = read_entry(f.bytes, where, "a metadata_props entry");
     if (key == kManifestFile) {
       if (has_manifest) top.fail(std::string("metadata_props holds '") + kManifestFile + "' twice");
       has_manifest = true;
