@@ -1,15 +1,14 @@
-"""torchport's records in an ONNX model's metadata_props, read (contract layer:
-``read_manifest`` and ``read_golden`` use them; ``formats`` writes them)."""
+"""torchport's records in an ONNX model's metadata_props: their keys and the
+test of whether a file is an ONNX model (the runtime reads the records:
+``read_manifest``, ``read_golden``; ``formats.onnx`` writes them)."""
 
 from __future__ import annotations
 
-import base64
 import os
 from pathlib import Path
-from typing import Optional
 
 from torchport._ext import load_native
-from torchport.errors import BadArtifactError, BadOptionError
+from torchport.errors import BadOptionError
 
 MANIFEST_FILE: str = load_native().MANIFEST_FILE
 GOLDEN_FILE: str = load_native().GOLDEN_FILE
@@ -54,19 +53,3 @@ def is_onnx(path: Path) -> bool:
         return True
     except Exception:  # noqa: BLE001 - protobuf raises several types
         return False
-
-
-def read_onnx_record(path: Path, which: str) -> Optional[bytes]:
-    """torchport's ``"manifest"`` or ``"golden"`` record stored in an ONNX
-    model's metadata_props, or None."""
-    key = {"manifest": ONNX_MANIFEST_KEY, "golden": ONNX_GOLDEN_KEY}[which]
-    proto = _onnx().load(str(path), load_external_data=False)
-    for prop in proto.metadata_props:
-        if prop.key == key:
-            if which == "manifest":
-                return prop.value.encode()
-            try:
-                return base64.b64decode(prop.value, validate=True)
-            except ValueError:
-                raise BadArtifactError(f"'{path}' {key}: not base64 text") from None
-    return None

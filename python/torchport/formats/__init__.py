@@ -65,7 +65,7 @@ def cross_check(paths: dict[str, Path]) -> None:
 
 
 # The names other modules and users import from torchport.formats.
-from torchport._onnx_records import is_onnx, read_onnx_record  # noqa: E402
+from torchport._onnx_records import is_onnx  # noqa: E402
 from torchport.formats.aoti import INDUCTOR_CONFIGS, compile_aoti, package_aoti  # noqa: E402
 from torchport.formats.executorch import (  # noqa: E402
     DELEGATES, EXECUTORCH_DIM_MAX, EXECUTORCH_TOLERANCES, PTE_TAIL_MAGIC, PTE_TAIL_VERSION, RNN_UNROLL_WARN_STEPS,
@@ -84,5 +84,5 @@ __all__ = [
     "REGISTRY", "RNN_UNROLL_WARN_STEPS", "SUFFIXES", "TOLERANCES", "capture", "check_outputs", "compile_aoti",
     "compile_executorch", "cross_check", "custom_ops", "dynamic_shapes", "export_onnx", "get", "is_onnx",
     "onnxruntime_session", "output_tensors", "pack_pte", "package_aoti", "package_executorch", "pte_input_bounds",
-    "read_onnx_record", "run_executorch_python", "run_onnxruntime", "tolerance",
+    "run_executorch_python", "run_onnxruntime", "tolerance",
 ]
